@@ -1,0 +1,1 @@
+"""Data: the scripted player population (the gameplay corpus) and trajectory shards."""

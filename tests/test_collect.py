@@ -1,0 +1,103 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from agentalign.data.collect import collect
+from agentalign.data.players import PLAYER_TYPES
+from agentalign.data.shards import MANIFEST, Corpus, Shard
+from agentalign.errors import ConfigError, CorpusError
+from agentalign.spec import PADS
+from conftest import small_collect_config
+
+
+def test_small_corpus(small_corpus):
+    manifest = json.loads((small_corpus / MANIFEST).read_text())
+    assert [e["index"] for e in manifest["shards"]] == [0, 1, 2, 3]
+    summary = manifest["summary"]
+    assert summary["episodes"] == 40
+    assert abs(sum(summary["outcomes"].values()) - 1) < 1e-9
+    corpus = Corpus(small_corpus)
+    assert corpus.num_episodes == 40 and corpus.obs_shape == (64, 64, 3)
+    assert corpus.player_types == list(PLAYER_TYPES)
+    assert corpus.num_steps == summary["steps"] == corpus.episodes["lengths"].sum()
+    assert (corpus.episodes["lengths"] <= 100).all()
+    episode = corpus.episode(0)
+    assert episode["frames"].shape[1:] == (64, 64, 3) and episode["actions"].max() < 9
+
+
+def test_same_seed_same_corpus_whatever_the_workers(small_corpus, tmp_path):
+    collect(small_collect_config(workers=1), tmp_path, progress=False)
+    ours = json.loads((tmp_path / MANIFEST).read_text())["shards"]
+    theirs = json.loads((small_corpus / MANIFEST).read_text())["shards"]
+    assert [e["sha256"] for e in ours] == [e["sha256"] for e in theirs]
+
+
+def test_killed_collection_resumes_to_the_same_corpus(small_corpus, tmp_path):
+    out = tmp_path / "corpus"
+    cmd = [sys.executable, "-m", "agentalign.cli", "collect", "--out", str(out), "--no-progress",
+           "--set", "episodes=80", "--set", "shard_episodes=10", "--set", "num_envs=8"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if json.loads((out / MANIFEST).read_text())["shards"]:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    listed = json.loads((out / MANIFEST).read_text())["shards"]
+    assert 1 <= len(listed) < 8, "the kill came too late to test resuming"
+    for path in out.glob("shard-*.safetensors"):  # no half-written shard is ever visible
+        Shard.open(path)
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert not list(out.glob(".*.tmp"))
+    resumed = json.loads((out / MANIFEST).read_text())["shards"]
+    assert [e["index"] for e in resumed] == list(range(8))
+    reference = json.loads((small_corpus / MANIFEST).read_text())["shards"]
+    assert [e["sha256"] for e in resumed[:4]] == [e["sha256"] for e in reference]
+
+
+def test_mixture_follows_the_config(tmp_path):
+    config = small_collect_config(episodes=300, shard_episodes=50, num_envs=25, seed=3)
+    summary = collect(config, tmp_path, progress=False)
+    weights = config["players"]["corpus"]["mixture"]
+    total = sum(weights.values())
+    for kind, w in weights.items():
+        p = w / total
+        observed = summary["by_player"].get(kind, {"episodes": 0})["episodes"] / 300
+        assert abs(observed - p) <= 4 * np.sqrt(p * (1 - p) / 300) + 1e-9, kind
+    assert 0.45 <= summary["any_pad"] <= 0.70
+    outcomes = summary["outcomes"]
+    assert outcomes["middle"] > max(outcomes["left"], outcomes["right"])
+
+
+def test_direct_demos_are_even_across_pads(tmp_path):
+    config = small_collect_config(population="direct", episodes=90, shard_episodes=45,
+                                  num_envs=30)
+    collect(config, tmp_path, progress=False)
+    corpus = Corpus(tmp_path)
+    targets = np.bincount(corpus.episodes["targets"], minlength=3)
+    assert all(15 <= t <= 45 for t in targets)
+    reached = corpus.episodes["outcomes"] == corpus.episodes["targets"]
+    assert reached.mean() >= 0.9
+    assert set(np.unique(corpus.episodes["targets"])) <= set(range(len(PADS)))
+
+
+def test_bad_settings(tmp_path, small_corpus):
+    with pytest.raises(ConfigError, match="episodes must be a positive integer"):
+        collect(small_collect_config(episodes=0), tmp_path, progress=False)
+    bad = small_collect_config()
+    bad["players"]["corpus"]["mixture"]["pilot"] = 1.0
+    with pytest.raises(ConfigError, match="unknown player type 'pilot'"):
+        collect(bad, tmp_path, progress=False)
+    with pytest.raises(CorpusError, match="different settings"):
+        collect(small_collect_config(seed=9), small_corpus, progress=False)
