@@ -51,3 +51,42 @@ class ObservationSpec:
 def outcome_name(code: int) -> str:
     """Name of an outcome code; RUNNING reads as 'running'."""
     return "running" if code == RUNNING else OUTCOMES[code]
+
+
+# -- The engine link: names and the custom side channel, shared with the Unity C# agent ---------
+
+BEHAVIOR_NAME = "JumppadAgent"  # ML-Agents behavior name (Python sees "JumppadAgent?team=0")
+CAMERA_SENSOR_NAME = "CameraSensor"
+# Environment parameter (EnvironmentParametersChannel) choosing the designer's pad: the float is
+# the pad's index in PADS (0 left, 1 middle, 2 right); NO_TARGET means none.
+TARGET_PARAMETER = "target_pad"
+NO_TARGET = -1.0
+
+# Outcome side channel: after each decision the Unity agent reports, for every agent, where it is
+# and how its episode stands, because ML-Agents' own messages carry neither. One message:
+#   int32 count, then per agent: int32 agent_id, int32 step, float32 x, float32 y,
+#   float32 heading (degrees, clockwise from north), int32 outcome (RUNNING or an OUTCOMES code);
+# all little-endian, as ML-Agents' OutgoingMessage writes them.
+OUTCOME_CHANNEL_ID = "7c8c49a6-1a84-4165-8a1a-0a382b9097ef"
+OUTCOME_RECORD_FORMAT = "<iifffi"
+
+
+def pack_outcomes(records: list[tuple[int, int, float, float, float, int]]) -> bytes:
+    """Encode (agent_id, step, x, y, heading, outcome) records as one side-channel message."""
+    import struct
+
+    return struct.pack("<i", len(records)) + b"".join(
+        struct.pack(OUTCOME_RECORD_FORMAT, *r) for r in records)
+
+
+def unpack_outcomes(data: bytes) -> list[tuple[int, int, float, float, float, int]]:
+    """Decode one outcome side-channel message; raises ValueError if its length is wrong."""
+    import struct
+
+    if len(data) < 4:
+        raise ValueError("outcome message shorter than its count field")
+    (count,) = struct.unpack_from("<i", data)
+    size = struct.calcsize(OUTCOME_RECORD_FORMAT)
+    if count < 0 or len(data) != 4 + count * size:
+        raise ValueError(f"outcome message of {len(data)} bytes does not hold {count} records")
+    return [struct.unpack_from(OUTCOME_RECORD_FORMAT, data, 4 + i * size) for i in range(count)]
