@@ -66,6 +66,22 @@ def test_killed_collection_resumes_to_the_same_corpus(small_corpus, tmp_path):
     assert [e["sha256"] for e in resumed[:4]] == [e["sha256"] for e in reference]
 
 
+def test_rerun_repairs_a_damaged_shard(small_corpus, tmp_path):
+    import shutil
+
+    out = tmp_path / "corpus"
+    shutil.copytree(small_corpus, out)
+    damaged = out / "shard-00002.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    (out / "shard-00003.safetensors").unlink()
+    summary = collect(small_collect_config(), out, progress=False)
+    assert summary["new_steps"] > 0
+    Corpus(out)  # sizes and checksums verify again
+    ours = json.loads((out / MANIFEST).read_text())["shards"]
+    theirs = json.loads((small_corpus / MANIFEST).read_text())["shards"]
+    assert [e["sha256"] for e in ours] == [e["sha256"] for e in theirs]
+
+
 def test_mixture_follows_the_config(tmp_path):
     config = small_collect_config(episodes=300, shard_episodes=50, num_envs=25, seed=3)
     summary = collect(config, tmp_path, progress=False)

@@ -131,7 +131,10 @@ def collect(config: dict[str, Any], out: str | Path, progress: bool = True) -> d
         manifest = {"format_version": FORMAT_VERSION, "agentalign": __version__,
                     "config": content, "shards": []}
     num_shards = math.ceil(config["episodes"] / config["shard_episodes"])
-    done = {e["index"] for e in manifest["shards"] if (out / e["file"]).exists()}
+    # A listed shard counts as done only if its file is there at its recorded size; anything
+    # else (deleted, truncated) is collected again, identically, from its seed.
+    done = {e["index"] for e in manifest["shards"] if (out / e["file"]).exists()
+            and (out / e["file"]).stat().st_size == e["bytes"]}
     manifest["shards"] = [e for e in manifest["shards"] if e["index"] in done]
     todo = [i for i in range(num_shards) if i not in done]
     started = time.perf_counter()
