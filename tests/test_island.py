@@ -182,3 +182,12 @@ def test_bad_construction(layout):
         IslandVectorEnv(1, layout=layout, target="north")
     with pytest.raises(ValueError, match="num_envs"):
         IslandVectorEnv(0, layout=layout)
+
+
+def test_disabled_autoreset_freezes_ended_episodes(layout):
+    env = IslandVectorEnv(2, layout=layout, autoreset_mode="Disabled")
+    env.reset(seed=0, options={"positions": [[0.0, -21.0], [0.0, -10.0]], "headings": [180, 0]})
+    for _ in range(60):  # the first falls at once; walking on must not move or crash it
+        _, _, term, _, info = env.step(np.array([[FORWARD, 0], [FORWARD, 0]]))
+    assert info["outcome"][0] == OUTCOME_CODES["fell"] and info["step"][0] == 2
+    assert not term[0]  # it ended once, on its own step

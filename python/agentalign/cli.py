@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from agentalign.data.collect import collect, format_summary
 
     overrides = list(args.overrides)
-    for key in ("episodes", "workers", "num_envs", "seed", "population"):
+    for key in ("episodes", "workers", "num_envs", "seed", "population", "env"):
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -42,6 +43,140 @@ def cmd_collect(args: argparse.Namespace) -> None:
     print(format_summary(summary))
     print(f"collected {summary['new_steps']:,} new frames in {summary['seconds']:.1f} s "
           f"into {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from agentalign.config import load_config
+    from agentalign.evaluate import evaluate, format_table
+
+    overrides = list(args.overrides)
+    for key in ("episodes", "num_envs", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.greedy:
+        overrides.append("greedy=true")
+    if args.offlane:
+        overrides.append("starts=offlane")
+    config = load_config("evaluate", args.config, overrides)
+    results = evaluate(args.checkpoint, config, args.out, progress=not args.no_progress)
+    ckpt, speed = results["checkpoint"], results["throughput"]
+    print(f"{ckpt['path']} (stage {ckpt['stage']}, step {ckpt['step']}): "
+          f"{results['episodes']} episodes from {config['starts']} starts, "
+          f"{'greedy' if config['greedy'] else 'sampled'} actions, "
+          f"{speed['episodes_per_s']:.1f} episodes/s")
+    print(format_table(results))
+    print(f"wrote results.json, heatmap.png and {len(results['files']['gifs'])} GIFs "
+          f"to {args.out}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from agentalign.config import load_config
+    from agentalign.train.bc import format_metrics, pretrain
+
+    config = load_config("pretrain", args.config, args.overrides)
+    metrics = pretrain(config, args.corpus, args.out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(format_metrics(metrics))
+        print(f"checkpoint: {args.out / metrics['checkpoint']}")
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from agentalign.config import load_config
+    from agentalign.train.bc import format_metrics, sft
+
+    config = load_config("sft", args.config, args.overrides)
+    metrics = sft(config, args.demos, args.out, init=args.init, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_metrics(metrics))
+        print(f"checkpoint: {args.out / metrics['checkpoint']}")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """'3,64,64' -> (3, 64, 64), for shape options."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}"
+                                         ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from agentalign.export.personality import export_personality, format_rates
+
+    card, path = export_personality(args.checkpoint, args.name, args.out, target=args.target,
+                                    episodes=args.episodes, seed=args.seed,
+                                    num_envs=args.num_envs, deterministic=args.deterministic)
+    measured = card["measured"]
+    print(f"wrote {path} and {path.with_suffix('.json').name}: stage {card['stage']}, "
+          f"target {card['target']}, opset {card['opset']}, memory {card['memory_size']} floats")
+    print(f"outcomes over {measured['episodes']} episodes ({measured['actions']} actions, seed "
+          f"{measured['seed']}), 95% Wilson intervals:")
+    print(format_rates(measured["rates"]))
+
+
+def cmd_check_model(args: argparse.Namespace) -> None:
+    from agentalign.export.contract import ContractError, check_model, errors
+
+    findings = check_model(args.file, obs_shape=args.obs_shape, branches=args.branches)
+    for finding in findings:
+        print(finding)
+    if bad := errors(findings):
+        raise ContractError(f"{args.file}: {len(bad)} error(s): Unity's ML-Agents would not run "
+                            "this model as is")
+    print(f"ok: {args.file} meets the ML-Agents inference contract (obs_0 "
+          f"{list(args.obs_shape)}, branches {list(args.branches)})")
+
+
+def cmd_play(args: argparse.Namespace) -> None:
+    from agentalign.export.personality import format_rates, play
+
+    results = play(args.file, args.out, episodes=args.episodes, seed=args.seed,
+                   num_envs=args.num_envs, deterministic=args.deterministic, gifs=args.gifs)
+    print(f"{args.file}: {results['episodes']} episodes ({results['actions']} actions, seed "
+          f"{results['seed']}), mean length {results['mean_length']:.1f} decisions, "
+          "95% Wilson intervals:")
+    print(format_rates(results["rates"]))
+    print(f"wrote results.json and {len(results['files'])} GIF(s) to {args.out}")
+
+
+def cmd_import_demo(args: argparse.Namespace) -> None:
+    from agentalign.data.demo import import_demos
+
+    result = import_demos(args.files, args.out)
+    for item in result["files"]:
+        if "skipped" in item:
+            print(f"{item['file']}: skipped ({item['skipped']})")
+            continue
+        spec = item["spec"]
+        frames = spec["frames"]["shape"]
+        actions = spec["actions"]
+        print(f"{item['file']}: {item['episodes']} episodes, {item['steps']} steps -> "
+              f"{item['shard']} (frames {'x'.join(map(str, frames))} from "
+              f"{spec['frames']['sensor']}, discrete {actions['discrete_branches']}"
+              + (f", {actions['continuous']} continuous" if actions["continuous"] else "")
+              + ")")
+    print(f"corpus: {result['out']}")
+
+
+def cmd_unity_scene(args: argparse.Namespace) -> None:
+    from agentalign.unityproj import check, generate
+
+    if args.check:
+        problems = check(args.project, args.layout)
+        if problems:
+            raise UserError(f"the Unity scene is out of date ({len(problems)} files; run "
+                            f"agentalign unity-scene): " + "; ".join(problems[:3]))
+        print(f"{args.project}: the scene and its assets are up to date with the layout")
+        return
+    changed = generate(args.project, args.layout)
+    for path in changed:
+        print(f"wrote {path}")
+    print(f"{args.project}: {len(changed)} files changed" if changed
+          else f"{args.project}: already up to date")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +208,120 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, help="number of episodes (default 3200)")
     p.add_argument("--workers", type=int, help="worker processes (default 2)")
     p.add_argument("--num-envs", type=int, help="environments per worker (default 32)")
+    p.add_argument("--env", help="island (default), unity (the editor on port 5004: "
+                   "press Play) or unity:PATH (headless builds, --num-envs of them)")
     p.add_argument("--seed", type=int, help="corpus seed (default 0)")
     _config_args(p)
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("evaluate", help="outcome rates of a policy, with a heatmap and GIFs",
+                       description="Play episodes with a policy checkpoint (sampled actions, "
+                       "as deployed, unless --greedy) and write results.json (outcome rates "
+                       "with 95%% Wilson intervals, overall and per spawn), heatmap.png and "
+                       "episode GIFs. Defaults: configs/evaluate.yaml.")
+    p.add_argument("checkpoint", type=Path, help="a policy checkpoint folder or stage folder")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="output folder")
+    p.add_argument("--episodes", type=int, help="episodes to count (default 200)")
+    p.add_argument("--num-envs", type=int, help="environments stepped together (default 64)")
+    p.add_argument("--seed", type=int, help="evaluation seed (default 0)")
+    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    p.add_argument("--offlane", action="store_true", help="start displaced or turned away from "
+                   "the demonstration lanes (the fixed set in configs/evaluate.yaml)")
+    _config_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pretrain", help="pre-train the policy by imitating the gameplay corpus",
+                       description="Behaviour cloning of the whole gameplay corpus from a random "
+                       "init. Resumes from the newest checkpoint in --out (rerun the same "
+                       "command after an interruption) and skips a finished run. Runs on N "
+                       "processes with `torchrun --nproc_per_node N -m agentalign.cli pretrain "
+                       "...`. Defaults: configs/pretrain.yaml.")
+    p.add_argument("--corpus", type=Path, default=Path("runs/corpus"),
+                   help="gameplay corpus folder (from `agentalign collect`)")
+    p.add_argument("--out", type=Path, default=Path("runs/pretrain"), help="stage folder")
+    _config_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("sft", help="fine-tune the policy on curated direct demos",
+                       description="Supervised fine-tuning on the curated demos (made by "
+                       "`agentalign collect --population direct --episodes 200`), from a "
+                       "pre-trained checkpoint (--init) or from a random init (--from-scratch, "
+                       "the ablation). Resumable like pretrain. Defaults: configs/sft.yaml.")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                       help="pre-trained policy: a checkpoint folder or the pretrain folder")
+    start.add_argument("--from-scratch", action="store_true",
+                       help="start from a random init instead (the paper's ablation)")
+    p.add_argument("--demos", type=Path, default=Path("runs/demos"), help="demo corpus folder")
+    p.add_argument("--out", type=Path, default=Path("runs/sft"), help="stage folder")
+    _config_args(p)
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser("export", help="export a policy as a personality (ONNX + card)",
+                       description="Write NAME.onnx (one decision per call, in the ML-Agents "
+                       "inference contract: drop it into Behavior Parameters) and NAME.json "
+                       "(the card: source, spec, memory, and outcome rates measured by running "
+                       "the exported file in the island).")
+    p.add_argument("checkpoint", type=Path, help="a policy checkpoint folder or stage folder")
+    p.add_argument("--name", required=True, help="personality name, e.g. left-runner "
+                   "(letters, digits, - and _)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<run>/personalities "
+                   "for a checkpoint inside a run, else runs/personalities)")
+    p.add_argument("--target", choices=["left", "middle", "right"],
+                   help="the pad it was aligned to (default: the checkpoint's meta, if any)")
+    p.add_argument("--episodes", type=int, default=200, help="episodes measured for the card")
+    p.add_argument("--num-envs", type=int, default=64, help="environments stepped together")
+    p.add_argument("--seed", type=int, default=0, help="seed of the island and the sampling")
+    p.add_argument("--deterministic", action="store_true", help="export for Unity's "
+                   "Deterministic Inference: both action outputs are the argmax")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check-model", help="check an ONNX file against ML-Agents' loader",
+                       description="Check FILE against the rules Unity's ML-Agents loader "
+                       "applies (constants, version, inputs and shapes for the island's camera, "
+                       "branch sizes, memory) and print each finding as the Behavior Parameters "
+                       "inspector words it. Exits non-zero if there are errors.")
+    p.add_argument("file", type=Path, help="an .onnx file")
+    p.add_argument("--obs-shape", type=_int_list, default=(3, 64, 64), metavar="C,H,W",
+                   help="the camera sensor's shape (default 3,64,64)")
+    p.add_argument("--branches", type=_int_list, default=(9, 3), metavar="N,N",
+                   help="discrete branch sizes (default 9,3)")
+    p.set_defaults(func=cmd_check_model)
+
+    p = sub.add_parser("play", help="preview a personality in the island with onnxruntime",
+                       description="Run FILE with onnxruntime in the island, carrying its "
+                       "memory as Unity does (zeros at each episode start, recurrent_out -> "
+                       "recurrent_in); write episode.gif and results.json (outcome rates with "
+                       "95%% Wilson intervals).")
+    p.add_argument("file", type=Path, help="a personality .onnx file")
+    p.add_argument("--episodes", type=int, default=20, help="episodes to play")
+    p.add_argument("--out", type=Path, default=Path("runs/play"), help="output folder")
+    p.add_argument("--num-envs", type=int, default=16, help="environments stepped together")
+    p.add_argument("--seed", type=int, default=0, help="seed of the island and the sampling")
+    p.add_argument("--deterministic", action="store_true",
+                   help="take deterministic_discrete_actions (Unity's Deterministic Inference)")
+    p.add_argument("--gifs", type=int, default=1, help="episodes to film (the first ones)")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("import-demo", help="convert ML-Agents .demo recordings into shards",
+                       description="Read Unity ML-Agents demonstration files (recorded human "
+                       "play; any layout ML-Agents has written) into a corpus of shards. Each "
+                       "shard keeps its file's spec (sensors, shapes, actions); training "
+                       "refuses a corpus that does not fit the policy. Rerunning skips files "
+                       "already imported.")
+    p.add_argument("files", nargs="+", type=Path, help=".demo files")
+    p.add_argument("--out", type=Path, default=Path("runs/demos"), help="corpus folder")
+    p.set_defaults(func=cmd_import_demo)
+    p = sub.add_parser("unity-scene", help="write the Unity scene of the island from the layout",
+                       description="Regenerate unity_project/Assets/AgentAlign/Scenes/"
+                       "JumppadIsland.unity, its materials and textures, the build's scene list "
+                       "and missing .meta files from the layout file (the editor's AgentAlign > "
+                       "Regenerate Scene From Layout runs this). See docs/unity_project.md.")
+    p.add_argument("--project", type=Path, default=Path("unity_project"),
+                   help="the Unity project folder (default: unity_project)")
+    p.add_argument("--layout", default="jumppad_island", help="layout name or .json path")
+    p.add_argument("--check", action="store_true", help="change nothing; fail if the committed "
+                   "files differ from what the layout gives")
+    p.set_defaults(func=cmd_unity_scene)
     return parser
 
 

@@ -90,3 +90,10 @@ def unpack_outcomes(data: bytes) -> list[tuple[int, int, float, float, float, in
     if count < 0 or len(data) != 4 + count * size:
         raise ValueError(f"outcome message of {len(data)} bytes does not hold {count} records")
     return [struct.unpack_from(OUTCOME_RECORD_FORMAT, data, 4 + i * size) for i in range(count)]
+
+
+# Environment parameter asking the engine to reseed its spawn draws at the next reset, so that
+# `reset(seed=...)` means the same on both backends. Parameters travel as float32, so the value
+# is the seed modulo 2**24 (exact in float32); without a message the engine keeps its stream.
+SEED_PARAMETER = "spawn_seed"
+SEED_MODULUS = 2**24

@@ -22,10 +22,10 @@ from agentalign import __version__
 from agentalign.atomic import remove_stale_temporaries, write_json_atomic
 from agentalign.data.players import PLAYER_TYPES, Population
 from agentalign.data.shards import CODECS, FORMAT_VERSION, MANIFEST, Episode, write_shard
-from agentalign.envs.island import IslandVectorEnv
+from agentalign.envs.factory import check_env_spec, make_env
 from agentalign.envs.layout import load_layout
 from agentalign.errors import ConfigError, CorpusError
-from agentalign.spec import OUTCOMES
+from agentalign.spec import OUTCOMES, RUNNING
 
 # Keys that change what is recorded; a resumed corpus must agree on them.
 CONTENT_KEYS = ("population", "episodes", "shard_episodes", "seed", "layout", "height", "width",
@@ -42,6 +42,10 @@ def check_config(config: dict[str, Any]) -> None:
                           f"got {config['frames_codec']!r}")
     if config["compression_level"] not in range(10):
         raise ConfigError("collect: compression_level must be an integer 0..9")
+    check_env_spec(config.get("env", "island"))
+    if config.get("env") == "unity" and config["workers"] != 1:
+        raise ConfigError("collect: the Unity editor serves one connection; use --workers 1 "
+                          "(or headless builds: --env unity:PATH)")
     if config["population"] not in config["players"]:
         raise ConfigError(f"collect: population {config['population']!r} is not a section of "
                           f"the players config ({sorted(config['players'])})")
@@ -57,9 +61,9 @@ def collect_shard(index: int, config: dict[str, Any], out: Path) -> dict[str, An
     rng = np.random.default_rng([config["seed"], index])
     wanted = min(config["shard_episodes"], config["episodes"] - index * config["shard_episodes"])
     n = min(config["num_envs"], wanted)
-    env = IslandVectorEnv(n, layout=layout, height=config["height"], width=config["width"],
-                          autoreset_mode=AutoresetMode.SAME_STEP,
-                          spawn_jitter=config["spawn_jitter"])
+    env = make_env(config.get("env", "island"), n, layout=layout, height=config["height"],
+                   width=config["width"], autoreset_mode=AutoresetMode.SAME_STEP,
+                   spawn_jitter=config["spawn_jitter"])
     obs, info = env.reset(seed=int(rng.integers(2**31)))
     players = [population.sample(rng) for _ in range(n)]
     active = np.ones(n, dtype=bool)
@@ -78,6 +82,9 @@ def collect_shard(index: int, config: dict[str, Any], out: Path) -> dict[str, An
         obs, _, terminated, truncated, info = env.step(actions)
         for i in np.flatnonzero((terminated | truncated) & active):
             final = info["final_info"]
+            if final["outcome"][i] == RUNNING:  # cut short by an engine restart: play again
+                buffers[i], players[i] = _empty_buffer(), population.sample(rng)
+                continue
             buf, player = buffers[i], players[i]
             episodes.append(Episode(
                 frames=np.stack(buf["frames"]), actions=np.stack(buf["actions"]),
@@ -90,9 +97,11 @@ def collect_shard(index: int, config: dict[str, Any], out: Path) -> dict[str, An
                 started += 1
             else:
                 active[i] = False
+    env.close()  # the unity backend's builds quit here
     metadata = {"player_types": list(PLAYER_TYPES), "layout": layout.digest,
                 "population": config["population"], "shard_index": index,
-                "agentalign": __version__}
+                "agentalign": __version__,
+                **({"env": config["env"]} if config.get("env", "island") != "island" else {})}
     entry = write_shard(out / f"shard-{index:05d}.safetensors", episodes, metadata,
                         codec=config["frames_codec"], level=config["compression_level"])
     by_player = np.zeros((len(PLAYER_TYPES), len(OUTCOMES)), dtype=np.int64)

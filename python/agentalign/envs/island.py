@@ -110,7 +110,8 @@ class IslandVectorEnv(VectorEnv):
         actions = self._check_actions(actions)
         resetting = self._needs_reset.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP \
             else np.zeros(self.num_envs, dtype=bool)
-        live = ~resetting
+        # Episodes that ended and are not being reset (autoreset disabled) stay frozen.
+        live = ~resetting & (self.outcomes == RUNNING)
         self._advance(live, actions)
         rewards = np.zeros(self.num_envs, dtype=np.float32)
         if self.target is not None:

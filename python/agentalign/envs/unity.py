@@ -1,0 +1,676 @@
+"""The `unity` backend: the island's Gymnasium vector API, played by Unity over ML-Agents.
+
+`UnityVectorEnv` drives one or more `mlagents_envs.UnityEnvironment`s: the editor (port 5004,
+after a press of Play) or N headless builds (`worker_id`s, one port each), and presents them as
+one `VectorEnv` with the embedded island's observations (uint8 [N, H, W, 3]), actions
+(MultiDiscrete [9, 3]), rewards, terminations and `info` (position, heading, step, spawn,
+outcome), so training and evaluation code never knows which backend it drives.
+
+How ML-Agents' steps map onto the vector API:
+- Rows are agents. Each worker contributes the agents it reports at reset, in the order they
+  first ask for a decision; the total must be `num_envs`.
+- An agent's id is its episode id: an episode that ends arrives as a terminal step (old id) and
+  its successor as a decision step (new id) in the same message; the new id takes the freed row
+  (agents are interchangeable, so any pairing is a valid episode stream). That is same-step
+  autoreset natively; next-step autoreset holds the successor's first frame back one call.
+- Terminal steps with `interrupted` (the agent's MaxStep) are truncations; others terminations.
+- Positions, headings, step counts and outcomes come from the outcome side channel
+  (`agentalign.spec.OUTCOME_CHANNEL_ID`), which the Unity agent fills every decision; the spawn
+  point is the layout spawn nearest to an episode's first position.
+- Time scale goes through EngineConfigurationChannel; the target pad and `reset(seed=...)`
+  through EnvironmentParametersChannel (`target_pad`, `spawn_seed`); worker k is seeded with
+  seed + k.
+
+When a build crashes or stops answering (`timeout_wait` seconds), it is killed and relaunched
+(on its port if free again, else the next free one) and the rollout continues. The episode in
+flight on that build is lost: the step that noticed the failure reports it **truncated** with
+`info["interrupted"]` True and outcome RUNNING (it never ended in the game), its final
+observation is the last one seen, and the row continues with a fresh episode from the new build
+(next-step autoreset: at the following call). Other rows are unaffected. A worker that fails
+more than `max_restarts` times, or the editor (which cannot be restarted from here), raises
+`EngineError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from agentalign.envs import mlagents_compat
+from agentalign.envs.layout import Layout, load_layout
+from agentalign.errors import UserError
+from agentalign.spec import (
+    ACTION_BRANCHES,
+    BEHAVIOR_NAME,
+    DECISIONS_PER_SECOND,
+    NO_TARGET,
+    OUTCOME_CHANNEL_ID,
+    PADS,
+    RUNNING,
+    SEED_MODULUS,
+    SEED_PARAMETER,
+    TARGET_PARAMETER,
+    unpack_outcomes,
+)
+
+mlagents_compat.install()  # before anything imports mlagents_envs' message modules
+# mlagents-envs compares versions with distutils' StrictVersion at every connection.
+warnings.filterwarnings("ignore", "distutils Version classes are deprecated", DeprecationWarning)
+
+log = logging.getLogger("agentalign.unity")
+
+EDITOR_PORT = 5004
+BUILD_BASE_PORT = 5005
+_PORT_LOCK = Path(tempfile.gettempdir()) / "agentalign-unity-ports.lock"
+
+
+class EngineError(UserError):
+    """The engine link failed in a way a restart cannot fix (or the build does not fit)."""
+
+
+@dataclass
+class _Worker:
+    """One UnityEnvironment (a build, or the editor) and the rows of the vector it serves."""
+
+    index: int
+    seed: int
+    worker_id: int = 0
+    env: Any = None
+    outcome_channel: Any = None
+    parameters_channel: Any = None
+    engine_channel: Any = None
+    rows: list[int] = field(default_factory=list)
+    agent_ids: list[int] = field(default_factory=list)  # current episode id per row
+    decision_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class _RowState:
+    """What `info` reports for a row: its episode's step, position, heading, spawn, outcome."""
+
+    step: int
+    position: tuple[float, float]
+    heading: float
+    spawn: int
+    outcome: int
+
+
+@dataclass
+class _Ended:
+    """An episode that ended this step: its last frame and state, and how it ended."""
+
+    frame: np.ndarray
+    state: _RowState
+    interrupted: bool = False  # the agent's MaxStep (a timeout): truncated
+    lost: bool = False  # its build crashed or went silent: truncated, outcome RUNNING
+
+
+@dataclass
+class _StepResult:
+    rewards: dict[int, float]
+    ended: dict[int, _Ended]
+
+
+def _write_state(info: dict[str, Any], row: int, state: _RowState) -> None:
+    info["step"][row] = state.step
+    info["position"][row] = state.position
+    info["heading"][row] = state.heading
+    info["spawn"][row] = state.spawn
+    info["outcome"][row] = state.outcome
+
+
+def _outcome_channel_class() -> type:
+    from mlagents_envs.side_channel.side_channel import SideChannel
+
+    class OutcomeChannel(SideChannel):
+        """Receives the Unity agent's per-step records: id, step, x, y, heading, outcome."""
+
+        def __init__(self) -> None:
+            super().__init__(uuid.UUID(OUTCOME_CHANNEL_ID))
+            self.records: dict[int, tuple[int, int, float, float, float, int]] = {}
+
+        def on_message_received(self, msg: Any) -> None:
+            for record in unpack_outcomes(bytes(msg.buffer)):
+                self.records[record[0]] = record
+
+    return OutcomeChannel
+
+
+def free_worker_ids(count: int, base_port: int = BUILD_BASE_PORT, start: int = 0) -> list[int]:
+    """`count` worker ids from `start` on whose ports (base_port + id) nothing listens.
+
+    The check binds 127.0.0.1 the way mlagents' own check does; call it under `_port_lock()`
+    and keep the lock until the servers are bound, so two processes cannot pick the same port.
+    """
+    chosen: list[int] = []
+    worker_id = start
+    while len(chosen) < count:
+        port = base_port + worker_id
+        if port > 65535:
+            raise EngineError(f"no free ports above {base_port} for {count} Unity workers")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                chosen.append(worker_id)
+            except OSError:
+                pass
+        worker_id += 1
+    return chosen
+
+
+@contextlib.contextmanager
+def _port_lock() -> Any:
+    from filelock import FileLock
+
+    with FileLock(str(_PORT_LOCK), timeout=120):
+        yield
+
+
+def _resolve_executable(file_name: str) -> str:
+    """A path, or a command on PATH (e.g. the installed `agentalign-island-player`)."""
+    if os.path.exists(file_name) or os.sep in file_name:
+        return file_name
+    found = shutil.which(file_name)
+    return found if found else file_name
+
+
+class UnityVectorEnv(VectorEnv):
+    """`num_envs` Unity agents as one Gymnasium vector environment (see the module docstring).
+
+    `file_name=None` waits for the editor on `base_port` (default 5004) after Play is pressed;
+    otherwise `workers` builds (default: one per row) are launched on ports
+    `base_port + worker_id` (default base 5005; free ids are picked when `worker_id` is None).
+    Each build hosts num_envs / workers agents. `height`/`width` must match the build's camera
+    sensor; they, the agents per build, `layout`, `spawn_jitter` and `max_steps` go on the
+    build's command line (the stand-in player honours them; a Unity build ignores what its
+    scripts do not read). `timeout_wait` is how long a silent build has before it is restarted.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"],
+        "render_fps": DECISIONS_PER_SECOND}
+
+    def __init__(self, num_envs: int = 1, *, file_name: str | None = None,
+                 workers: int | None = None, worker_id: int | None = None,
+                 base_port: int | None = None, seed: int = 0, time_scale: float = 20.0,
+                 target: str | None = None, height: int = 64, width: int = 64,
+                 layout: Layout | str = "jumppad_island", spawn_jitter: float | None = None,
+                 max_steps: int | None = None,
+                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 timeout_wait: int = 60, max_restarts: int = 3, log_folder: str | None = None,
+                 no_graphics: bool = False, additional_args: list[str] | None = None,
+                 render_mode: str | None = "rgb_array"):
+        mlagents_compat.require_mlagents()
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if target is not None and target not in PADS:
+            raise ValueError(f"unknown target pad {target!r}: choose one of {list(PADS)}")
+        if timeout_wait < 10:  # mlagents polls the build every timeout_wait // 10 seconds
+            raise ValueError("timeout_wait must be at least 10 seconds")
+        self.layout = load_layout(layout) if isinstance(layout, str) else layout
+        self.num_envs = num_envs
+        self.file_name = None if file_name is None else _resolve_executable(file_name)
+        workers = 1 if file_name is None else (workers or num_envs)
+        if file_name is None and (workers != 1 or worker_id not in (None, 0)):
+            raise ValueError("the editor is one worker (worker_id 0)")
+        if num_envs % workers:
+            raise ValueError(f"{num_envs} rows do not split over {workers} workers")
+        self.base_port = base_port if base_port is not None else (
+            EDITOR_PORT if file_name is None else BUILD_BASE_PORT)
+        self.fixed_worker_id = worker_id
+        self.seed = seed
+        self.time_scale = time_scale
+        self.target = None if target is None else PADS.index(target)
+        self.height, self.width = height, width
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.render_mode = render_mode
+        self.timeout_wait, self.max_restarts = timeout_wait, max_restarts
+        self.log_folder = log_folder
+        # Camera sensors render: a real build needs graphics (under Xvfb on a headless server).
+        self.no_graphics = no_graphics
+        self.per_worker = num_envs // workers
+        args = list(additional_args or [])
+        args += ["--obs-height", str(height), "--obs-width", str(width),
+                 "--num-agents", str(self.per_worker)]
+        args += ["--layout", _layout_argument(layout, self.layout)]
+        if spawn_jitter is not None:
+            args += ["--spawn-jitter", str(spawn_jitter)]
+        if max_steps is not None:
+            args += ["--max-steps", str(max_steps)]
+        self.additional_args = args
+        self.single_observation_space = gym.spaces.Box(0, 255, (height, width, 3), np.uint8)
+        self.single_action_space = gym.spaces.MultiDiscrete(np.array(ACTION_BRANCHES))
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.behavior_name: str | None = None
+        self._spawn_xy = np.array([s.position for s in self.layout.spawns], dtype=np.float64)
+
+        self.positions = np.full((num_envs, 2), np.nan)
+        self.headings = np.full(num_envs, np.nan)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.outcomes = np.full(num_envs, RUNNING, dtype=np.int8)
+        self.spawns = np.full(num_envs, -1, dtype=np.int64)
+        self._obs = np.zeros((num_envs, height, width, 3), dtype=np.uint8)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._warned_no_outcomes = False
+        self._reset_seed = seed
+        self._workers = [_Worker(index=k, seed=seed + k) for k in range(workers)]
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self.restarts = 0
+        try:
+            self._map(self._launch, self._workers)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- Gymnasium API -------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every worker (an ML-Agents reset is global); `seed` reseeds worker k with
+        seed + k. Per-row options of the island (spawns, positions, reset_mask) have no
+        counterpart in ML-Agents and are refused."""
+        if options:
+            raise ValueError(f"the unity backend takes no reset options, got {sorted(options)}")
+        if seed is not None:
+            self._reset_seed = seed
+            for w in self._workers:
+                w.seed = seed + w.index
+        self._map(self._reset_worker, self._workers, seed is not None)
+        self._needs_reset[:] = False
+        return self._obs.copy(), self._info()
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        if self.behavior_name is None:
+            raise RuntimeError("call reset() before step(): the engine has no agents yet")
+        actions = self._check_actions(actions)
+        n = self.num_envs
+        rewards = np.zeros(n, dtype=np.float32)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        interrupted = np.zeros(n, dtype=bool)
+        # Next-step autoreset: rows whose episode ended last call show their successor's first
+        # frame now. The engine started that successor already; a worker whose rows all wait
+        # is not stepped at all this call, so no decision is skipped. (A worker with several
+        # agents must step: its waiting agents idle through one decision.)
+        resetting = self._needs_reset.copy()
+        todo = [w for w in self._workers if not resetting[w.rows].all()]
+        ended: dict[int, _Ended] = {}
+        for result in self._map(self._step_worker, todo, actions, resetting):
+            for row, reward in result.rewards.items():
+                rewards[row] = reward
+            for row, end in result.ended.items():
+                ended[row] = end
+                truncated[row] = end.interrupted or end.lost
+                terminated[row] = not truncated[row]
+                interrupted[row] = end.lost
+        obs = self._obs.copy()
+        info = self._info()
+        info["interrupted"] = interrupted
+        rows = sorted(ended)
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            if rows:  # obs and info already show the successors; the ends go in final_*
+                final_obs = np.empty(n, dtype=object)
+                final = self._info()
+                final["interrupted"] = interrupted.copy()
+                for row in rows:
+                    final_obs[row] = ended[row].frame
+                    _write_state(final, row, ended[row].state)
+                info["final_obs"], info["_final_obs"] = final_obs, mask
+                info["final_info"], info["_final_info"] = final, mask.copy()
+        else:  # show the ends now; the engine's state (the successors) shows next call
+            for row in rows:
+                obs[row] = ended[row].frame
+                _write_state(info, row, ended[row].state)
+            self._needs_reset = mask
+        return obs, rewards, terminated, truncated, info
+
+    def set_target(self, target: str | None) -> None:
+        """Change the rewarded pad; the engine applies it from the next exchange."""
+        if target is not None and target not in PADS:
+            raise ValueError(f"unknown target pad {target!r}: choose one of {list(PADS)}")
+        self.target = None if target is None else PADS.index(target)
+        for w in self._workers:
+            if w.parameters_channel is not None:
+                w.parameters_channel.set_float_parameter(TARGET_PARAMETER, self._target_value())
+
+    def worker_processes(self) -> list[int | None]:
+        """Process id of each worker's build (None for the editor or a worker being replaced)."""
+        return [getattr(getattr(w.env, "_process", None), "pid", None) for w in self._workers]
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        return tuple(self._obs) if self.render_mode == "rgb_array" else None
+
+    def close(self, **kwargs: Any) -> None:
+        workers = [w for w in getattr(self, "_workers", []) if w.env is not None]
+        if workers:
+            self._map(self._shutdown, workers, False)
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        super().close(**kwargs)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _map(self, func: Any, workers: list[_Worker], *args: Any) -> list[Any]:
+        """Run `func(worker, *args)` for every worker, in parallel threads when there are
+        several (each call mostly waits on its build's socket, so threads overlap well)."""
+        if self._pool is None or len(workers) <= 1:
+            return [func(w, *args) for w in workers]
+        return list(self._pool.map(lambda w: func(w, *args), workers))
+
+    def _launch(self, w: _Worker) -> None:
+        """Start (or restart) worker `w`'s UnityEnvironment and queue its configuration."""
+        from mlagents_envs.environment import UnityEnvironment
+        from mlagents_envs.exception import UnityException
+        from mlagents_envs.side_channel.engine_configuration_channel import (
+            EngineConfigurationChannel,
+        )
+        from mlagents_envs.side_channel.environment_parameters_channel import (
+            EnvironmentParametersChannel,
+        )
+
+        w.outcome_channel = _outcome_channel_class()()
+        w.parameters_channel = EnvironmentParametersChannel()
+        w.engine_channel = EngineConfigurationChannel()
+        w.engine_channel.set_configuration_parameters(time_scale=self.time_scale)
+        w.parameters_channel.set_float_parameter(TARGET_PARAMETER, self._target_value())
+        w.parameters_channel.set_float_parameter(SEED_PARAMETER, float(w.seed % SEED_MODULUS))
+        channels = [w.engine_channel, w.parameters_channel, w.outcome_channel]
+        where = "the editor" if self.file_name is None else self.file_name
+        try:
+            if self.file_name is None:
+                log.warning("waiting for the Unity editor on port %d: press Play",
+                            self.base_port)
+                w.worker_id = 0
+                w.env = UnityEnvironment(None, worker_id=0, base_port=self.base_port,
+                                         seed=w.seed, timeout_wait=self.timeout_wait,
+                                         side_channels=channels)
+            else:
+                w.env = self._launch_build(UnityEnvironment, w, channels)
+        except UnityException as e:
+            raise EngineError(f"could not connect to {where} "
+                              f"(port {self.base_port + w.worker_id}): {_one_line(e)}") from None
+
+    def _launch_build(self, unity_environment: type, w: _Worker, channels: list[Any]) -> Any:
+        base = self
+        lock = contextlib.ExitStack()
+        if self.fixed_worker_id is None:  # pick a free port, holding the lock until bound
+            lock.enter_context(_port_lock())
+            w.worker_id = free_worker_ids(1, self.base_port, start=w.worker_id)[0]
+        else:
+            w.worker_id = self.fixed_worker_id + w.index
+
+        class _Environment(unity_environment):  # type: ignore[misc, valid-type]
+            def _get_communicator(self, worker_id: int, base_port: int,
+                                  timeout_wait: int) -> Any:
+                try:
+                    return super()._get_communicator(worker_id, base_port, timeout_wait)
+                finally:
+                    lock.close()  # our server now holds the port
+
+        try:
+            return _Environment(base.file_name, worker_id=w.worker_id, base_port=base.base_port,
+                                seed=w.seed, no_graphics=base.no_graphics,
+                                timeout_wait=base.timeout_wait,
+                                additional_args=base.additional_args, side_channels=channels,
+                                log_folder=base.log_folder)
+        finally:
+            lock.close()
+
+    def _shutdown(self, w: _Worker, kill: bool) -> None:
+        """Close worker `w`: politely (quit message, wait for the build), or kill it at once."""
+        env, w.env = w.env, None
+        if env is None:
+            return
+        process = getattr(env, "_process", None)  # mlagents keeps the build's Popen here
+        try:
+            if kill and process is not None:
+                process.kill()
+            env._close(0 if kill else None)  # close() refuses a link already marked dead
+        except Exception as e:  # a half-dead link must not stop the rest from closing
+            log.debug("closing worker %d: %s", w.index, e)
+        if process is not None:
+            with contextlib.suppress(Exception):
+                process.wait(timeout=5)
+
+    def _reset_worker(self, w: _Worker, reseed: bool) -> None:
+        from mlagents_envs.exception import UnityException
+
+        while True:
+            try:
+                if reseed:
+                    w.parameters_channel.set_float_parameter(
+                        SEED_PARAMETER, float(w.seed % SEED_MODULUS))
+                w.env.reset()
+                self._adopt_agents(w)
+                return
+            except UnityException as e:
+                self._restart(w, e)
+                reseed = False  # the relaunch queued the seed already
+
+    def _adopt_agents(self, w: _Worker) -> None:
+        """After a reset: check the behaviour, give each agent a row, show first frames."""
+        from mlagents_envs.exception import UnityException
+
+        specs = w.env.behavior_specs
+        names = [n for n in specs if n.split("?")[0] == BEHAVIOR_NAME]
+        if not names:
+            raise EngineError(f"the build declares no {BEHAVIOR_NAME!r} behaviour (it declares "
+                              f"{sorted(specs)}); is it the jumppad island?")
+        name = names[0]
+        self._check_spec(specs[name])
+        self.behavior_name = name
+        decision, _ = w.env.get_steps(name)
+        ids = [int(a) for a in decision.agent_id]
+        if not w.rows:
+            if len(ids) != self.per_worker:
+                raise EngineError(f"worker {w.index} has {len(ids)} agents, expected "
+                                  f"{self.per_worker} (num_envs {self.num_envs} over "
+                                  f"{len(self._workers)} workers)")
+            w.rows = list(range(w.index * self.per_worker, (w.index + 1) * self.per_worker))
+        elif len(ids) != len(w.rows):
+            raise UnityException(f"worker {w.index} came back with {len(ids)} agents, "
+                                 f"not {len(w.rows)}")
+        w.agent_ids = ids
+        w.decision_ids = decision.agent_id
+        frames = self._frames(decision.obs[0])
+        for k, row in enumerate(w.rows):
+            self._obs[row] = frames[k]
+            self._start_row(row, w.outcome_channel.records.get(ids[k]))
+
+    def _step_worker(self, w: _Worker, actions: np.ndarray,
+                     resetting: np.ndarray) -> _StepResult:
+        """Send this worker's actions, wait for its answer, move its rows along.
+
+        If the build is lost, every row it served ends here (truncated, `lost`), with the last
+        frame and state seen; the restarted build's first frames are in place for the next call.
+        """
+        from mlagents_envs.base_env import ActionTuple
+        from mlagents_envs.exception import UnityException
+
+        row_of = dict(zip(w.agent_ids, w.rows, strict=True))
+        ordered = np.array([row_of[int(a)] for a in w.decision_ids], dtype=np.int64)
+        chosen = actions[ordered].copy()
+        chosen[resetting[ordered]] = 0  # a waiting successor idles through this exchange
+        try:
+            w.env.set_actions(self.behavior_name, ActionTuple(discrete=chosen.astype(np.int32)))
+            w.env.step()
+            return self._read_steps(w, resetting)
+        except UnityException as e:
+            lost = {row: _Ended(self._obs[row].copy(), self._state(row), lost=True)
+                    for row in w.rows if not resetting[row]}
+            self._restart(w, e)
+            self._reset_worker(w, False)
+            return _StepResult(rewards={}, ended=lost)
+
+    def _read_steps(self, w: _Worker, resetting: np.ndarray) -> _StepResult:
+        """Map one answer's terminal and decision steps onto the worker's rows."""
+        from mlagents_envs.exception import UnityException
+
+        decision, terminal = w.env.get_steps(self.behavior_name)
+        records = w.outcome_channel.records
+        row_of = dict(zip(w.agent_ids, w.rows, strict=True))
+        result = _StepResult(rewards={}, ended={})
+        if len(terminal):
+            frames = self._frames(terminal.obs[0])
+            for j, aid in enumerate(terminal.agent_id.tolist()):
+                row = row_of.pop(aid, None)
+                if row is None:  # an agent we never saw (e.g. ended during a reset)
+                    continue
+                self._update_row(row, records.pop(aid, None))
+                if not resetting[row]:
+                    result.rewards[row] = float(terminal.reward[j])
+                    result.ended[row] = _Ended(frames[j], self._state(row),
+                                               interrupted=bool(terminal.interrupted[j]))
+        free = [row for row in w.rows if row not in row_of.values()]
+        new_ids = [a for a in decision.agent_id.tolist() if a not in row_of]
+        if len(new_ids) != len(free):
+            raise UnityException(f"worker {w.index}: {len(new_ids)} new agents for "
+                                 f"{len(free)} ended episodes; every island agent must ask "
+                                 "for a decision every step (DecisionRequester period 1)")
+        row_of.update(zip(new_ids, free, strict=True))
+        frames = self._frames(decision.obs[0])
+        for j, aid in enumerate(decision.agent_id.tolist()):
+            row = row_of[aid]
+            self._obs[row] = frames[j]
+            if row in free:
+                self._start_row(row, records.get(aid))
+            else:
+                self._update_row(row, records.get(aid))
+                if not resetting[row]:
+                    result.rewards[row] = float(decision.reward[j])
+        by_row = {row: aid for aid, row in row_of.items()}
+        w.agent_ids = [by_row[row] for row in w.rows]
+        w.decision_ids = decision.agent_id
+        for aid in [a for a in records if a not in row_of]:
+            del records[aid]
+        return result
+
+    def _restart(self, w: _Worker, error: Exception) -> None:
+        """Replace a crashed or silent build; raise EngineError when that is not possible."""
+        from mlagents_envs.exception import UnityException
+
+        if self.file_name is None:
+            self._shutdown(w, True)
+            raise EngineError(f"the Unity editor stopped answering ({_one_line(error)}); "
+                              "press Play again and rerun") from None
+        while True:
+            if w.restarts >= self.max_restarts:
+                self._shutdown(w, True)
+                raise EngineError(f"worker {w.index} failed {w.restarts + 1} times, last: "
+                                  f"{_one_line(error)}") from None
+            w.restarts += 1
+            self.restarts += 1
+            log.warning("unity worker %d (port %d) failed: %s; restarting it (%d/%d); its "
+                        "episode in flight is reported truncated", w.index,
+                        self.base_port + w.worker_id, _one_line(error), w.restarts,
+                        self.max_restarts)
+            self._shutdown(w, True)
+            w.seed = self._reset_seed + w.index + 7919 * w.restarts
+            try:
+                self._launch(w)
+                return
+            except (EngineError, UnityException) as e:
+                error = e
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _frames(self, obs: np.ndarray) -> np.ndarray:
+        """Camera observations as ML-Agents decodes them (float CHW in 0..1) back to uint8 HWC."""
+        return np.rint(np.asarray(obs) * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)
+
+    def _check_spec(self, spec: Any) -> None:
+        shapes = [tuple(o.shape) for o in spec.observation_specs]
+        expected = (3, self.height, self.width)
+        if not shapes or shapes[0] != expected:
+            raise EngineError(f"the build's first observation has shape "
+                              f"{shapes[0] if shapes else None}, expected a {expected} camera "
+                              "(CHW); match --set height/width to its camera sensor")
+        branches = tuple(spec.action_spec.discrete_branches)
+        if branches != ACTION_BRANCHES or spec.action_spec.continuous_size:
+            raise EngineError(f"the build's actions are {spec.action_spec}, expected discrete "
+                              f"branches {ACTION_BRANCHES}")
+
+    def _target_value(self) -> float:
+        return NO_TARGET if self.target is None else float(self.target)
+
+    def _start_row(self, row: int, record: tuple | None) -> None:
+        self.steps[row] = 0
+        self._update_row(row, record)
+        if record is None:
+            self.spawns[row] = -1
+        else:  # the layout spawn nearest to where the episode starts
+            distance = np.linalg.norm(self._spawn_xy - np.array(record[2:4]), axis=1)
+            self.spawns[row] = int(np.argmin(distance))
+
+    def _update_row(self, row: int, record: tuple | None) -> None:
+        """Take a row's position, heading, step and outcome from its outcome-channel record."""
+        if record is None:
+            if not self._warned_no_outcomes:
+                log.warning("the build sends no outcome-channel records (%s); positions and "
+                            "outcomes are unknown", OUTCOME_CHANNEL_ID)
+                self._warned_no_outcomes = True
+            self.positions[row], self.headings[row] = np.nan, np.nan
+            self.steps[row] += 1
+            return
+        _, step, x, y, heading, outcome = record
+        self.positions[row] = (x, y)
+        self.headings[row] = heading
+        self.steps[row] = step
+        self.outcomes[row] = outcome
+
+    def _state(self, row: int) -> _RowState:
+        return _RowState(int(self.steps[row]), (float(self.positions[row][0]),
+                         float(self.positions[row][1])), float(self.headings[row]),
+                         int(self.spawns[row]), int(self.outcomes[row]))
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs, len(ACTION_BRANCHES)):
+            raise ValueError(f"actions must have shape ({self.num_envs}, "
+                             f"{len(ACTION_BRANCHES)}), got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be integers, got {actions.dtype}")
+        if (actions < 0).any() or (actions >= np.array(ACTION_BRANCHES)).any():
+            raise ValueError(f"actions out of range: branch sizes are {list(ACTION_BRANCHES)}")
+        return actions.astype(np.int64)
+
+    def _info(self) -> dict[str, Any]:
+        return {"position": self.positions.astype(np.float32),
+                "heading": self.headings.astype(np.float32), "step": self.steps.copy(),
+                "spawn": self.spawns.copy(), "outcome": self.outcomes.copy()}
+
+
+def _layout_argument(given: Layout | str, layout: Layout) -> str:
+    """How a build's command line names the layout: a packaged name or a file path."""
+    if isinstance(given, str):
+        return given
+    packaged = layout.source.removeprefix("<packaged>/")
+    return packaged.removesuffix(".json") if packaged != layout.source else layout.source
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,108 @@
+"""Outcome rates with 95% Wilson score intervals, overall and per group (spawn point, start kind).
+
+Wilson rather than the normal approximation because the rates we care about sit near 0 and 1
+(an aligned agent reaches its pad in ~90% of episodes, the others in a few %), where the normal
+interval collapses to zero width or leaves [0, 1]; Wilson stays inside and keeps its coverage
+at the 100-500 episodes an evaluation plays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agentalign.spec import OUTCOME_CODES, OUTCOMES, PADS
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+# Reported rates: each pad, "none" (= fell + timeout, as the paper counts), fell and timeout
+# separately, and "any_pad" (the agent reached some pad).
+RATE_CODES: dict[str, tuple[int, ...]] = {
+    **{pad: (OUTCOME_CODES[pad],) for pad in PADS},
+    "none": (OUTCOME_CODES["fell"], OUTCOME_CODES["timeout"]),
+    "fell": (OUTCOME_CODES["fell"],),
+    "timeout": (OUTCOME_CODES["timeout"],),
+    "any_pad": tuple(OUTCOME_CODES[pad] for pad in PADS),
+}
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes {successes} must be within 0..{trials}")
+    p, z2 = successes / trials, z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z / (1 + z2 / trials) * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    # Exact at the ends (rounding would otherwise give e.g. -1e-17 for 0 successes).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+def rate(successes: int, trials: int) -> dict[str, float | int]:
+    """{"rate", "low", "high", "count", "n"}: a proportion with its 95% interval."""
+    low, high = wilson_interval(successes, trials)
+    return {"rate": successes / trials if trials else 0.0, "low": low, "high": high,
+            "count": int(successes), "n": int(trials)}
+
+
+def outcome_rates(outcomes: Sequence[int] | np.ndarray) -> dict[str, dict[str, float | int]]:
+    """Every rate of RATE_CODES over a list of outcome codes."""
+    outcomes = np.asarray(outcomes, dtype=np.int64)
+    if ((outcomes < 0) | (outcomes >= len(OUTCOMES))).any():
+        raise ValueError("outcomes must be codes of finished episodes (0..4)")
+    return {name: rate(int(np.isin(outcomes, codes).sum()), len(outcomes))
+            for name, codes in RATE_CODES.items()}
+
+
+def summarise(outcomes: Sequence[int] | np.ndarray, lengths: Sequence[int] | np.ndarray,
+              groups: dict[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """Rates and mean length overall, then the same per label of each grouping.
+
+    `groups` maps a grouping name to one label per episode, e.g. {"spawn": ["spawn_1", ...]};
+    the result then has `by_spawn` = {label: {"episodes", "rates", "mean_length"}}.
+    """
+    outcomes, lengths = np.asarray(outcomes), np.asarray(lengths, dtype=np.float64)
+    summary: dict[str, Any] = _block(outcomes, lengths)
+    for name, labels in (groups or {}).items():
+        labels = np.asarray(labels)
+        if len(labels) != len(outcomes):
+            raise ValueError(f"group {name!r} has {len(labels)} labels for {len(outcomes)} "
+                             "episodes")
+        summary[f"by_{name}"] = {str(label): _block(outcomes[labels == label],
+                                                    lengths[labels == label])
+                                 for label in sorted(set(labels.tolist()))}
+    return summary
+
+
+def _block(outcomes: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
+    return {"episodes": len(outcomes), "rates": outcome_rates(outcomes),
+            "mean_length": float(lengths.mean()) if len(lengths) else 0.0}
+
+
+TABLE_COLUMNS = ("left", "middle", "right", "none", "fell", "timeout", "any_pad")
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Rates in % per row (all, then each group), and the overall 95% intervals underneath."""
+    head = f"{'':16s}{'episodes':>9s}" + "".join(f"{c:>9s}" for c in TABLE_COLUMNS) \
+        + f"{'length':>9s}"
+    lines = [head, _row("all", summary)]
+    for key, blocks in summary.items():
+        if key.startswith("by_") and len(blocks) > 1:
+            lines += [_row(label, block) for label, block in blocks.items()]
+    rates = summary["rates"]
+    lines.append("95% intervals: " + ", ".join(
+        f"{c} [{100 * rates[c]['low']:.1f}, {100 * rates[c]['high']:.1f}]"
+        for c in ("left", "middle", "right", "none", "any_pad")))
+    return "\n".join(lines)
+
+
+def _row(label: str, block: dict[str, Any]) -> str:
+    cells = "".join(f"{100 * block['rates'][c]['rate']:>8.1f}%" for c in TABLE_COLUMNS)
+    return f"{label:16s}{block['episodes']:>9d}{cells}{block['mean_length']:>9.1f}"

@@ -1,0 +1,11 @@
+"""The Unity project's generated side: the island scene, its materials and textures, `.meta` files.
+
+`generate(project)` writes them from the layout file (`agentalign unity-scene`); `check(project)`
+says how the committed files differ from a fresh run. `unity_yaml` reads and writes Unity's YAML
+dialect, `assets` the per-asset files (GUIDs, `.meta`, materials, PNG textures), `scene` the
+scene graph itself. See docs/unity_project.md.
+"""
+
+from agentalign.unityproj.scene import check, generate
+
+__all__ = ["check", "generate"]

@@ -1,0 +1,573 @@
+"""The jumppad island as a Unity scene, written from the layout file (one layout, two renderers).
+
+What the scene holds, and how it mirrors the embedded renderer (`agentalign.envs.render`):
+
+- Ground: one quad over the world rectangle, textured with the embedded renderer's own raster
+  (water, beach, grass tiles, landmark and pad discs, obstacle footprints: all flat), point-
+  sampled as Python samples it. The coastline, beach and tiles are therefore exact, not a
+  polygon approximated by primitives. Water: a larger quad just below, in the water colour.
+- Haze: the embedded renderer paints ground farther than `camera.far` (horizontal distance) as
+  haze. For a level, unrolled camera that distance is constant along an image row, and so is the
+  depth along the optical axis (`far * cos(pitch) + height * sin(pitch)`): the ground and water
+  materials discard fragments beyond that depth, and the backdrop shows through.
+- Sky and haze backdrop: a quad fixed in front of the agent's camera, drawn first and under
+  everything, textured with the embedded renderer's background rows (sky gradient above the
+  horizon, haze below) so that every image row gets the colour Python gives it.
+- Beacons: upright cylinders (diameter = beacon width) over the pads and landmarks that have
+  one; Python draws them as upright rectangles of the same width, at any distance.
+- Obstacles: BoxColliders without a renderer (their footprint is in the ground texture, as in
+  Python). Jumppads: trigger volumes with a `Jumppad` component. The agent's own rules
+  (`IslandRules.cs`) use the same geometry, stored on the `Island` component.
+- The agent: ML-Agents' BehaviorParameters (branches [9, 3], no vector observation),
+  DecisionRequester (one decision per academy step; the Island sets 10 steps/s),
+  CameraSensorComponent (64x64 RGB, PNG), DemonstrationRecorder (off), our JumppadAgent; an
+  avatar cylinder (its top in the shade colour) and the camera rig of the layout.
+- Personalities: a PersonalitySwitcher reading the personality library asset (models dropped
+  into `Assets/AgentAlign/Models`), so adding one never touches this generated scene.
+
+File ids are derived from each object's path in the hierarchy, so regenerating gives the same
+bytes and a layout change touches only the objects it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agentalign.envs.layout import DEFAULT_LAYOUT, Layout, load_layout
+from agentalign.envs.render import IslandRenderer, rasterise
+from agentalign.errors import UserError
+from agentalign.spec import (
+    ACTION_BRANCHES,
+    BEHAVIOR_NAME,
+    CAMERA_SENSOR_NAME,
+    DECISIONS_PER_SECOND,
+    OBS_HEIGHT,
+    OBS_WIDTH,
+)
+from agentalign.unityproj.assets import (
+    asset_guid,
+    ensure_metas,
+    material,
+    meta_text,
+    png_bytes,
+    texture_meta,
+)
+from agentalign.unityproj.unity_yaml import (
+    BUILTIN_EXTRA,
+    BUILTIN_MESH,
+    HEADER,
+    colour,
+    document,
+    int_array,
+    num,
+    ref,
+    vec,
+)
+
+SCENE = "Assets/AgentAlign/Scenes/JumppadIsland.unity"
+SCRIPTS = "Assets/AgentAlign/Scripts"
+SHADER = "Assets/AgentAlign/Shaders/Flat.shader"
+MATERIALS = "Assets/AgentAlign/Materials"
+TEXTURES = "Assets/AgentAlign/Textures"
+LIBRARY = "Assets/AgentAlign/Models/Personalities.asset"
+BUILD_SETTINGS = "ProjectSettings/EditorBuildSettings.asset"
+GENERATED_FOLDERS = (MATERIALS, TEXTURES)  # wholly generated: stale files there are removed
+
+# Script GUIDs of the ML-Agents package (FACTS.md; stable across 3.x and 4.x).
+MLAGENTS_SCRIPTS = {
+    "BehaviorParameters": "5d1c4e0b1822b495aa52bc52839ecb30",
+    "DecisionRequester": "3a5c9d521e5ef4759a8246a07d52221e",
+    "CameraSensorComponent": "282f342c2ab144bf38be65d4d0c4e07d",
+    "DemonstrationRecorder": "f2902496c0120472b90269f94a0aec7e",
+}
+OUR_SCRIPTS = ("Island", "Jumppad", "JumppadAgent", "PersonalitySwitcher", "PersonalityLibrary")
+
+# One decision per academy step; Island.cs sets Time.fixedDeltaTime = 1 / DECISIONS_PER_SECOND,
+# so the agent decides 10 times a second of game time, and an episode's end and its successor's
+# first decision reach Python in the same message.
+DECISION_PERIOD = 1
+FIXED_DELTA_TIME = 1.0 / DECISIONS_PER_SECOND
+SPAWN_JITTER = 0.5  # metres, uniform on each axis (IslandVectorEnv's default)
+NEAR_CLIP, FAR_CLIP = 0.1, 1000.0
+BACKDROP_DISTANCE = 1.0  # metres in front of the camera; drawn first, so any distance works
+BACKDROP_ASPECT = 4.0  # wide enough for a 4:1 game view as well as the square sensor
+BACKDROP_WIDTH_PX = 4
+OBSTACLE_HEIGHT = 2.0  # collider height; obstacles are drawn flat
+PAD_VOLUME_HEIGHT = 2.0
+AVATAR_CAP = 0.001  # thickness of the disc that paints the avatar's top in the shade colour
+DEMO_NAME = "JumppadHuman"
+
+
+# -- the hierarchy -----------------------------------------------------------------------------
+
+@dataclass
+class _Component:
+    key: str  # unique on its GameObject; part of the file id
+    class_id: int
+    type_name: str
+    lines: list[str]
+
+
+@dataclass
+class _Node:
+    name: str
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    euler: tuple[float, float, float] = (0.0, 0.0, 0.0)  # degrees, Unity's x (pitch), y (yaw), z
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    components: list[_Component] = field(default_factory=list)
+    children: list[_Node] = field(default_factory=list)
+    tag: str = "Untagged"
+
+
+def file_id(path: str, key: str) -> int:
+    """A scene-local file id from the object's hierarchy path and component key."""
+    return int(hashlib.md5(f"{path}#{key}".encode()).hexdigest()[:12], 16) + 1000
+
+
+def quaternion(euler: tuple[float, float, float]) -> tuple[float, float, float, float]:
+    """Unity's rotation for Euler angles in degrees: about z, then x, then y (x, y, z, w)."""
+    def axis(i: int, degrees: float) -> tuple[float, float, float, float]:
+        q = [0.0, 0.0, 0.0, math.cos(math.radians(degrees) / 2)]
+        q[i] = math.sin(math.radians(degrees) / 2)
+        return q[0], q[1], q[2], q[3]
+
+    def mul(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+        ax, ay, az, aw = a
+        bx, by, bz, bw = b
+        return (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
+
+    return mul(mul(axis(1, euler[1]), axis(0, euler[0])), axis(2, euler[2]))
+
+
+def _object_header(game_object: int) -> list[str]:
+    return ["m_ObjectHideFlags: 0", "m_CorrespondingSourceObject: {fileID: 0}",
+            "m_PrefabInstance: {fileID: 0}", "m_PrefabAsset: {fileID: 0}",
+            f"m_GameObject: {ref(game_object)}"]
+
+
+def _emit(node: _Node, path: str, father: int, docs: list[tuple[int, str]]) -> int:
+    go, tr = file_id(path, "GameObject"), file_id(path, "Transform")
+    names = [child.name for child in node.children]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: two children share a name")
+    components = [(file_id(path, c.key), c) for c in node.components]
+    docs.append((go, document(1, go, "GameObject", [
+        "m_ObjectHideFlags: 0", "m_CorrespondingSourceObject: {fileID: 0}",
+        "m_PrefabInstance: {fileID: 0}", "m_PrefabAsset: {fileID: 0}", "serializedVersion: 6",
+        "m_Component:", f"- component: {ref(tr)}",
+        *(f"- component: {ref(cid)}" for cid, _ in components),
+        "m_Layer: 0", f"m_Name: {node.name}", f"m_TagString: {node.tag}",
+        "m_Icon: {fileID: 0}", "m_NavMeshLayer: 0", "m_StaticEditorFlags: 0", "m_IsActive: 1"])))
+    children = [file_id(f"{path}/{child.name}", "Transform") for child in node.children]
+    docs.append((tr, document(4, tr, "Transform", [
+        *_object_header(go), "serializedVersion: 2",
+        f"m_LocalRotation: {vec(*quaternion(node.euler))}",
+        f"m_LocalPosition: {vec(*node.position)}", f"m_LocalScale: {vec(*node.scale)}",
+        "m_ConstrainProportionsScale: 0",
+        *(["m_Children:", *(f"- {ref(c)}" for c in children)] if children else
+          ["m_Children: []"]),
+        f"m_Father: {ref(father)}", f"m_LocalEulerAnglesHint: {vec(*node.euler)}"])))
+    for cid, component in components:
+        docs.append((cid, document(component.class_id, cid, component.type_name,
+                                   _object_header(go) + component.lines)))
+    for child in node.children:
+        _emit(child, f"{path}/{child.name}", tr, docs)
+    return tr
+
+
+# -- components --------------------------------------------------------------------------------
+
+def _script(key: str, guid: str, fields: list[str]) -> _Component:
+    return _Component(key, 114, "MonoBehaviour", [
+        "m_Enabled: 1", "m_EditorHideFlags: 0", f"m_Script: {ref(11500000, guid)}", "m_Name: ",
+        "m_EditorClassIdentifier: ", *fields])
+
+
+def _mesh(mesh: str, material_guid: str) -> list[_Component]:
+    return [
+        _Component("MeshFilter", 33, "MeshFilter",
+                   [f"m_Mesh: {ref(BUILTIN_MESH[mesh], BUILTIN_EXTRA, 0)}"]),
+        _Component("MeshRenderer", 23, "MeshRenderer", [
+            "m_Enabled: 1", "m_CastShadows: 0", "m_ReceiveShadows: 0", "m_DynamicOccludee: 1",
+            "m_StaticShadowCaster: 0", "m_MotionVectors: 1", "m_LightProbeUsage: 0",
+            "m_ReflectionProbeUsage: 0", "m_RayTracingMode: 0", "m_RayTraceProcedural: 0",
+            "m_RenderingLayerMask: 1", "m_RendererPriority: 0", "m_Materials:",
+            f"- {ref(2100000, material_guid, 2)}", "m_StaticBatchInfo:", "  firstSubMesh: 0",
+            "  subMeshCount: 0", "m_StaticBatchRoot: {fileID: 0}", "m_ProbeAnchor: {fileID: 0}",
+            "m_LightProbeVolumeOverride: {fileID: 0}", "m_ScaleInLightmap: 1",
+            "m_ReceiveGI: 1", "m_PreserveUVs: 0", "m_IgnoreNormalsForChartDetection: 0",
+            "m_ImportantGI: 0", "m_StitchLightmapSeams: 1", "m_SelectedEditorRenderState: 3",
+            "m_MinimumChartSize: 4", "m_AutoUVMaxDistance: 0.5", "m_AutoUVMaxAngle: 89",
+            "m_LightmapParameters: {fileID: 0}", "m_SortingLayerID: 0", "m_SortingLayer: 0",
+            "m_SortingOrder: 0", "m_AdditionalVertexStreams: {fileID: 0}"]),
+    ]
+
+
+def _collider_common(trigger: bool) -> list[str]:
+    return ["m_Material: {fileID: 0}", "m_IncludeLayers:", "  serializedVersion: 2",
+            "  m_Bits: 0", "m_ExcludeLayers:", "  serializedVersion: 2", "  m_Bits: 0",
+            "m_LayerOverridePriority: 0", f"m_IsTrigger: {int(trigger)}",
+            "m_ProvidesContacts: 0", "m_Enabled: 1"]
+
+
+def _box_collider(size: tuple[float, float, float]) -> _Component:
+    return _Component("BoxCollider", 65, "BoxCollider", [
+        *_collider_common(False), "serializedVersion: 3", f"m_Size: {vec(*size)}",
+        "m_Center: {x: 0, y: 0, z: 0}"])
+
+
+def _trigger_cylinder() -> _Component:
+    return _Component("MeshCollider", 64, "MeshCollider", [
+        *_collider_common(True), "serializedVersion: 5", "m_Convex: 1", "m_CookingOptions: 30",
+        f"m_Mesh: {ref(BUILTIN_MESH['Cylinder'], BUILTIN_EXTRA, 0)}"])
+
+
+def _camera(layout: Layout) -> list[_Component]:
+    cam = layout.camera
+    return [
+        _Component("Camera", 20, "Camera", [
+            "m_Enabled: 1", "serializedVersion: 2", "m_ClearFlags: 2",
+            f"m_BackGroundColor: {colour(layout.palette['haze'])}", "m_projectionMatrixMode: 1",
+            "m_GateFitMode: 2", "m_FOVAxisMode: 0", "m_Iso: 200", "m_ShutterSpeed: 0.005",
+            "m_Aperture: 16", "m_FocusDistance: 10", "m_FocalLength: 50", "m_BladeCount: 5",
+            "m_Curvature: {x: 2, y: 11}", "m_BarrelClipping: 0.25", "m_Anamorphism: 0",
+            "m_SensorSize: {x: 36, y: 24}", "m_LensShift: {x: 0, y: 0}",
+            "m_NormalizedViewPortRect:", "  serializedVersion: 2", "  x: 0", "  y: 0",
+            "  width: 1", "  height: 1", f"near clip plane: {num(NEAR_CLIP)}",
+            f"far clip plane: {num(FAR_CLIP)}", f"field of view: {num(cam.vertical_fov)}",
+            "orthographic: 0", "orthographic size: 5", "m_Depth: 0", "m_CullingMask:",
+            "  serializedVersion: 2", "  m_Bits: 4294967295", "m_RenderingPath: -1",
+            "m_TargetTexture: {fileID: 0}", "m_TargetDisplay: 0", "m_TargetEye: 3", "m_HDR: 0",
+            "m_AllowMSAA: 0", "m_AllowDynamicResolution: 0", "m_ForceIntoRT: 0",
+            "m_OcclusionCulling: 0", "m_StereoConvergence: 10", "m_StereoSeparation: 0.022"]),
+        _Component("AudioListener", 81, "AudioListener", ["m_Enabled: 1"]),
+    ]
+
+
+def haze_depth(layout: Layout) -> float:
+    """Depth along the optical axis at which the embedded renderer's ground turns to haze."""
+    cam = layout.camera
+    pitch = math.radians(cam.pitch)
+    return cam.far * math.cos(pitch) + cam.height * math.sin(pitch)
+
+
+def material_name(colour_key: str) -> str:
+    return "".join(part.capitalize() for part in colour_key.split("_"))
+
+
+# -- textures ----------------------------------------------------------------------------------
+
+def textures(layout: Layout) -> dict[str, np.ndarray]:
+    """The ground and backdrop textures, RGB, row 0 at the top (north for the ground).
+
+    - IslandGround: the embedded renderer's raster over the world rectangle, cells aligned to
+      the world's south-west corner (the renderer's own raster may sit up to a cell off that
+      grid, its origin depending on its padding).
+    - Backdrop: the embedded renderer's background for an OBS_HEIGHT-row image, one texel row
+      per image row (sky gradient above the horizon, haze below).
+    """
+    renderer = IslandRenderer(layout, OBS_HEIGHT, OBS_WIDTH)
+    raster, _ = rasterise(layout, renderer.colour_names, 0.0)
+    ground = renderer.palette[raster][::-1]
+    rows = np.empty((OBS_HEIGHT, 3), dtype=np.uint8)
+    rows[:] = layout.palette["haze"]  # below the background rows the ground covers the backdrop
+    rows[:renderer.first_ground_row] = renderer.background[:, 0]
+    backdrop = np.repeat(rows[:, None, :], BACKDROP_WIDTH_PX, axis=1)
+    return {"IslandGround": np.ascontiguousarray(ground), "Backdrop": backdrop}
+
+
+# -- the scene ---------------------------------------------------------------------------------
+
+def _settings_documents() -> str:
+    """Scene-wide settings: no lights, fog, skybox or baked lighting (everything is unlit)."""
+    return (
+        document(29, 1, "OcclusionCullingSettings", [
+            "m_ObjectHideFlags: 0", "serializedVersion: 2", "m_OcclusionBakeSettings:",
+            "  smallestOccluder: 5", "  smallestHole: 0.25", "  backfaceThreshold: 100",
+            "m_SceneGUID: 00000000000000000000000000000000", "m_OcclusionCullingData: {fileID: 0}"])
+        + document(104, 2, "RenderSettings", [
+            "m_ObjectHideFlags: 0", "serializedVersion: 10", "m_Fog: 0",
+            "m_FogColor: {r: 0.5, g: 0.5, b: 0.5, a: 1}", "m_FogMode: 3", "m_FogDensity: 0.01",
+            "m_LinearFogStart: 0", "m_LinearFogEnd: 300",
+            "m_AmbientSkyColor: {r: 1, g: 1, b: 1, a: 1}",
+            "m_AmbientEquatorColor: {r: 1, g: 1, b: 1, a: 1}",
+            "m_AmbientGroundColor: {r: 1, g: 1, b: 1, a: 1}", "m_AmbientIntensity: 1",
+            "m_AmbientMode: 3", "m_SubtractiveShadowColor: {r: 0.42, g: 0.478, b: 0.627, a: 1}",
+            "m_SkyboxMaterial: {fileID: 0}", "m_HaloStrength: 0.5", "m_FlareStrength: 1",
+            "m_FlareFadeSpeed: 3", "m_HaloTexture: {fileID: 0}", "m_SpotCookie: {fileID: 0}",
+            "m_DefaultReflectionMode: 0", "m_DefaultReflectionResolution: 128",
+            "m_ReflectionBounces: 1", "m_ReflectionIntensity: 1",
+            "m_CustomReflection: {fileID: 0}", "m_Sun: {fileID: 0}",
+            "m_UseRadianceAmbientProbe: 0"])
+        + document(157, 3, "LightmapSettings", [
+            "m_ObjectHideFlags: 0", "serializedVersion: 12", "m_GIWorkflowMode: 1",
+            "m_GISettings:", "  serializedVersion: 2", "  m_BounceScale: 1",
+            "  m_IndirectOutputScale: 1", "  m_AlbedoBoost: 1", "  m_EnvironmentLightingMode: 0",
+            "  m_EnableBakedLightmaps: 0", "  m_EnableRealtimeLightmaps: 0",
+            "m_LightingDataAsset: {fileID: 0}", "m_LightingSettings: {fileID: 0}"])
+        + document(196, 4, "NavMeshSettings", [
+            "serializedVersion: 2", "m_ObjectHideFlags: 0", "m_BuildSettings:",
+            "  serializedVersion: 3", "  agentTypeID: 0", "  agentRadius: 0.5",
+            "  agentHeight: 2", "  agentSlope: 45", "  agentClimb: 0.4", "  ledgeDropHeight: 0",
+            "  maxJumpAcrossDistance: 0", "  minRegionArea: 2", "  manualCellSize: 0",
+            "  cellSize: 0.16666667", "  manualTileSize: 0", "  tileSize: 256",
+            "  buildHeightMesh: 0", "  maxJobWorkers: 0", "  preserveTilesOutsideBounds: 0",
+            "  debug:", "    m_Flags: 0", "m_NavMeshData: {fileID: 0}"]))
+
+
+def _island(layout: Layout, guids: dict[str, str]) -> _Node:
+    (wx0, wy0), (wx1, wy1) = layout.world_min, layout.world_max
+    centre = ((wx0 + wx1) / 2, (wy0 + wy1) / 2)
+    water_span = max(wx1 - wx0, wy1 - wy0) + 4 * (layout.camera.far + layout.camera.back)
+    flat = (90.0, 0.0, 0.0)  # a quad faces -z; this turns it up, its +y (texture top) north
+    ground = _Node("Ground", (centre[0], 0.0, centre[1]), flat, (wx1 - wx0, wy1 - wy0, 1.0),
+                   _mesh("Quad", guids["mat:Ground"]))
+    water = _Node("Water", (centre[0], -0.05, centre[1]), flat, (water_span, water_span, 1.0),
+                  _mesh("Quad", guids["mat:Water"]))
+    spawns = _Node("Spawns", children=[
+        _Node(s.name, (s.position[0], 0.0, s.position[1]), (0.0, s.heading, 0.0))
+        for s in layout.spawns])
+    pads = _Node("Jumppads", children=[
+        _Node(f"Jumppad {pad.name}", (pad.position[0], PAD_VOLUME_HEIGHT / 2, pad.position[1]),
+              scale=(2 * pad.radius, PAD_VOLUME_HEIGHT / 2, 2 * pad.radius),
+              components=[_trigger_cylinder(), _script("Jumppad", guids["Jumppad"], [
+                  f"padIndex: {index}", f"radius: {num(pad.radius)}"])])
+        for index, pad in enumerate(layout.pads)])
+    obstacles = _Node("Obstacles", children=[
+        _Node(box.name, (box.center[0], OBSTACLE_HEIGHT / 2, box.center[1]),
+              components=[_box_collider((box.size[0], OBSTACLE_HEIGHT, box.size[1]))])
+        for box in layout.obstacles])
+    landmarks = _Node("Landmarks", children=[
+        _Node(mark.name, (mark.position[0], 0.0, mark.position[1])) for mark in layout.landmarks])
+    beacons = _Node("Beacons", children=[
+        _Node(f"{item.name} beacon", (item.position[0], item.beacon_height / 2, item.position[1]),
+              scale=(item.beacon_width, item.beacon_height / 2, item.beacon_width),
+              components=_mesh("Cylinder", guids[f"mat:{material_name(item.colour)}"]))
+        for item in (*layout.pads, *layout.landmarks) if item.beacon_height > 0])
+
+    island_fields = ["coastline:", *(f"- {vec(x, y)}" for x, y in layout.polygon), "obstacles:"]
+    for box in layout.obstacles:
+        (lx, ly), (hx, hy) = box.lo, box.hi
+        island_fields += ["- serializedVersion: 2", f"  x: {num(lx)}", f"  y: {num(ly)}",
+                          f"  width: {num(hx - lx)}", f"  height: {num(hy - ly)}"]
+    if not layout.obstacles:
+        island_fields[-1] = "obstacles: []"
+    island_fields += ["jumppads:", *(
+        f"- {ref(file_id(f'Island/Jumppads/Jumppad {pad.name}', 'Jumppad'))}"
+        for pad in layout.pads)]
+    island_fields += ["spawns:", *(f"- {ref(file_id(f'Island/Spawns/{s.name}', 'Transform'))}"
+                                   for s in layout.spawns)]
+    island_fields.append(f"spawnJitter: {num(SPAWN_JITTER)}")
+    return _Node("Island", components=[_script("Island", guids["Island"], island_fields)],
+                 children=[ground, water, spawns, pads, obstacles, landmarks, beacons])
+
+
+def _agent(layout: Layout, guids: dict[str, str]) -> _Node:
+    agent, cam = layout.agent, layout.camera
+    spawn = layout.spawns[0]
+    backdrop_height = 2 * BACKDROP_DISTANCE * math.tan(math.radians(cam.vertical_fov) / 2)
+    backdrop = _Node("Backdrop", (0.0, 0.0, BACKDROP_DISTANCE),
+                     scale=(BACKDROP_ASPECT * backdrop_height, backdrop_height, 1.0),
+                     components=_mesh("Quad", guids["mat:Backdrop"]))
+    rig = _Node("CameraRig", (0.0, cam.height, -cam.back), (cam.pitch, 0.0, 0.0),
+                components=_camera(layout), children=[backdrop], tag="MainCamera")
+    body = _Node("Avatar", (0.0, agent.height / 2, 0.0),
+                 scale=(2 * agent.radius, agent.height / 2, 2 * agent.radius),
+                 components=_mesh("Cylinder", guids["mat:Avatar"]))
+    top = _Node("AvatarTop", (0.0, agent.height + AVATAR_CAP, 0.0),
+                scale=(2 * agent.radius, AVATAR_CAP / 2, 2 * agent.radius),
+                components=_mesh("Cylinder", guids["mat:AvatarShade"]))
+    path = "JumppadAgent"
+    components = [
+        _script("BehaviorParameters", MLAGENTS_SCRIPTS["BehaviorParameters"], [
+            "m_BrainParameters:", "  VectorObservationSize: 0",
+            "  NumStackedVectorObservations: 1", "  m_ActionSpec:",
+            "    m_NumContinuousActions: 0", f"    BranchSizes: {int_array(ACTION_BRANCHES)}",
+            f"  VectorActionSize: {int_array(ACTION_BRANCHES)}", "  VectorActionDescriptions: []",
+            "  VectorActionSpaceType: 0", "  hasUpgradedBrainParametersWithActionSpec: 1",
+            "m_Model: {fileID: 0}", "m_InferenceDevice: 0", "m_BehaviorType: 0",
+            f"m_BehaviorName: {BEHAVIOR_NAME}", "TeamId: 0", "m_UseChildSensors: 1",
+            "m_UseChildActuators: 1", "m_DeterministicInference: 0",
+            "m_ObservableAttributeHandling: 0"]),
+        _script("JumppadAgent", guids["JumppadAgent"], [
+            "agentParameters:", "  maxStep: 0", "hasUpgradedFromAgentParameters: 1",
+            "MaxStep: 0", f"island: {ref(file_id('Island', 'Island'))}",
+            f"moveSpeed: {num(agent.move_speed)}", f"turnRate: {num(agent.turn_rate)}",
+            f"radius: {num(agent.radius)}"]),
+        _script("DecisionRequester", MLAGENTS_SCRIPTS["DecisionRequester"], [
+            f"DecisionPeriod: {DECISION_PERIOD}", "DecisionStep: 0",
+            "TakeActionsBetweenDecisions: 0"]),
+        _script("CameraSensorComponent", MLAGENTS_SCRIPTS["CameraSensorComponent"], [
+            f"m_Camera: {ref(file_id(f'{path}/CameraRig', 'Camera'))}",
+            f"m_SensorName: {CAMERA_SENSOR_NAME}", f"m_Width: {OBS_WIDTH}",
+            f"m_Height: {OBS_HEIGHT}", "m_Grayscale: 0", "m_ObservationType: 0",
+            "m_RuntimeCameraEnable: 1", "m_ObservationStacks: 1", "m_Compression: 1"]),
+        _script("DemonstrationRecorder", MLAGENTS_SCRIPTS["DemonstrationRecorder"], [
+            "Record: 0", "NumStepsToRecord: 0", f"DemonstrationName: {DEMO_NAME}",
+            "DemonstrationDirectory: "]),
+    ]
+    return _Node(path, (spawn.position[0], 0.0, spawn.position[1]), (0.0, spawn.heading, 0.0),
+                 components=components, children=[body, top, rig])
+
+
+def _personalities(guids: dict[str, str]) -> _Node:
+    return _Node("Personalities", components=[_script("PersonalitySwitcher",
+                                                      guids["PersonalitySwitcher"], [
+        f"agent: {ref(file_id('JumppadAgent', 'JumppadAgent'))}",
+        f"library: {ref(11400000, guids['library'], 2)}", "inferenceDevice: 0", "showMenu: 1",
+        "restartEpisodeOnSwitch: 1"])])
+
+
+def scene_text(layout: Layout, guids: dict[str, str]) -> str:
+    """The scene file. `guids`: our scripts by class name, materials as `mat:<Name>`, `library`."""
+    docs: list[tuple[int, str]] = []
+    roots = [_emit(node, node.name, 0, docs)
+             for node in (_island(layout, guids), _agent(layout, guids), _personalities(guids))]
+    ids = [fid for fid, _ in docs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two scene objects got the same file id")
+    body = "".join(text for _, text in sorted(docs))
+    scene_roots = document(1660057539, 9223372036854775807, "SceneRoots", [
+        "m_ObjectHideFlags: 0", "m_Roots:", *(f"- {ref(r)}" for r in roots)])
+    return HEADER + _settings_documents() + body + scene_roots
+
+
+# -- the files ---------------------------------------------------------------------------------
+
+def _materials(layout: Layout) -> dict[str, dict]:
+    """Material name -> keyword arguments of `assets.material` (without the shader)."""
+    depth = haze_depth(layout)
+    out: dict[str, dict] = {
+        "Ground": {"texture": "IslandGround", "far_depth": depth},
+        "Water": {"rgb": layout.palette["water"], "far_depth": depth},
+        "Backdrop": {"texture": "Backdrop", "background": True},
+        "Avatar": {"rgb": layout.palette["avatar"]},
+        "AvatarShade": {"rgb": layout.palette["avatar_shade"]},
+    }
+    for item in (*layout.pads, *layout.landmarks):
+        if item.beacon_height > 0:
+            out[material_name(item.colour)] = {"rgb": layout.palette[item.colour]}
+    return out
+
+
+def _library_asset(script_guid: str) -> str:
+    return HEADER + document(114, 11400000, "MonoBehaviour", [
+        "m_ObjectHideFlags: 0", "m_CorrespondingSourceObject: {fileID: 0}",
+        "m_PrefabInstance: {fileID: 0}", "m_PrefabAsset: {fileID: 0}",
+        "m_GameObject: {fileID: 0}", "m_Enabled: 1", "m_EditorHideFlags: 0",
+        f"m_Script: {ref(11500000, script_guid)}", "m_Name: Personalities",
+        "m_EditorClassIdentifier: ", "personalities: []"])
+
+
+def render_files(project: Path, layout: Layout) -> dict[str, bytes]:
+    """Every generated file, relative path -> content; reads the project's existing GUIDs."""
+    files: dict[str, bytes] = {}
+    guids = {name: asset_guid(project, f"{SCRIPTS}/{name}.cs") for name in OUR_SCRIPTS}
+    shader = asset_guid(project, SHADER)
+    for name, rgb in textures(layout).items():
+        path = f"{TEXTURES}/{name}.png"
+        guids[f"tex:{name}"] = guid = asset_guid(project, path)
+        files[path] = png_bytes(rgb)
+        files[f"{path}.meta"] = texture_meta(guid).encode()
+    for name, spec in _materials(layout).items():
+        path = f"{MATERIALS}/{name}.mat"
+        guids[f"mat:{name}"] = guid = asset_guid(project, path)
+        texture = spec.pop("texture", None)
+        text = material(name, shader, texture_guid=guids[f"tex:{texture}"] if texture else None,
+                        **spec)
+        files[path] = text.encode()
+        files[f"{path}.meta"] = meta_text(path, guid).encode()
+    guids["library"] = asset_guid(project, LIBRARY)
+    scene_guid = asset_guid(project, SCENE)
+    files[SCENE] = scene_text(layout, guids).encode()
+    files[f"{SCENE}.meta"] = meta_text(SCENE, scene_guid).encode()
+    files[BUILD_SETTINGS] = (HEADER + document(1045, 1, "EditorBuildSettings", [
+        "m_ObjectHideFlags: 0", "serializedVersion: 2", "m_Scenes:", "- enabled: 1",
+        f"  path: {SCENE}", f"  guid: {scene_guid}", "m_configObjects: {}"])).encode()
+    return files
+
+
+def _same(path: str, ours: bytes, theirs: bytes) -> bool:
+    if path.endswith(".png"):  # compare pixels: zlib versions may compress differently
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(ours)) as a, Image.open(BytesIO(theirs)) as b:
+            return a.size == b.size and a.mode == b.mode and a.tobytes() == b.tobytes()
+    return ours == theirs
+
+
+def _project_root(project: Path) -> Path:
+    project = Path(project)
+    if not (project / "Assets").is_dir() or not (project / "ProjectSettings").is_dir():
+        raise UserError(f"{project} is not a Unity project (it needs Assets/ and "
+                        "ProjectSettings/): give the unity_project folder with --project")
+    return project
+
+
+def _stale(project: Path, expected: set[str]) -> list[str]:
+    stale = []
+    for folder in GENERATED_FOLDERS:
+        for path in sorted((project / folder).glob("*")):
+            rel = path.relative_to(project).as_posix()
+            if path.is_file() and rel not in expected:
+                stale.append(rel)
+    return stale
+
+
+def generate(project: Path, layout: Layout | str = DEFAULT_LAYOUT) -> list[str]:
+    """Write the scene and its generated assets into `project`; return the paths that changed.
+
+    Also writes the personality library if it is missing (never over one a designer filled),
+    removes files an older layout left in the generated folders, and gives every file and
+    folder of ours that lacks one a `.meta` with its path-derived GUID (the GUID the scene was
+    just written with, when a reference to it had no `.meta` yet).
+    """
+    project = _project_root(project)
+    layout = load_layout(layout) if isinstance(layout, str) else layout
+    changed = []
+    library = project / LIBRARY
+    if not library.exists():
+        library.parent.mkdir(parents=True, exist_ok=True)
+        script = asset_guid(project, f"{SCRIPTS}/PersonalityLibrary.cs")
+        library.write_text(_library_asset(script), encoding="utf-8")
+        changed.append(LIBRARY)
+    files = render_files(project, layout)
+    for rel, content in files.items():
+        path = project / rel
+        if path.exists() and _same(rel, content, path.read_bytes()):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        changed.append(rel)
+    for rel in _stale(project, set(files)):
+        (project / rel).unlink()
+        changed.append(f"{rel} (removed)")
+    changed += [p.relative_to(project).as_posix() for p in ensure_metas(project)]
+    return changed
+
+
+def check(project: Path, layout: Layout | str = DEFAULT_LAYOUT) -> list[str]:
+    """How the project's generated files differ from a fresh run (empty: up to date)."""
+    project = _project_root(project)
+    layout = load_layout(layout) if isinstance(layout, str) else layout
+    problems = []
+    files = render_files(project, layout)
+    for rel, content in files.items():
+        path = project / rel
+        if not path.exists():
+            problems.append(f"{rel}: missing")
+        elif not _same(rel, content, path.read_bytes()):
+            problems.append(f"{rel}: differs from the generator's output")
+    problems += [f"{rel}: stale (not generated from this layout)"
+                 for rel in _stale(project, set(files))]
+    if not (project / LIBRARY).exists():
+        problems.append(f"{LIBRARY}: missing")
+    return problems
