@@ -144,10 +144,13 @@ def _outcome_channel_class() -> type:
         def __init__(self) -> None:
             super().__init__(uuid.UUID(OUTCOME_CHANNEL_ID))
             self.records: dict[int, tuple[int, int, float, float, float, int]] = {}
+            # A record that ends an episode is kept apart: if the engine reuses an agent's id
+            # for its next episode, that episode's first record must not overwrite the outcome.
+            self.finals: dict[int, tuple[int, int, float, float, float, int]] = {}
 
         def on_message_received(self, msg: Any) -> None:
             for record in unpack_outcomes(bytes(msg.buffer)):
-                self.records[record[0]] = record
+                (self.finals if record[5] != RUNNING else self.records)[record[0]] = record
 
     return OutcomeChannel
 
@@ -539,7 +542,9 @@ class UnityVectorEnv(VectorEnv):
                 row = row_of.pop(aid, None)
                 if row is None:  # an agent we never saw (e.g. ended during a reset)
                     continue
-                self._update_row(row, records.pop(aid, None))
+                final = w.outcome_channel.finals.pop(aid, None)
+                running = records.pop(aid, None) if final is None else records.get(aid)
+                self._update_row(row, final or running)
                 if not resetting[row]:
                     result.rewards[row] = float(terminal.reward[j])
                     result.ended[row] = _Ended(frames[j], self._state(row),
@@ -566,6 +571,7 @@ class UnityVectorEnv(VectorEnv):
         w.decision_ids = decision.agent_id
         for aid in [a for a in records if a not in row_of]:
             del records[aid]
+        w.outcome_channel.finals.clear()
         return result
 
     def _restart(self, w: _Worker, error: Exception) -> None:
