@@ -140,6 +140,8 @@ def cmd_play(args: argparse.Namespace) -> None:
           f"{results['seed']}), mean length {results['mean_length']:.1f} decisions, "
           "95% Wilson intervals:")
     print(format_rates(results["rates"]))
+    if "warning" in results:
+        print(f"warning: {results['warning']}")
     print(f"wrote results.json and {len(results['files'])} GIF(s) to {args.out}")
 
 
