@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -30,6 +29,7 @@ from agentalign import __version__
 from agentalign.atomic import atomic_path, write_json_atomic
 from agentalign.envs.island import IslandVectorEnv
 from agentalign.errors import UserError
+from agentalign.evaluate.metrics import outcome_rates
 from agentalign.export.contract import constant_value, load_model, require_valid
 from agentalign.export.onnx import (
     ACTION_MASKS,
@@ -55,11 +55,6 @@ from agentalign.spec import (
 
 CARD_FORMAT = "agentalign-personality"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
-# Rates on the card: each outcome, and "none" = fell or timed out, as the paper counts.
-RATE_GROUPS: dict[str, tuple[str, ...]] = {**{o: (o,) for o in OUTCOMES},
-                                           "none": ("fell", "timeout")}
-
 
 class PersonalityError(UserError):
     """A personality name, target, folder or file that cannot be used."""
@@ -179,30 +174,6 @@ def rollout(agent: OnnxAgent, num_envs: int, episodes: int, seed: int, filmed: i
 
 
 # -- rates ------------------------------------------------------------------------------------
-
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval: stays inside [0, 1] and keeps its coverage near 0 and 1,
-    where personality rates live (an aligned agent hits its pad in ~99% of episodes)."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p, z2 = successes / trials, z * z
-    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
-    half = z / (1 + z2 / trials) * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return low, high
-
-
-def outcome_rates(outcomes: np.ndarray) -> dict[str, dict[str, float | int]]:
-    """{outcome: {"rate", "low", "high", "count", "n"}} for each outcome and "none"."""
-    n, rates = len(outcomes), {}
-    for name, members in RATE_GROUPS.items():
-        count = int(np.isin(outcomes, [OUTCOMES.index(m) for m in members]).sum())
-        low, high = wilson_interval(count, n)
-        rates[name] = {"rate": count / n if n else 0.0, "low": low, "high": high,
-                       "count": count, "n": n}
-    return rates
-
 
 def format_rates(rates: dict[str, dict[str, float | int]]) -> str:
     """One line per outcome: rate and 95% interval in percent."""
