@@ -36,7 +36,7 @@ def outcome_bars(rows: list[tuple[str, dict[str, Any]]]) -> str:
     keys = list(OUTCOME_COLOURS)
     bar, gap, group_gap, height, top, left = 18, 3, 34, 220, 20, 44
     group_w = len(keys) * (bar + gap) + group_gap
-    width = left + group_w * max(len(rows), 1) + 20
+    width = max(left + group_w * max(len(rows), 1) + 20, left + 10 + 80 * len(keys))
     y = lambda v: top + height * (1 - v)  # noqa: E731
     parts = [f'<svg width="{width}" height="{top + height + 60}" role="img" '
              'aria-label="outcome rates per stage">']
@@ -80,10 +80,10 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], ylabel:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    pad_l, pad_t, w, h = 48, 22, width - 60, height - 50
+    pad_l, pad_t, w, h = 48, 22, width - 60, height - 62
     sx = lambda v: pad_l + w * (v - x0) / (x1 - x0)  # noqa: E731
     sy = lambda v: pad_t + h * (1 - (v - y0) / (y1 - y0))  # noqa: E731
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
              f'<text x="{pad_l}" y="14" font-size="12" font-weight="bold">{_esc(title)}</text>',
              f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{h}" fill="none" '
@@ -98,7 +98,7 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], ylabel:
              f'<text x="{pad_l + w / 2}" y="{pad_t + h + 14}" text-anchor="middle" '
              f'font-size="10">{_esc(ylabel)}</text>']
     for i, (name, s) in enumerate(series.items()):
-        colour = colours[i % len(colours)]
+        colour = OUTCOME_COLOURS.get(name, palette[i % len(palette)])
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
                      'stroke-width="1.5"/>')
@@ -181,11 +181,18 @@ def build_report(run: str | Path) -> Path:
         if not history:
             continue
         rows = history.get("history", history) if isinstance(history, dict) else history
-        for key in ("reward", "kl", "entropy", "target_rate"):
-            series = [(float(h.get("update", i)), float(h[key])) for i, h in enumerate(rows)
-                      if isinstance(h, dict) and h.get(key) is not None]
+        rows = [h for h in rows if isinstance(h, dict)]
+        x = [float(h.get("iteration", i + 1)) for i, h in enumerate(rows)]
+        for title, keys in (("reward-model score", ("score",)), ("KL to reference", ("kl",)),
+                            ("entropy", ("entropy",)),
+                            ("true outcome rates", ("rate_left", "rate_middle", "rate_right",
+                                                    "rate_none"))):
+            series = {k.removeprefix("rate_"): [(xi, float(h[k])) for xi, h in zip(x, rows,
+                                                                                   strict=True)
+                                                if h.get(k) is not None] for k in keys}
+            series = {k: v for k, v in series.items() if v}
             if series:
-                curves.append(line_chart(f"{target}: {key}", {key: series}, "update"))
+                curves.append(line_chart(f"{target}: {title}", series, "RL iteration"))
     if curves:
         sections.append("<h2>RL curves</h2><div class='grid'>" + "".join(curves) + "</div>")
 

@@ -178,8 +178,7 @@ def _index_outputs(run: Path, state: dict[str, Any], config: dict[str, Any]) -> 
     state["reward"] = {t: str(p.relative_to(run)) for t in config["targets"]
                        if (p := run / f"reward-{t}" / "metrics.json").exists()}
     state["rl"] = {t: str(p.relative_to(run)) for t in config["targets"]
-                   for p in [run / f"align-{t}" / "rl" / "metrics.json",
-                             run / f"align-{t}" / "metrics.json"] if p.exists()}
+                   if (p := run / f"align-{t}" / "rl" / "metrics.json").exists()}
     state["personalities"] = {p.stem: str(p.relative_to(run))
                               for p in sorted((run / "personalities").glob("*.onnx"))} \
         if (run / "personalities").exists() else {}

@@ -1,0 +1,443 @@
+"""Online RL against the reward model, with a KL penalty to the starting policy: `agentalign rl`,
+the second half of `agentalign align`.
+
+Algorithm: RLOO (REINFORCE leave-one-out; Ahmadian et al. 2024, as in TRL's RLOOTrainer), not PPO.
+- The reward model scores whole episodes, once, at the end: the reward is sparse and terminal.
+  RLOO uses exactly that (one return per episode) and needs no value network, where PPO would have
+  to learn a critic from pixels to spread a single terminal score over ~60 decisions; a poor
+  critic is the usual way PPO goes wrong on small budgets.
+- The baseline is free and unbiased: each start is played k times (`samples_per_start`) and an
+  episode's advantage is its reward minus the mean reward of the other k - 1 runs from the same
+  start. That also removes the start's own difficulty from the signal.
+- Few knobs (lr, kl_coef, batch shape), stable with one update per batch. `update_epochs` > 1
+  reuses a batch with PPO's clipped ratio (TRL's RLOO does the same), but 1 is the default: then
+  the ratio is exactly 1 and the update is the plain on-policy gradient.
+
+Reward, as RLHF writes it: `reward = score - kl_coef * KL`, with KL the episode's sum over steps of
+`log pi(a_t | s_t) - log pi_ref(a_t | s_t)` at the sampled actions (the k1 estimate of the
+sequence KL; its expectation is KL(pi || pi_ref) of whole episodes). pi_ref is the starting
+policy, frozen. Advantages stay in the reward model's units (Bradley-Terry logits: a difference
+of 1 is a 73% preference), so a batch whose runs all score alike moves the policy little.
+Dividing by the batch's standard deviation (`normalize_advantages`, for rewards of other scales)
+does the opposite: once most runs reach the target it blows the reward model's noise up to unit
+size, and a run at 98% of its batches fell to 69% within three iterations (measured).
+
+Log-probs must be those the agent acted with. Acting uses the KV cache: at decision t the logits
+equal `forward(frames[s:t+1], prev_actions[s:t+1])[:, -1]` with `s = window_start(t, context)`
+(models/policy.py). `step_logits` reproduces that: it encodes each frame once, cuts each episode
+into the windows the cache held (steps sharing a window start share one causal pass) and reads
+each step's logits at its place in its window. Tested equal to the acting log-probs to 1e-5
+across window slides. The policy stays in eval mode (no dropout) while acting and learning, so
+both see the same function.
+
+Ground truth stays out: the learner and the reward model get `Trajectory` (frames, actions,
+acting log-probs) only. True outcomes are counted for the logs (charts/rate_*, from the
+training rollouts) and measured on separate starts for evaluation (eval/rate_*, metrics.json).
+
+A stage folder holds checkpoints/ (resumable: weights, AdamW state, iteration, history), logs/
+(TensorBoard: charts/score, charts/reward, charts/kl, charts/entropy, charts/episode_length,
+charts/rate_<outcome>, charts/decisions_per_s, losses/policy, eval/rate_<outcome>) and, once
+finished, metrics.json. A NaN loss stops the run before the update, keeping the last good
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from agentalign.atomic import write_json_atomic
+from agentalign.envs.layout import load_layout
+from agentalign.errors import ConfigError, UserError
+from agentalign.evaluate.metrics import outcome_rates
+from agentalign.evaluate.rollout import spawn_starts
+from agentalign.models.checkpoint import (
+    CheckpointError,
+    latest_or_none,
+    load_policy,
+    load_trainer_state,
+    load_weights,
+    save_step,
+)
+from agentalign.models.policy import Policy, no_previous_action, window_start
+from agentalign.spec import PADS
+from agentalign.train.prefft import (
+    RewardFn,
+    Trajectory,
+    check_same_run,
+    check_target,
+    finished,
+    play,
+    policy_identity,
+    rates_text,
+    repeat_starts,
+    score,
+    true_rates,
+)
+
+METRICS = "metrics.json"
+# Keys that change no weight, so a resumed run may change them.
+RESUMABLE_CHANGES = ("eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
+                     "num_threads")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """The hyper-parameters of `agentalign rl`; each is documented where its default is
+    declared, in configs/rl.yaml; this class only types and checks."""
+
+    iterations: int
+    starts_per_iteration: int
+    samples_per_start: int
+    lr: float
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    kl_coef: float
+    normalize_advantages: bool
+    update_epochs: int
+    clip_range: float
+    minibatch_episodes: int
+    num_envs: int
+    max_steps: int
+    spawn_jitter: float
+    layout: str
+    eval_episodes: int
+    eval_interval: int
+    checkpoint_interval: int
+    keep_checkpoints: int
+    seed: int
+    num_threads: int
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> RLConfig:
+        names = {f.name for f in fields(cls)}
+        if missing := names - set(config):
+            raise ConfigError(f"rl config lacks the keys {sorted(missing)}")
+        if unknown := set(config) - names:
+            raise ConfigError(f"rl config has unknown keys {sorted(unknown)}")
+        values = dict(config)
+        for key in ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "kl_coef",
+                    "clip_range", "spawn_jitter"):
+            try:  # YAML reads `1e-5` (no dot) as a string
+                values[key] = float(values[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"rl: {key} must be a number, got {values[key]!r}") from None
+            if not values[key] >= 0:
+                raise ConfigError(f"rl: {key} must be >= 0, got {values[key]}")
+        lows = {"iterations": 0, "starts_per_iteration": 1, "samples_per_start": 2,
+                "update_epochs": 1, "minibatch_episodes": 1, "num_envs": 1, "max_steps": 1,
+                "eval_episodes": 0, "eval_interval": 0, "checkpoint_interval": 1,
+                "keep_checkpoints": 0, "seed": 0, "num_threads": 0}
+        for key, low in lows.items():
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"rl: {key} must be an integer >= {low}, got {value!r}")
+        if values["lr"] <= 0:
+            raise ConfigError("rl: lr must be > 0")
+        if not isinstance(values["normalize_advantages"], bool):
+            raise ConfigError("rl: normalize_advantages must be true or false")
+        return cls(**values)
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that shape the weights: a resume must agree on all of them."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+
+
+# --- log-probs over the windows the KV cache held ------------------------------------------------
+
+
+def window_groups(length: int, context: int) -> list[tuple[int, int, int]]:
+    """(s, first, stop) per window: steps first..stop-1 of an episode of `length` steps were
+    acted on with the cache holding steps s..t, so one causal pass over s..stop-1 gives them."""
+    groups: list[tuple[int, int, int]] = []
+    for t in range(length):
+        s = window_start(t, context)
+        if groups and groups[-1][0] == s:
+            groups[-1] = (s, groups[-1][1], t + 1)
+        else:
+            groups.append((s, t, t + 1))
+    return groups
+
+
+def previous_actions(actions: Tensor, branches: tuple[int, ...]) -> Tensor:
+    """long [T, n_branches]: "no previous action" at step 0, then the action before each step."""
+    first = no_previous_action(1, branches, actions.device)
+    return torch.cat([first, actions[:-1]])
+
+
+def step_logits(policy: Policy, trajectories: list[Trajectory]) -> list[Tensor]:
+    """Per-branch logits [sum of T, n_b] of every step of every episode, in order, exactly as
+    the KV-cached acting computed them (see the module doc). Differentiable."""
+    context, branches = policy.config.context, policy.config.action_branches
+    device = policy.rope_cos.device
+    frames = torch.from_numpy(np.concatenate([t.frames for t in trajectories])).to(device)
+    actions = [torch.from_numpy(t.actions).to(device) for t in trajectories]
+    prev = torch.cat([previous_actions(a, branches) for a in actions])
+    tokens = policy.embed(frames[None], prev[None])[0]  # each frame through the CNN once
+    windows, rows, cols, offset = [], [], [], 0
+    for t in trajectories:
+        for s, first, stop in window_groups(len(t.actions), context):
+            window = tokens[offset + s:offset + stop]
+            windows.append(torch.nn.functional.pad(window, (0, 0, 0, context - len(window))))
+            rows += [len(windows) - 1] * (stop - first)
+            cols += range(first - s, stop - s)
+        offset += len(t.actions)
+    logits = policy.forward_tokens(torch.stack(windows))
+    r, c = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+    return [branch[r, c] for branch in logits]
+
+
+def action_logprobs(logits: list[Tensor], actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-prob of each step's action and the entropy of its distribution, summed over
+    branches: both float [steps]."""
+    logp, entropy = 0.0, 0.0
+    for i, branch in enumerate(logits):
+        log_probs = torch.log_softmax(branch.float(), -1)
+        logp = logp + log_probs.gather(1, actions[:, i:i + 1])[:, 0]
+        entropy = entropy - (log_probs.exp() * log_probs).sum(-1)
+    return logp, entropy
+
+
+def sequence_logprobs(policy: Policy, trajectories: list[Trajectory], minibatch: int = 16
+                      ) -> Tensor:
+    """float [sum of T]: log-prob of every taken action under `policy` (no gradient)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(trajectories), minibatch):
+            part = trajectories[i:i + minibatch]
+            actions = torch.from_numpy(np.concatenate([t.actions for t in part]))
+            out.append(action_logprobs(step_logits(policy, part),
+                                       actions.to(policy.rope_cos.device))[0].cpu())
+    return torch.cat(out)
+
+
+def rloo_advantages(rewards: np.ndarray, k: int) -> np.ndarray:
+    """Each reward minus the mean of the other k - 1 rewards of its group (consecutive k)."""
+    grouped = rewards.reshape(-1, k)
+    others = (grouped.sum(1, keepdims=True) - grouped) / (k - 1)
+    return (grouped - others).reshape(-1)
+
+
+# --- one update ----------------------------------------------------------------------------------
+
+
+def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
+           trajectories: list[Trajectory], scores: np.ndarray, cfg: RLConfig) -> dict[str, float]:
+    """One RLOO update on a batch of `starts_per_iteration * samples_per_start` episodes
+    (grouped by start, k in a row); returns its statistics. Raises on a non-finite loss
+    before touching the weights."""
+    lengths = np.array([len(t.actions) for t in trajectories])
+    old_logp = torch.from_numpy(np.concatenate([t.logprobs for t in trajectories]))
+    ref_logp = sequence_logprobs(reference, trajectories, cfg.minibatch_episodes)
+    episode_of_step = np.repeat(np.arange(len(trajectories)), lengths)
+    kl = np.bincount(episode_of_step, (old_logp - ref_logp).double().numpy(),
+                     minlength=len(trajectories))
+    rewards = scores - cfg.kl_coef * kl
+    advantages = rloo_advantages(rewards, cfg.samples_per_start)
+    if cfg.normalize_advantages:
+        advantages = advantages / (advantages.std() + 1e-8)
+    step_advantages = torch.from_numpy(advantages[episode_of_step]).float()
+    total_steps = float(lengths.sum())
+    device = policy.rope_cos.device
+    stats = {"score": float(scores.mean()), "reward": float(rewards.mean()),
+             "kl": float(kl.mean()), "episode_length": float(lengths.mean())}
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for epoch in range(cfg.update_epochs):
+        loss_sum, entropy_sum, clipped, mismatch = 0.0, 0.0, 0.0, 0.0
+        for i in range(0, len(trajectories), cfg.minibatch_episodes):
+            part = trajectories[i:i + cfg.minibatch_episodes]
+            lo, hi = offsets[i], offsets[i + len(part)]
+            actions = torch.from_numpy(np.concatenate([t.actions for t in part])).to(device)
+            logp, entropy = action_logprobs(step_logits(policy, part), actions)
+            ratio = torch.exp(logp - old_logp[lo:hi].to(device))
+            adv = step_advantages[lo:hi].to(device)
+            clipped_ratio = ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
+            loss = -torch.minimum(ratio * adv, clipped_ratio * adv).sum() / total_steps
+            if not torch.isfinite(loss):
+                bad = int((~np.isfinite(scores)).sum())
+                raise FloatingPointError(f"loss is {loss.item()} ({bad} non-finite reward-model "
+                                         "scores in the batch)" if bad else
+                                         f"loss is {loss.item()}")
+            loss.backward()
+            loss_sum += loss.item()
+            entropy_sum += entropy.detach().sum().item()
+            clipped += ((ratio - 1).abs() > cfg.clip_range).sum().item()
+            if epoch == 0:
+                mismatch = max(mismatch, (logp.detach().cpu() - old_logp[lo:hi]).abs().max()
+                               .item())
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"gradient norm is {grad_norm.item()}")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if epoch == 0:
+            stats.update(logprob_mismatch=mismatch, entropy=entropy_sum / total_steps)
+    stats.update(loss=loss_sum, grad_norm=float(grad_norm), clip_fraction=clipped / total_steps)
+    return stats
+
+
+# --- the stage -----------------------------------------------------------------------------------
+
+
+def rl(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, target: str,
+       out: str | Path, reward_id: str = "", progress: bool = True) -> dict[str, Any]:
+    """Run (or resume, or skip if finished) RL from the policy at `policy_path` (also the KL
+    reference) against `reward_fn`, into the stage folder `out`; returns metrics.json."""
+    from agentalign.train.bc import _summary_writer, cpu_settings
+
+    check_target(target)
+    cfg = RLConfig.from_dict(config)
+    out = Path(out)
+    reference, _ = load_policy(policy_path)
+    run = json.loads(json.dumps({"stage": "rl", "config": cfg.identity(), "target": target,
+                                 "init": policy_identity(policy_path), "reward": reward_id,
+                                 "policy": reference.config.to_dict()}))
+    if (done := finished(out, run)) is not None:
+        print(f"rl: {out} already finished at iteration {done['iteration']}; skipping")
+        return done
+    check_same_run(out, run, "rl")
+    threads = cfg.num_threads or len(os.sched_getaffinity(0))
+    with cpu_settings(threads):
+        return _rl(cfg, run, reference, reward_fn, target, out, progress, _summary_writer)
+
+
+def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: RewardFn, target: str,
+        out: Path, progress: bool, summary_writer: Any) -> dict[str, Any]:
+    clock = time.perf_counter()
+    layout = load_layout(cfg.layout)
+    reference.requires_grad_(False)
+    policy = Policy(reference.config)
+    policy.load_state_dict(reference.state_dict())
+    policy.eval()  # no dropout: acting and learning must compute the same function
+    optimizer = policy.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
+    state: dict[str, Any] = {"iteration": 0, "decisions": 0, "seconds": 0.0, "history": []}
+    if (latest := latest_or_none(out)) is not None:
+        state = _resume(latest, run, policy, optimizer)
+        print(f"rl: resuming at iteration {state['iteration']} from {latest}")
+    print(f"rl -> {target}: {policy.summary()}; {cfg.iterations} iterations x "
+          f"{cfg.starts_per_iteration} starts x {cfg.samples_per_start} samples, "
+          f"kl_coef {cfg.kl_coef}, lr {cfg.lr}")
+    writer = summary_writer(out, state["iteration"])
+    bar = tqdm(total=cfg.iterations, initial=state["iteration"], unit="it", desc="rl",
+               disable=not progress, dynamic_ncols=True)
+    evaluation = None
+
+    def save(iteration: int) -> Path:
+        return save_step(out, policy, policy.config.to_dict(), kind="policy", stage="rl",
+                         step=iteration, meta={"target": target, "stage": "rl", "run": run},
+                         trainer_state={"optimizer": optimizer.state_dict(), **state},
+                         keep=cfg.keep_checkpoints)
+
+    try:
+        while state["iteration"] < cfg.iterations:
+            iteration = state["iteration"] + 1
+            started = time.perf_counter()
+            seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0])
+            starts = repeat_starts(spawn_starts(layout, cfg.starts_per_iteration, seed,
+                                                cfg.spawn_jitter), cfg.samples_per_start)
+            trajectories, outcomes, lengths = play(policy, starts, layout, num_envs=cfg.num_envs,
+                                                   max_steps=cfg.max_steps, seed=seed)
+            scores = score(reward_fn, trajectories)
+            try:
+                stats = update(policy, reference, optimizer, trajectories, scores, cfg)
+            except FloatingPointError as e:
+                kept = latest_or_none(out)
+                raise UserError(f"rl: stopped at iteration {iteration}: {e}; the bad update "
+                                "was not applied. Last good checkpoint: "
+                                f"{kept if kept else 'none (no checkpoint saved yet)'}; lower "
+                                "lr or kl_coef, or check the reward model") from None
+            seconds = time.perf_counter() - started
+            rates = outcome_rates(outcomes)  # ground truth: logged, never learned from
+            stats.update({f"rate_{k}": rates[k]["rate"] for k in (*PADS, "none")},
+                         iteration=iteration, decisions_per_s=float(lengths.sum()) / seconds)
+            state.update(iteration=iteration, decisions=state["decisions"] + int(lengths.sum()),
+                         seconds=state["seconds"] + seconds)
+            state["history"].append(stats)
+            _log(writer, stats, cfg.lr, iteration)
+            bar.update(1)
+            bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.2f}",
+                            **{target: f"{100 * stats[f'rate_{target}']:.0f}%"})
+            if cfg.eval_interval and iteration % cfg.eval_interval == 0 \
+                    and iteration < cfg.iterations and cfg.eval_episodes:
+                _log_eval(writer, _evaluate(policy, layout, cfg), iteration)
+            if iteration % cfg.checkpoint_interval == 0 or iteration == cfg.iterations:
+                save(iteration)
+        if latest_or_none(out) is None:  # iterations == 0: the starting policy is the result
+            save(0)
+        if cfg.eval_episodes:
+            evaluation = _evaluate(policy, layout, cfg)
+            _log_eval(writer, evaluation, state["iteration"])
+    finally:
+        bar.close()
+        writer.close()
+    last = state["history"][-1] if state["history"] else {}
+    metrics = {"stage": "rl", "final": True, "target": target, "iteration": state["iteration"],
+               "score": last.get("score"), "kl": last.get("kl"), "entropy": last.get("entropy"),
+               "evaluation": evaluation, "decisions": state["decisions"],
+               "train_seconds": state["seconds"], "wall_seconds": time.perf_counter() - clock,
+               "checkpoint": f"checkpoints/step-{state['iteration']:08d}",
+               "history": state["history"], "run": run}
+    write_json_atomic(out / METRICS, metrics)
+    return metrics
+
+
+def _evaluate(policy: Policy, layout: Any, cfg: RLConfig) -> dict[str, Any]:
+    return true_rates(policy, layout, cfg.eval_episodes, cfg.seed, cfg.num_envs, cfg.max_steps,
+                      cfg.spawn_jitter)
+
+
+def _log(writer: Any, stats: dict[str, float], lr: float, iteration: int) -> None:
+    for key in ("score", "reward", "kl", "entropy", "episode_length", "logprob_mismatch",
+                "clip_fraction", "grad_norm", "decisions_per_s",
+                *(f"rate_{k}" for k in (*PADS, "none"))):
+        writer.add_scalar(f"charts/{key}", stats[key], iteration)
+    writer.add_scalar("losses/policy", stats["loss"], iteration)
+    writer.add_scalar("charts/learning_rate", lr, iteration)
+
+
+def _log_eval(writer: Any, summary: dict[str, Any], iteration: int) -> None:
+    for key in (*PADS, "none"):
+        writer.add_scalar(f"eval/rate_{key}", summary["rates"][key]["rate"], iteration)
+
+
+def _resume(latest: Path, run: dict[str, Any], policy: Policy,
+            optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    weights, info = load_weights(latest, kind="policy")
+    if (info.get("meta") or {}).get("run") != run:
+        raise UserError(f"{latest.parent.parent} holds an rl run with other settings; use "
+                        "another --out, or the same settings to resume")
+    state = load_trainer_state(latest)
+    if state is None:
+        raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
+    try:
+        policy.load_state_dict(weights)
+        optimizer.load_state_dict(state.pop("optimizer"))
+        return {k: state[k] for k in ("iteration", "decisions", "seconds", "history")}
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {latest}: does not fit this run "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    ev = metrics.get("evaluation")
+    rates = f"; outcome rates (sampled): {rates_text(ev)}" if ev else ""
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (f"rl -> {metrics['target']}: {metrics['iteration']} iterations, score "
+            f"{number(metrics['score'])}, KL {number(metrics['kl'])} in "
+            f"{metrics['wall_seconds']:.1f} s{rates}")

@@ -1,0 +1,261 @@
+"""Alignment: preference fine-tuning (prefft), RLOO against a reward (rl), and both (align).
+
+A toy reward stands in for the reward model: the share of pixels in the left pad's colour, in
+percent, computed from the frames alone, so the policy can raise it by looking at the left pad.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agentalign.cli import main
+from agentalign.config import load_config
+from agentalign.data.shards import Corpus
+from agentalign.envs.layout import load_layout
+from agentalign.errors import ConfigError, UserError
+from agentalign.evaluate.rollout import spawn_starts
+from agentalign.models.checkpoint import load_policy, read_info, save_step
+from agentalign.models.policy import Policy, get_config
+from agentalign.train import rl as rl_module
+from agentalign.train.align import align, load_align_config
+from agentalign.train.prefft import Trajectory, play, prefft, repeat_starts, select_top
+from agentalign.train.rl import (
+    RLConfig,
+    rl,
+    rloo_advantages,
+    sequence_logprobs,
+    update,
+    window_groups,
+)
+
+TINY = {"n_layer": 1, "n_embd": 32, "context": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def layout():
+    return load_layout()
+
+
+def left_pad_percent(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+    colour = np.array(load_layout().palette["pad_left"])
+    return np.array([100 * (np.abs(f.astype(int) - colour).max(-1) < 40).mean() for f in frames])
+
+
+def tiny_policy() -> Policy:
+    torch.manual_seed(0)
+    return Policy(get_config("tiny", **TINY)).eval()
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory) -> Path:
+    policy = tiny_policy()
+    out = tmp_path_factory.mktemp("sft")
+    save_step(out, policy, policy.config.to_dict(), kind="policy", stage="sft", step=0)
+    return out
+
+
+def small_rl(**changes) -> dict:
+    config = load_config("rl")
+    config.update(iterations=2, starts_per_iteration=2, samples_per_start=2, max_steps=12,
+                  num_envs=4, eval_episodes=4, checkpoint_interval=1, num_threads=1)
+    config.update(changes)
+    return config
+
+
+def small_prefft(**changes) -> dict:
+    config = load_config("prefft")
+    config.update(rounds=1, episodes=8, top_fraction=0.25, max_steps=12, num_envs=8,
+                  eval_episodes=4, num_threads=1)
+    config["finetune"].update(steps=2, batch_size=4, eval_windows=4, prefetch=0, num_threads=1)
+    config.update(changes)
+    return config
+
+
+def spy_reward(seen: list) -> object:
+    """The toy reward, recording exactly what it was given."""
+    def reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        seen.append((frames, actions))
+        return left_pad_percent(frames, actions)
+    return reward
+
+
+# --- preference fine-tuning ----------------------------------------------------------------------
+
+
+def test_select_top_keeps_the_best_fraction():
+    scores = np.array([0.1, 0.9, 0.5, 0.9, -1.0, 0.3, 0.7, 0.2])
+    assert select_top(scores, 0.25).tolist() == [1, 3]  # ties: the earlier first
+    assert select_top(scores, 0.5).tolist() == [1, 3, 6, 2]
+    assert select_top(scores, 0.01).tolist() == [1]  # at least one
+
+
+def test_prefft_fine_tunes_on_the_top_scored_rollouts(policy_path, tmp_path):
+    seen: list = []
+    metrics = prefft(small_prefft(), policy_path, spy_reward(seen), "left", tmp_path / "p",
+                     reward_id="toy", progress=False)
+    (frames, actions), = seen
+    scores = left_pad_percent(frames, actions)
+    corpus = Corpus(tmp_path / "p" / "round-1" / "selected")
+    assert corpus.num_episodes == 2  # 25% of 8
+    kept = json.loads(corpus.shards[0].metadata["scores"])
+    assert kept == sorted(scores, reverse=True)[:2]
+    for i, k in enumerate(select_top(scores, 0.25)):
+        episode = corpus.episode(i)
+        np.testing.assert_array_equal(episode["frames"], frames[k])
+        np.testing.assert_array_equal(episode["actions"], actions[k])
+        assert not episode["positions"].any() and not episode["headings"].any()  # no truth
+    assert metrics["rounds"][0]["selected"] == 2 and metrics["evaluation"]["episodes"] == 4
+    _, info = read_info(tmp_path / "p")
+    assert info["stage"] == "prefft" and info["meta"]["target"] == "left"
+
+
+# --- log-probs and the RL update -----------------------------------------------------------------
+
+
+def test_window_groups_follow_the_kv_cache():
+    # context 8 keeps 4 on a slide: steps 0-7 in window 0, 8-11 in window 4, 12-15 in window 8
+    assert window_groups(14, 8) == [(0, 0, 8), (4, 8, 12), (8, 12, 14)]
+
+
+def test_recomputed_logprobs_equal_the_acting_ones_across_slides(layout):
+    policy = tiny_policy()
+    starts = spawn_starts(layout, 3, seed=1)
+    trajectories, _, lengths = play(policy, starts, layout, num_envs=3, max_steps=21, seed=1)
+    assert lengths.max() > 2 * policy.config.context  # at least two slides
+    acting = torch.from_numpy(np.concatenate([t.logprobs for t in trajectories]))
+    recomputed = sequence_logprobs(policy, trajectories, minibatch=2)
+    assert torch.allclose(recomputed, acting, atol=1e-5, rtol=0)
+
+
+def test_rloo_baseline_is_the_mean_of_the_others():
+    advantages = rloo_advantages(np.array([1.0, 2.0, 3.0, 5.0, 5.0, 5.0]), 3)
+    np.testing.assert_allclose(advantages, [-1.5, 0.0, 1.5, 0.0, 0.0, 0.0])
+
+
+def train_toy(layout, kl_coef: float, iterations: int) -> tuple[Policy, list[dict]]:
+    cfg = RLConfig.from_dict(load_config("rl", None, [
+        "lr=1e-2", f"kl_coef={kl_coef}", "starts_per_iteration=4", "samples_per_start=4",
+        "max_steps=30", "normalize_advantages=true"]))  # toy scores are tiny: rescale them
+    reference = tiny_policy()
+    policy = tiny_policy()
+    optimizer = policy.configure_optimizer(0.0, cfg.lr, (cfg.beta1, cfg.beta2))
+    history = []
+    for i in range(iterations):
+        starts = repeat_starts(spawn_starts(layout, 4, seed=i), 4)
+        trajectories, _, _ = play(policy, starts, layout, num_envs=16, max_steps=30, seed=i)
+        scores = left_pad_percent([t.frames for t in trajectories], [])
+        history.append(update(policy, reference, optimizer, trajectories, scores, cfg))
+    return policy, history
+
+
+def mean_toy_reward(policy: Policy, layout) -> float:
+    starts = spawn_starts(layout, 32, seed=99)
+    trajectories, _, _ = play(policy, starts, layout, num_envs=32, max_steps=30, seed=5)
+    return float(left_pad_percent([t.frames for t in trajectories], []).mean())
+
+
+def test_rl_raises_the_reward_and_kl_coef_holds_the_policy_back(layout):
+    before = mean_toy_reward(tiny_policy(), layout)
+    free, history = train_toy(layout, kl_coef=0.0, iterations=8)
+    assert mean_toy_reward(free, layout) > 1.1 * before
+    assert all(h["logprob_mismatch"] < 1e-5 for h in history)  # on-policy: ratio exactly 1
+    _, held = train_toy(layout, kl_coef=1.0, iterations=6)
+    assert np.mean([h["kl"] for h in held[-2:]]) < 0.5 * np.mean([h["kl"] for h in history[4:6]])
+
+
+# --- the stages ----------------------------------------------------------------------------------
+
+
+def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, monkeypatch):
+    seen: list = []
+    learned: list = []
+    real_update = rl_module.update
+
+    def spy_update(policy, reference, optimizer, trajectories, scores, cfg):
+        learned.append(trajectories)
+        return real_update(policy, reference, optimizer, trajectories, scores, cfg)
+
+    monkeypatch.setattr(rl_module, "update", spy_update)
+    config = {"prefft": small_prefft(), "rl": small_rl(iterations=1)}
+    metrics = align(config, policy_path, spy_reward(seen), "right", tmp_path / "a",
+                    reward_id="toy", progress=False)
+    for frames, actions in seen:  # the reward sees pixels and actions, nothing else
+        assert all(f.dtype == np.uint8 and f.ndim == 4 for f in frames)
+        assert all(a.shape == (len(f), 2) for f, a in zip(frames, actions, strict=True))
+    for t in (t for batch in learned for t in batch):  # so does the learner
+        assert set(vars(t)) == {"frames", "actions", "logprobs"} and isinstance(t, Trajectory)
+    _, info = read_info(tmp_path / "a")
+    assert info["meta"]["target"] == "right" and info["meta"]["stage"] == "align"
+    assert metrics["evaluation"]["episodes"] == 4
+    calls = len(seen)
+    align(config, policy_path, spy_reward(seen), "right", tmp_path / "a", reward_id="toy",
+          progress=False)
+    assert len(seen) == calls  # finished sub-stages are skipped
+
+
+def test_rl_resumes_and_a_nan_loss_keeps_the_last_good_checkpoint(policy_path, tmp_path):
+    calls = {"n": 0}
+
+    def failing_reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        calls["n"] += 1
+        scores = left_pad_percent(frames, actions)
+        return scores * np.nan if calls["n"] == 2 else scores
+
+    out = tmp_path / "rl"
+    with pytest.raises(UserError, match="Last good checkpoint.*step-00000001"):
+        rl(small_rl(), policy_path, failing_reward, "left", out, reward_id="toy", progress=False)
+    policy, info = load_policy(out)
+    assert info["step"] == 1 and all(torch.isfinite(p).all() for p in policy.parameters())
+    metrics = rl(small_rl(), policy_path, left_pad_percent, "left", out, reward_id="toy",
+                 progress=False)  # resumes at iteration 1
+    assert metrics["iteration"] == 2 and len(metrics["history"]) == 2
+    with pytest.raises(UserError, match="other settings"):
+        rl(small_rl(kl_coef=0.5), policy_path, left_pad_percent, "left", out,
+           reward_id="toy", progress=False)
+
+
+# --- command line and bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["prefft", "rl", "align"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "--reward" in capsys.readouterr().out
+
+
+def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
+    from agentalign.models.reward import RewardModel
+
+    assert main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target",
+                 "up", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown target 'up'" in err and "\n" not in err
+    other = get_config("tiny", n_layer=1, n_embd=32, context=16)  # not the policy's context
+    save_step(tmp_path / "rm", RewardModel(other), other.to_dict(), kind="reward",
+              stage="reward", step=1)
+    assert main(["align", "--policy", str(policy_path), "--reward", str(tmp_path / "rm"),
+                 "--target", "left", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another policy config" in err or "policy config" in err
+    assert "\n" not in err
+    with pytest.raises(ConfigError, match="prefft. or rl."):
+        load_align_config(["iterations=3"])
+    with pytest.raises(ConfigError, match="samples_per_start"):
+        RLConfig.from_dict(small_rl(samples_per_start=1))
+    with pytest.raises(UserError, match="unknown target"):
+        rl(small_rl(), policy_path, left_pad_percent, "centre", tmp_path / "x")
