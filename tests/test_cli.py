@@ -5,7 +5,9 @@ import pytest
 
 from agentalign.cli import build_parser, main
 
-COMMANDS = ["preview", "collect"]
+COMMANDS = ["preview", "collect", "evaluate", "pretrain", "sft", "export", "check-model", "play",
+            "import-demo", "unity-scene", "pipeline", "report", "label", "reward", "serve",
+            "prefft", "rl", "align"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -18,7 +20,7 @@ def test_every_command_has_help(command, capsys):
 
 def test_all_commands_listed():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(COMMANDS) <= set(sub.choices)
+    assert set(COMMANDS) == set(sub.choices)
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path):

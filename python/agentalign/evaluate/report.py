@@ -164,7 +164,8 @@ def build_report(run: str | Path) -> Path:
             acc = metrics.get("heldout", metrics)
             reward_parts.append(
                 f"<tr><td>{_esc(target)}</td>"
-                + "".join(f"<td>{_fmt_pct(acc.get(k))}</td>" for k in ("all", "easy", "hard"))
+                + "".join(f"<td>{_fmt_pct(acc.get(k))}</td>"
+                          for k in ("accuracy", "accuracy_easy", "accuracy_hard"))
                 + f"<td>{_esc(metrics.get('labels_used', ''))}</td></tr>")
     if reward_parts:
         sections.append("<h2>Reward models</h2><p>Held-out preference accuracy (easy: the two "

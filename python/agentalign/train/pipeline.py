@@ -66,14 +66,19 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         stages.append(Stage("sft-scratch", ["sft", "--from-scratch", "--demos",
                                             run_path("demos"), "--out",
                                             run_path("sft-scratch"), *quiet, *extra("sft")]))
-    label = ["label", "--policy", run_path("sft"), "--out", run_path("label"), "--seed", seed]
+    sizes = config["label"]
+    label = ["label", "--policy", run_path("sft"), "--out", run_path("label"), "--seed", seed,
+             "--train-episodes", str(sizes["train_episodes"]),
+             "--heldout-episodes", str(sizes["heldout_episodes"]),
+             "--pairs", str(sizes["pairs"]), "--heldout-pairs", str(sizes["heldout_pairs"])]
     for t in targets:
         label += ["--target", t]
-    stages.append(Stage("label", [*label, *quiet, *extra("label")]))
+    stages.append(Stage("label", [*label, *quiet]))
     for t in targets:
         stages.append(Stage(f"reward-{t}", [
             "reward", "--labels", run_path("label"), "--target", t, "--init",
-            run_path("pretrain"), "--out", run_path(f"reward-{t}"), *quiet, *extra("reward")]))
+            run_path("pretrain"), "--labels-used", str(config["labels_used"]),
+            "--out", run_path(f"reward-{t}"), *quiet, *extra("reward")]))
         stages.append(Stage(f"align-{t}", [
             "align", "--policy", run_path("sft"), "--reward", run_path(f"reward-{t}"),
             "--target", t, "--out", run_path(f"align-{t}"), *quiet, *extra("align")]))
@@ -96,7 +101,13 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         for t in targets:
             stages.append(Stage(f"export-{t}", [
                 "export", run_path(f"align-{t}"), "--name", f"{t}-runner", "--target", t,
-                "--out", run_path("personalities"), "--seed", seed, *extra("export")]))
+                "--out", run_path("personalities"), "--seed", seed,
+                "--episodes", str(config["export_episodes"])]))
+    if config["study"]:
+        stages.append(Stage("reward-study", [
+            "reward", "--study", "--labels", run_path("label"), "--target", targets[0],
+            "--init", run_path("pretrain"), "--out", run_path("study"), *quiet,
+            *extra("reward")]))
     return stages
 
 
@@ -179,6 +190,8 @@ def _index_outputs(run: Path, state: dict[str, Any], config: dict[str, Any]) -> 
                        if (p := run / f"reward-{t}" / "metrics.json").exists()}
     state["rl"] = {t: str(p.relative_to(run)) for t in config["targets"]
                    if (p := run / f"align-{t}" / "rl" / "metrics.json").exists()}
+    if (run / "study" / "study.png").exists():
+        state["study_plot"] = "study/study.png"
     state["personalities"] = {p.stem: str(p.relative_to(run))
                               for p in sorted((run / "personalities").glob("*.onnx"))} \
         if (run / "personalities").exists() else {}

@@ -239,3 +239,20 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def add_labels(store: LabelStore, labels: Iterable[tuple[int, int]], *, source: str,
+               labeller: str, target: str) -> int:
+    """Record many (pair id, choice) labels in one transaction (a labelling run's batch);
+    returns how many were written."""
+    if source not in SOURCES:
+        raise LabelStoreError(f"label source must be one of {list(SOURCES)}, got {source!r}")
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+    rows = [(int(p), int(c), source, labeller, target, created) for p, c in labels]
+    try:
+        with store._transaction():
+            store.db.executemany("INSERT INTO labels (pair, choice, source, labeller, target, "
+                                 "created) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    except sqlite3.IntegrityError as e:
+        raise LabelStoreError(f"label store {store.path}: cannot add labels ({e})") from None
+    return len(rows)

@@ -1,0 +1,230 @@
+"""The reward model: the policy's trunk (CNN per frame + previous-action embedding + causal
+transformer) with a scalar head, scoring a whole trajectory from its pixels and actions.
+
+How a trajectory fits the context. An episode runs up to 100 decisions; the trunk sees
+`context` tokens (K = 16 for tiny). A trajectory is shown as its last K decisions (all of them
+when it is shorter), each frame with the action taken just before it (the "no previous action"
+index at step 0): exactly the window of consecutive steps the policy was pre-trained on, so the
+agent encoder sees what it knows. The score is read from the last token, which attends to all
+the others. Why the end: the designer's preference is about where a run goes and ends ("to the
+left pad"), and the last 1.6 s show which pad, or which edge, the agent is heading into.
+Measured on the study's labels (agent encoder, frozen CNN, 50 labels, seed 0): K frames evenly
+spaced over the whole episode (first and last included) gave 68-71% held-out accuracy, the
+last K 73%.
+Evenly spaced frames are out of distribution for a trunk trained on consecutive steps; scoring
+every window of an episode and averaging would cost ~7 windows per episode, most of which do
+not show how the run ends.
+
+Inputs are frames and actions only: no positions, outcomes or lengths go in (the labeller alone
+reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*, ln_f.*), so a
+pre-trained policy's trunk loads as is ("agent encoder" init); the action head is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from agentalign.models.checkpoint import CheckpointError, load_weights
+from agentalign.models.policy import Policy, PolicyConfig
+
+KIND = "reward"
+TRUNK = ("cnn.", "action_emb.", "blocks.", "ln_f.")
+
+
+class RewardModel(nn.Module):
+    """Frames, previous actions and a mask in; one score per trajectory out."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        policy = Policy(config)  # borrow its modules, so names and inits are the policy's
+        self.cnn, self.action_emb, self.drop = policy.cnn, policy.action_emb, policy.drop
+        self.blocks, self.ln_f = policy.blocks, policy.ln_f
+        self.register_buffer("rope_cos", policy.rope_cos, persistent=False)
+        self.register_buffer("rope_sin", policy.rope_sin, persistent=False)
+        self.score = nn.Linear(config.n_embd, 1)
+        nn.init.normal_(self.score.weight, std=0.02)
+        nn.init.zeros_(self.score.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, frames: Tensor, prev_actions: Tensor, mask: Tensor) -> Tensor:
+        """frames uint8 [B, T, H, W, 3], prev_actions long [B, T, n_branches], mask bool [B, T]
+        (real steps first, padding after; T <= context) -> float [B]: the last real token's
+        score."""
+        Policy._check(self, frames, prev_actions)  # type: ignore[arg-type]  # same checks
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(frames.shape[:2]):
+            raise ValueError(f"mask must be bool [B, T] = {list(frames.shape[:2])}, got "
+                             f"{mask.dtype} {list(mask.shape)}")
+        return self.forward_features(self.encode_frames(frames), prev_actions, mask)
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """uint8 [B, T, H, W, 3] -> CNN features [B, T, n_embd], frames independently."""
+        B, T = frames.shape[:2]
+        x = frames.flatten(0, 1).to(self.rope_cos.dtype).div_(255.0).permute(0, 3, 1, 2)
+        return self.cnn(x).view(B, T, -1)
+
+    def forward_features(self, features: Tensor, prev_actions: Tensor, mask: Tensor) -> Tensor:
+        """The rest of `forward`, from CNN features [B, T, n_embd] (cached when the CNN is
+        frozen): add the previous actions' embeddings, run the transformer, score."""
+        lengths = mask.sum(1)
+        if (lengths == 0).any():
+            raise ValueError("every trajectory needs at least one real step")
+        B, T = features.shape[:2]
+        tokens = features + sum(emb(prev_actions[..., i]) for i, emb in enumerate(self.action_emb))
+        x, cos, sin = self.drop(tokens), self.rope_cos[:T], self.rope_sin[:T]
+        for block in self.blocks:  # causal: padding after the real steps never reaches them
+            x, _, _ = block(x, cos, sin)
+        last = x[torch.arange(B, device=x.device), lengths - 1]
+        return self.score(self.ln_f(last)).squeeze(-1)
+
+    def configure_optimizer(self, weight_decay: float = 0.1, lr: float = 1e-4,
+                            betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+        """AdamW that decays matrices, conv kernels and embeddings, not biases or norms."""
+        return Policy.configure_optimizer(self, weight_decay, lr, betas)  # type: ignore[arg-type]
+
+
+# --- trajectories in, fixed-size tensors out --------------------------------------------------
+
+
+def subsample_steps(length: int, context: int) -> np.ndarray:
+    """The steps of a `length`-step episode the model sees: its last `context` decisions (all
+    of them when the episode is shorter)."""
+    if length < 1:
+        raise ValueError("an episode needs at least one step")
+    return np.arange(max(0, length - context), length)
+
+
+def fit_trajectory(frames: np.ndarray, actions: np.ndarray, config: PolicyConfig
+                   ) -> dict[str, np.ndarray]:
+    """One episode (frames uint8 [T, H, W, 3], actions [T, n_branches]: the action taken at each
+    frame) -> frames [K, H, W, 3], prev_actions int64 [K, n_branches], mask bool [K], zero-padded
+    when T < K. A kept frame's previous action is the action taken at the step before it."""
+    T, K = len(frames), config.context
+    if len(actions) != T:
+        raise ValueError(f"an episode needs one action per frame, got {T} frames and "
+                         f"{len(actions)} actions")
+    steps = subsample_steps(T, K)
+    previous = np.empty((T, len(config.action_branches)), dtype=np.int64)
+    previous[0] = config.action_branches  # the "no previous action" index
+    previous[1:] = np.asarray(actions[:-1], dtype=np.int64)
+    out_frames = np.zeros((K, *frames.shape[1:]), dtype=np.uint8)
+    out_prev = np.zeros((K, len(config.action_branches)), dtype=np.int64)
+    out_frames[:len(steps)] = frames[steps]
+    out_prev[:len(steps)] = previous[steps]
+    return {"frames": out_frames, "prev_actions": out_prev, "mask": np.arange(K) < len(steps)}
+
+
+def stack_fitted(items: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
+    return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+
+
+@torch.no_grad()
+def encode_fitted(model: RewardModel, frames: Tensor, batch_size: int = 256) -> Tensor:
+    """CNN features [N, K, n_embd] of fitted trajectories' frames [N, K, H, W, 3] (on CPU)."""
+    device = model.rope_cos.device
+    return torch.cat([model.encode_frames(frames[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, len(frames), batch_size)])
+
+
+@torch.no_grad()
+def score_fitted(model: RewardModel, fitted: dict[str, Tensor], batch_size: int = 64
+                 ) -> np.ndarray:
+    """Scores of already-fitted trajectories (tensors with a leading trajectory axis)."""
+    device = model.rope_cos.device
+    was_training = model.training
+    model.eval()
+    scores = []
+    for i in range(0, len(fitted["mask"]), batch_size):
+        part = {k: v[i:i + batch_size].to(device) for k, v in fitted.items()}
+        scores.append(model(part["frames"], part["prev_actions"], part["mask"]).float().cpu())
+    model.train(was_training)
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def score_episodes(model: RewardModel, frames: list[np.ndarray], actions: list[np.ndarray],
+                   batch_size: int = 64) -> np.ndarray:
+    """Scores float [N] of N variable-length episodes (frames uint8 [T, H, W, 3], actions
+    [T, n_branches], the action taken at each frame)."""
+    if len(frames) != len(actions):
+        raise ValueError(f"{len(frames)} frame arrays but {len(actions)} action arrays")
+    if not frames:
+        return np.zeros(0, dtype=np.float32)
+    scores = []
+    for i in range(0, len(frames), batch_size):
+        fitted = [fit_trajectory(f, a, model.config)
+                  for f, a in zip(frames[i:i + batch_size], actions[i:i + batch_size],
+                                  strict=True)]
+        scores.append(score_fitted(model, stack_fitted(fitted), batch_size))
+    return np.concatenate(scores)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def config_from_info(info: dict[str, Any], path: str | Path) -> PolicyConfig:
+    try:
+        return PolicyConfig.from_dict(info["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: bad model_config ({e})") from None
+
+
+def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
+                      config: PolicyConfig | None = None) -> tuple[RewardModel, dict[str, Any]]:
+    """A RewardModel in eval mode and its checkpoint.json. Refuses checkpoints of another kind
+    and, when `config` is given, a reward model of another policy config."""
+    weights, info = load_weights(path, kind=KIND)
+    saved = config_from_info(info, path)
+    if config is not None and saved != config:
+        raise CheckpointError(f"checkpoint {path}: a reward model of the policy config "
+                              f"{saved.to_dict()}, expected {config.to_dict()}")
+    model = RewardModel(saved)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the {saved.name!r} reward "
+                              f"model (missing {list(missing)[:3]}, unexpected "
+                              f"{list(unexpected)[:3]})")
+    return model.to(device).eval(), info
+
+
+def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> dict[str, Any]:
+    """Copy a policy checkpoint's trunk (cnn, action embeddings, blocks, final norm) into the
+    reward model ("agent encoder" init); the score head keeps its fresh init. Returns the policy
+    checkpoint.json. Refuses a policy of another config."""
+    weights, info = load_weights(policy_checkpoint_path, kind="policy")
+    saved = config_from_info(info, policy_checkpoint_path)
+    ours = {k: v for k, v in model.config.to_dict().items() if k != "dropout"}
+    theirs = {k: v for k, v in saved.to_dict().items() if k != "dropout"}
+    if ours != theirs:
+        diff = ", ".join(f"{k}: {theirs[k]!r} vs {ours[k]!r}" for k in ours
+                         if ours[k] != theirs.get(k))
+        raise CheckpointError(f"checkpoint {policy_checkpoint_path}: a policy of another config "
+                              f"than the reward model ({diff})")
+    trunk = {k: v for k, v in weights.items() if k.startswith(TRUNK)}
+    missing, unexpected = model.load_state_dict(trunk, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("score.")]:
+        raise CheckpointError(f"checkpoint {policy_checkpoint_path}: trunk weights do not fit "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return info
+
+
+def bradley_terry_loss(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
+    """-log sigmoid(r_chosen - r_rejected), averaged over pairs."""
+    return -torch.nn.functional.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def accuracy(scores: np.ndarray, first: np.ndarray, second: np.ndarray, choice: np.ndarray
+             ) -> float:
+    """Share of pairs whose preferred trajectory scores higher (an exact tie counts half)."""
+    if len(choice) == 0:
+        return math.nan
+    margin = np.where(choice == 0, scores[first] - scores[second], scores[second] - scores[first])
+    return float(np.mean((margin > 0) + 0.5 * (margin == 0)))

@@ -1,0 +1,246 @@
+"""`agentalign label`: roll out the SFT agent, store the runs as corpora, pair them and label
+the pairs with the synthetic labeller, in a label store (`preferences.LabelStore`).
+
+Layout of the output folder:
+  rollouts-train/     corpus (shard format) of the episodes whose pairs are training labels
+  rollouts-heldout/   corpus of separate rollouts (another seed): held-out pairs only
+  labels.sqlite       trajectories (corpus, episode, split), pairs and labels per target
+
+Episodes are stored as collect stores them: one frame per decision (the observation the action
+was chosen on), its action, position and heading (headings are not known to the rollout loop and
+are stored as 0), outcome, spawn; player 0 ("policy"), target -1. The final position (after the
+last decision), which the labeller needs and the per-step arrays do not hold, is kept in each
+shard's metadata (`final_positions`), so a later run can label the same pairs for another target.
+
+Rerunning with the same folder reuses finished corpora and pairs and labels only the targets the
+store lacks; a folder made with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentalign.atomic import write_json_atomic
+from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, write_shard
+from agentalign.errors import UserError
+from agentalign.evaluate.rollout import Actor, PolicyActor, Starts, rollout, spawn_starts
+from agentalign.spec import PADS
+from agentalign.train.preferences import (
+    LabelStore,
+    SyntheticLabeller,
+    TrajectorySummary,
+    add_labels,
+    sample_pairs,
+)
+
+STORE = "labels.sqlite"
+SPLITS = {"train": "rollouts-train", "heldout": "rollouts-heldout"}
+SHARD_EPISODES = 100
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """What `agentalign label` makes; every field is a command-line option."""
+
+    train_episodes: int = 400  # SFT rollouts whose pairs give training labels
+    heldout_episodes: int = 400  # separate rollouts (another seed) for held-out pairs
+    pairs: int = 5000  # training pairs drawn from the 79,800 the 400 train episodes allow
+    heldout_pairs: int = 2000  # held-out pairs (>= 1,000 after ties are dropped)
+    temperature: float = 0.0  # labeller noise; 0 = the designer's rule exactly
+    seed: int = 0  # train rollouts use seed, held-out ones seed + 1_000_003, pairs seed + 1/2
+    num_envs: int = 64  # environments stepped together while rolling out
+    greedy: bool = False  # argmax actions instead of sampling (the paper samples)
+    layout: str = "jumppad_island"
+
+    def check(self) -> None:
+        for key in ("train_episodes", "heldout_episodes", "pairs", "heldout_pairs", "num_envs"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"label: {key} must be an integer >= 1, got {value!r}")
+        if min(self.train_episodes, self.heldout_episodes) < 2:
+            raise UserError("label: pairing needs at least 2 episodes per split")
+
+
+def split_seed(seed: int, split: str) -> int:
+    return seed if split == "train" else seed + 1_000_003
+
+
+def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
+                    num_envs: int, source: dict[str, Any], progress: bool = True) -> Corpus:
+    """Play `episodes` episodes with `actor` from the game's spawns and write them as a corpus
+    at `out`, one shard per SHARD_EPISODES episodes (so frames never pile up in memory). A
+    finished corpus with the same source is reused."""
+    manifest_path = out / MANIFEST
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("source") != source:
+            raise UserError(f"label: {out} holds rollouts of other settings; use another --out")
+        if manifest.get("complete"):
+            return Corpus(out)
+    out.mkdir(parents=True, exist_ok=True)
+    starts = spawn_starts(_layout(layout), episodes, seed)
+    manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
+    for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
+        part = slice(first, min(first + SHARD_EPISODES, episodes))
+        chunk = Starts(starts.spawns[part], starts.positions[part], starts.headings[part],
+                       starts.kinds[part])
+        played = rollout(actor, chunk, num_envs=num_envs, layout=layout,
+                         seed=seed * 1009 + index, record_frames=len(chunk), progress=progress)
+        recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
+                            positions=e.positions[:e.length],
+                            headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
+                            player=0, spawn=e.spawn, target=-1) for e in played.episodes]
+        final = [[float(v) for v in e.positions[-1]] for e in played.episodes]
+        entry = write_shard(out / f"shard-{index:05d}.safetensors", recorded,
+                            {"player_types": ["policy"], "final_positions": final,
+                             "source": source})
+        manifest["shards"].append({**entry, "index": index})
+        write_json_atomic(manifest_path, manifest)
+    manifest["complete"] = True
+    write_json_atomic(manifest_path, manifest)
+    return Corpus(out)
+
+
+def summaries(corpus: Corpus) -> list[TrajectorySummary]:
+    """What the labeller may know of each episode of a rollout corpus."""
+    finals = [p for shard in corpus.shards
+              for p in json.loads(shard.metadata.get("final_positions", "null")) or []]
+    if len(finals) != corpus.num_episodes:
+        raise UserError(f"label: corpus {corpus.folder} lacks final positions; it was not "
+                        "written by `agentalign label`")
+    return [TrajectorySummary(int(o), (float(p[0]), float(p[1])), int(n))
+            for o, p, n in zip(corpus.episodes["outcomes"], finals, corpus.episodes["lengths"],
+                               strict=True)]
+
+
+def make_labels(actor: Actor, out: str | Path, targets: list[str],
+                settings: LabelSettings = LabelSettings(), *, source: dict[str, Any],
+                progress: bool = True) -> dict[str, Any]:
+    """Roll out (or reuse), pair and label; returns the summary also written to label.json."""
+    settings.check()
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        raise UserError("label: give at least one --target")
+    for target in targets:
+        if target not in PADS:
+            raise UserError(f"label: unknown target {target!r}: choose one of {list(PADS)}")
+    out = Path(out)
+    clock = time.perf_counter()
+    run = {"settings": asdict(settings), "source": source}
+    summary_path = out / "label.json"
+    if summary_path.exists():
+        previous = json.loads(summary_path.read_text())
+        if previous.get("run") != run:
+            raise UserError(f"label: {out} was made with other settings ({summary_path}); use "
+                            "another --out or the same options")
+    layout = _layout(settings.layout)
+    pads = [p.position for p in layout.pads]
+    store = LabelStore(out / STORE, create=True)
+    result: dict[str, Any] = {"run": run, "splits": {}, "targets": {}}
+    if summary_path.exists():  # keep what earlier runs labelled
+        result["targets"] = json.loads(summary_path.read_text()).get("targets", {})
+    try:
+        trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
+        for split, folder in SPLITS.items():
+            n = settings.train_episodes if split == "train" else settings.heldout_episodes
+            corpus = record_rollouts(actor, out / folder, n, split_seed(settings.seed, split),
+                                     layout=settings.layout, num_envs=settings.num_envs,
+                                     source={**source, "split": split, "episodes": n,
+                                             "seed": split_seed(settings.seed, split),
+                                             "greedy": settings.greedy},
+                                     progress=progress)
+            ids = store.add_trajectories(folder, range(corpus.num_episodes), split)
+            trajectories[split] = (ids, summaries(corpus))
+            result["splits"][split] = {
+                "corpus": folder, "episodes": corpus.num_episodes,
+                "outcomes": np.bincount(corpus.episodes["outcomes"], minlength=5).tolist()}
+        pair_ids: dict[str, list[tuple[int, int, int]]] = {}
+        for split, (ids, _) in trajectories.items():
+            wanted = settings.pairs if split == "train" else settings.heldout_pairs
+            drawn = sample_pairs(len(ids), wanted, settings.seed + (1 if split == "train" else 2))
+            rows = store.add_pairs([(ids[a], ids[b]) for a, b in drawn], split)
+            pair_ids[split] = [(row, int(a), int(b)) for row, (a, b) in zip(rows, drawn,
+                                                                            strict=True)]
+            result["splits"][split]["pairs"] = len(rows)
+        for target in targets:
+            labelled = _label_target(store, target, settings, pads, trajectories, pair_ids)
+            if not (target in result["targets"] and all(v.get("reused")
+                                                        for v in labelled.values())):
+                result["targets"][target] = labelled
+        result["counts"] = store.counts()
+    finally:
+        store.close()
+    result["seconds"] = time.perf_counter() - clock
+    write_json_atomic(summary_path, result)
+    return result
+
+
+def _label_target(store: LabelStore, target: str, settings: LabelSettings,
+                  pads: list[tuple[float, float]],
+                  trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]],
+                  pair_ids: dict[str, list[tuple[int, int, int]]]) -> dict[str, Any]:
+    """Label every pair of both splits for one target, unless the store already has them."""
+    done: dict[str, Any] = {}
+    labeller = SyntheticLabeller(target, pads, settings.temperature,
+                                 seed=settings.seed + PADS.index(target))
+    for split, pairs in pair_ids.items():
+        have = store.db.execute(
+            "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair WHERE l.target = ? AND "
+            "p.split = ?", (target, split)).fetchone()[0]
+        if have:
+            done[split] = {"labels": int(have), "ties": None, "reused": True}
+            continue
+        summary = trajectories[split][1]
+        labels, ties, easy = [], 0, 0
+        for row, a, b in pairs:
+            choice = labeller.prefer(summary[a], summary[b])
+            if choice is None:
+                ties += 1
+                continue
+            labels.append((row, choice))
+            easy += summary[a].outcome != summary[b].outcome
+        add_labels(store, labels, source="synthetic", labeller=labeller.labeller_id,
+                   target=target)
+        done[split] = {"labels": len(labels), "ties": ties, "easy": easy,
+                       "hard": len(labels) - easy}
+    return done
+
+
+def label(policy: str | Path, out: str | Path, targets: list[str],
+          settings: LabelSettings = LabelSettings(), progress: bool = True) -> dict[str, Any]:
+    """`agentalign label`: the SFT policy at `policy` acts, sampling its actions."""
+    import torch
+
+    from agentalign.models.checkpoint import load_policy
+
+    model, info = load_policy(policy)
+    torch.manual_seed(settings.seed)
+    actor = PolicyActor(model, greedy=settings.greedy, seed=settings.seed)
+    source = {"policy": info.get("sha256"), "stage": info.get("stage")}
+    return make_labels(actor, out, targets, settings, source=source, progress=progress)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    lines = []
+    for split, s in result["splits"].items():
+        lines.append(f"{split}: {s['episodes']} episodes in {s['corpus']} (outcomes left/middle/"
+                     f"right/fell/timeout {s['outcomes']}), {s['pairs']} pairs")
+    for target, splits in result["targets"].items():
+        parts = [f"{split} {v['labels']} labels"
+                 + (" (already there)" if v.get("reused") else
+                    f" ({v['ties']} ties dropped, {v['easy']} easy / {v['hard']} hard)")
+                 for split, v in splits.items()]
+        lines.append(f"target {target}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def _layout(name: str) -> Any:
+    from agentalign.envs.layout import load_layout
+
+    return load_layout(name)

@@ -1,0 +1,109 @@
+"""The whole pipeline at toy sizes: every artifact, a report that loads, and kill-and-rerun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from agentalign.config import load_config
+from agentalign.errors import ConfigError
+from agentalign.train.pipeline import plan
+
+TINY = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.context=8"]
+TOY = {
+    "targets": ["left"], "demo_episodes": 24, "eval_episodes": 6, "export_episodes": 6,
+    "labels_used": 12,
+    "label": {"train_episodes": 10, "heldout_episodes": 8, "pairs": 30, "heldout_pairs": 20},
+    "stages": {
+        "collect": ["episodes=24", "shard_episodes=8", "num_envs=8"],
+        "demos": ["shard_episodes=12", "num_envs=12"],
+        "pretrain": [*TINY, "steps=4", "batch_size=4", "warmup_steps=1", "eval_interval=2",
+                     "checkpoint_interval=2", "eval_windows=8", "num_threads=1"],
+        "sft": ["episodes=24", "steps=3", "batch_size=4", "warmup_steps=1", "eval_interval=2",
+                "checkpoint_interval=2", "eval_windows=8", "num_threads=1"],
+        "reward": ["min_steps=2", "max_steps=3", "batch_size=4", "num_threads=1"],
+        "align": ["prefft.rounds=1", "prefft.episodes=8", "prefft.num_envs=8",
+                  "prefft.eval_episodes=4", "prefft.finetune.steps=2",
+                  "prefft.finetune.batch_size=4", "prefft.finetune.eval_interval=2",
+                  "prefft.finetune.checkpoint_interval=2", "rl.iterations=2",
+                  "rl.starts_per_iteration=2", "rl.samples_per_start=2", "rl.num_envs=4",
+                  "rl.eval_episodes=4", "rl.minibatch_episodes=4"],
+        "evaluate": ["num_envs=6", "gif_episodes=1"],
+    },
+}
+
+
+def toy_config_file(tmp_path: Path) -> Path:
+    import yaml
+
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(TOY))
+    return path
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+def test_plan_orders_the_recipe(tmp_path):
+    config = load_config("pipeline")
+    names = [s.name for s in plan(tmp_path, config)]
+    assert names[:5] == ["collect", "demos", "pretrain", "sft", "label"]
+    assert names.index("reward-left") < names.index("align-left") < names.index("export-left")
+    assert "evaluate-base" in names and "evaluate-right-aligned" in names
+    with pytest.raises(ConfigError, match="targets"):
+        plan(tmp_path, {**config, "targets": ["north"]})
+
+
+@pytest.mark.slow
+def test_toy_pipeline_end_to_end_and_resume(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "agentalign.cli", "pipeline", "--out", str(run), "--config",
+           str(toy_config_file(tmp_path)), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Kill it mid-way (once pre-training has a checkpoint), then rerun to completion.
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((run / "pretrain" / "checkpoints").glob("step-*")):
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = json.loads((run / "pipeline.json").read_text())
+    assert [s["name"] for s in state["stages"] if s["status"] == "done"][:2] == \
+        ["collect", "demos"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "collect: done, skipped" in result.stdout
+    state = json.loads((run / "pipeline.json").read_text())
+    assert all(s["status"] == "done" for s in state["stages"])
+    for path in ("corpus/corpus.json", "demos/corpus.json", "pretrain/metrics.json",
+                 "sft/metrics.json", "label/labels.sqlite", "reward-left/metrics.json",
+                 "align-left/metrics.json", "eval/base/results.json", "eval/sft/results.json",
+                 "eval/left-aligned/results.json", "eval/left-aligned/heatmap.png",
+                 "personalities/left-runner.onnx", "personalities/left-runner.json",
+                 "report.html"):
+        assert (run / path).exists(), path
+    card = json.loads((run / "personalities" / "left-runner.json").read_text())
+    assert card["target"] == "left"
+    parser = _Tags()
+    parser.feed((run / "report.html").read_text())
+    assert parser.tags.count("svg") >= 2 and parser.tags.count("img") >= 3
+    assert set(state["evaluations"]) == {"base", "sft", "left-aligned"}
+    # A third run has nothing left to do.
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == len(state["stages"]) - 1
