@@ -7,6 +7,10 @@ first and regenerate the scene.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Observation: RGB pixels from a third-person camera, uint8, height x width x 3.
 OBS_HEIGHT = 64
@@ -46,6 +50,24 @@ class ObservationSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
+
+
+def check_actions(actions: object, num_envs: int) -> np.ndarray:
+    """A batch of actions as int64 [num_envs, branches]; ValueError naming what is wrong.
+
+    Both environment backends take actions through this one check.
+    """
+    import numpy as np
+
+    actions = np.asarray(actions)
+    if actions.shape != (num_envs, len(ACTION_BRANCHES)):
+        raise ValueError(f"actions must have shape ({num_envs}, {len(ACTION_BRANCHES)}), "
+                         f"got {actions.shape}")
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError(f"actions must be integers, got {actions.dtype}")
+    if (actions < 0).any() or (actions >= np.array(ACTION_BRANCHES)).any():
+        raise ValueError(f"actions out of range: branch sizes are {list(ACTION_BRANCHES)}")
+    return actions.astype(np.int64)
 
 
 def outcome_name(code: int) -> str:

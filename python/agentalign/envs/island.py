@@ -25,6 +25,7 @@ from agentalign.spec import (
     PADS,
     RUNNING,
     TURN_SIGNS,
+    check_actions,
 )
 
 _MOVE_RAD = np.radians([0.0 if a is None else a for a in MOVE_ANGLES])
@@ -107,7 +108,7 @@ class IslandVectorEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
-        actions = self._check_actions(actions)
+        actions = check_actions(actions, self.num_envs)
         resetting = self._needs_reset.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP \
             else np.zeros(self.num_envs, dtype=bool)
         # Episodes that ended and are not being reset (autoreset disabled) stay frozen.
@@ -202,17 +203,6 @@ class IslandVectorEnv(VectorEnv):
         cy = np.clip(y[:, None], self._box_lo[:, 1], self._box_hi[:, 1])
         gap = (x[:, None] - cx) ** 2 + (y[:, None] - cy) ** 2
         return (gap < self.layout.agent.radius ** 2).any(axis=1)
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, len(ACTION_BRANCHES)):
-            raise ValueError(f"actions must have shape ({self.num_envs}, "
-                             f"{len(ACTION_BRANCHES)}), got {actions.shape}")
-        if not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be integers, got {actions.dtype}")
-        if (actions < 0).any() or (actions >= np.array(ACTION_BRANCHES)).any():
-            raise ValueError(f"actions out of range: branch sizes are {list(ACTION_BRANCHES)}")
-        return actions.astype(np.int64)
 
     def _info(self) -> dict[str, Any]:
         return {"position": self.positions.astype(np.float32), "heading":

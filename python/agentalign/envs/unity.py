@@ -65,6 +65,7 @@ from agentalign.spec import (
     SEED_MODULUS,
     SEED_PARAMETER,
     TARGET_PARAMETER,
+    check_actions,
     unpack_outcomes,
 )
 
@@ -305,7 +306,7 @@ class UnityVectorEnv(VectorEnv):
                                           dict[str, Any]]:
         if self.behavior_name is None:
             raise RuntimeError("call reset() before step(): the engine has no agents yet")
-        actions = self._check_actions(actions)
+        actions = check_actions(actions, self.num_envs)
         n = self.num_envs
         rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
@@ -651,17 +652,6 @@ class UnityVectorEnv(VectorEnv):
         return _RowState(int(self.steps[row]), (float(self.positions[row][0]),
                          float(self.positions[row][1])), float(self.headings[row]),
                          int(self.spawns[row]), int(self.outcomes[row]))
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, len(ACTION_BRANCHES)):
-            raise ValueError(f"actions must have shape ({self.num_envs}, "
-                             f"{len(ACTION_BRANCHES)}), got {actions.shape}")
-        if not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be integers, got {actions.dtype}")
-        if (actions < 0).any() or (actions >= np.array(ACTION_BRANCHES)).any():
-            raise ValueError(f"actions out of range: branch sizes are {list(ACTION_BRANCHES)}")
-        return actions.astype(np.int64)
 
     def _info(self) -> dict[str, Any]:
         return {"position": self.positions.astype(np.float32),
