@@ -166,6 +166,30 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
                               f"({type(e).__name__}); resume from another checkpoint") from None
 
 
+def restore_training(latest: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, counters: tuple[str, ...]
+                     ) -> dict[str, Any]:
+    """Put a checkpoint's weights and AdamW state back and return its named counters.
+
+    Every training stage resumes through this, so a checkpoint that does not fit the run fails
+    the same way everywhere: one line naming the checkpoint and what does not fit.
+    """
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {latest}: weights do not fit the model "
+                              f"({str(e).splitlines()[0]})") from None
+    state = load_trainer_state(latest)
+    if state is None:
+        raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
+    try:
+        optimizer.load_state_dict(state.pop("optimizer"))
+        return {k: state[k] for k in counters}
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {latest}: trainer.pt does not fit this run "
+                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
 def load_policy(path: str | Path, device: str | torch.device = "cpu",
                 verify: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A Policy in eval mode and its checkpoint.json, from a checkpoint or stage folder."""

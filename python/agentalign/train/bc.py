@@ -64,8 +64,8 @@ from agentalign.models.checkpoint import (
     CheckpointError,
     latest_or_none,
     load_policy,
-    load_trainer_state,
     load_weights,
+    restore_training,
     save_step,
 )
 from agentalign.models.policy import Policy, PolicyConfig, get_config
@@ -655,20 +655,8 @@ def _resume(latest: Path, run: dict[str, Any], policy: Policy, optimizer: torch.
         raise UserError(f"{latest.parent.parent} holds a run with other settings "
                         f"({_differences(saved, run)}); use another --out, or the same settings "
                         "to resume")
-    try:
-        policy.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {latest}: weights do not fit the policy "
-                              f"({str(e).splitlines()[0]})") from None
-    state = load_trainer_state(latest)
-    if state is None:
-        raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
-    try:
-        optimizer.load_state_dict(state.pop("optimizer"))
-        counters = {k: state[k] for k in ("step", "frames", "train_seconds", "wall_seconds")}
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {latest}: trainer.pt does not fit this run "
-                              f"({type(e).__name__}: {e})") from None
+    counters = restore_training(latest, weights, policy, optimizer,
+                                ("step", "frames", "train_seconds", "wall_seconds"))
     return counters, meta.get("train_loss"), meta.get("eval_loss")
 
 

@@ -48,10 +48,9 @@ from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import (
-    CheckpointError,
     latest_or_none,
-    load_trainer_state,
     load_weights,
+    restore_training,
     save_step,
 )
 from agentalign.models.policy import PolicyConfig
@@ -410,20 +409,8 @@ def _resume(latest: Path, run: dict[str, Any], model: RewardModel,
         raise UserError(f"{latest.parent.parent} holds a reward run with other settings (labels, "
                         "target, init or config); use another --out, or the same settings to "
                         "resume")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {latest}: weights do not fit the reward model "
-                              f"({str(e).splitlines()[0]})") from None
-    state = load_trainer_state(latest)
-    if state is None:
-        raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
-    try:
-        optimizer.load_state_dict(state.pop("optimizer"))
-        counters = {k: state[k] for k in ("step", "pairs", "train_seconds")}
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {latest}: trainer.pt does not fit this run "
-                              f"({type(e).__name__}: {e})") from None
+    counters = restore_training(latest, weights, model, optimizer,
+                                ("step", "pairs", "train_seconds"))
     return counters, (info.get("meta") or {}).get("train_loss")
 
 

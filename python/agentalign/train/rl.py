@@ -61,11 +61,10 @@ from agentalign.errors import ConfigError, UserError
 from agentalign.evaluate.metrics import outcome_rates
 from agentalign.evaluate.rollout import spawn_starts
 from agentalign.models.checkpoint import (
-    CheckpointError,
     latest_or_none,
     load_policy,
-    load_trainer_state,
     load_weights,
+    restore_training,
     save_step,
 )
 from agentalign.models.policy import Policy, no_previous_action, window_start
@@ -419,16 +418,8 @@ def _resume(latest: Path, run: dict[str, Any], policy: Policy,
     if (info.get("meta") or {}).get("run") != run:
         raise UserError(f"{latest.parent.parent} holds an rl run with other settings; use "
                         "another --out, or the same settings to resume")
-    state = load_trainer_state(latest)
-    if state is None:
-        raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
-    try:
-        policy.load_state_dict(weights)
-        optimizer.load_state_dict(state.pop("optimizer"))
-        return {k: state[k] for k in ("iteration", "decisions", "seconds", "history")}
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {latest}: does not fit this run "
-                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return restore_training(latest, weights, policy, optimizer,
+                            ("iteration", "decisions", "seconds", "history"))
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
