@@ -555,7 +555,7 @@ def _train(stage: str, cfg: TrainConfig, data: Path, out: Path, init: str | Path
               f"{cfg.steps:,} steps x {cfg.batch_size} windows x {length} steps; "
               f"{ranks.world} rank(s) x {threads} thread(s) on {ranks.device}"
               + (f"; resuming at step {state['step']:,} from {latest}" if latest else ""))
-    writer = _summary_writer(out, state["step"]) if lead else None
+    writer = summary_writer(out, state["step"]) if lead else None
     bar = tqdm(total=cfg.steps * frames_per_step, initial=state["step"] * frames_per_step,
                unit="frame", unit_scale=True, disable=not (progress and lead), desc=stage,
                dynamic_ncols=True)
@@ -684,7 +684,7 @@ def _remove_stale_checkpoint_temporaries(out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _summary_writer(out: Path, step: int) -> Any:
+def summary_writer(out: Path, step: int) -> Any:
     """TensorBoard writer in `out/logs`; on resume it drops what a killed run logged after the
     checkpoint, so the curves do not fold back on themselves."""
     from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only on rank 0

@@ -73,6 +73,7 @@ from agentalign.train.bc import (
     init_distributed,
     resolve_policy_config,
     step_seed,
+    summary_writer,
 )
 from agentalign.train.label import STORE
 from agentalign.train.preferences import LabelStore, LabelStoreError
@@ -326,7 +327,7 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardConfig, ra
     if ranks.world > 1:
         dist.barrier()
     lead = ranks.rank == 0
-    writer = _summary_writer(out, state["step"]) if out is not None and lead else None
+    writer = summary_writer(out, state["step"]) if out is not None and lead else None
     bar = tqdm(total=steps, initial=state["step"], unit="step", desc="reward",
                disable=not (progress and lead), dynamic_ncols=True)
     interval_loss, interval_steps, interval_seconds = 0.0, 0, 0.0
@@ -412,12 +413,6 @@ def _resume(latest: Path, run: dict[str, Any], model: RewardModel,
     counters = restore_training(latest, weights, model, optimizer,
                                 ("step", "pairs", "train_seconds"))
     return counters, (info.get("meta") or {}).get("train_loss")
-
-
-def _summary_writer(out: Path, step: int) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "logs"), purge_step=step or None)
 
 
 def _policy_config(cfg: RewardConfig, init: Path | None) -> tuple[PolicyConfig, str | None]:

@@ -295,7 +295,7 @@ def rl(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, tar
        out: str | Path, reward_id: str = "", progress: bool = True) -> dict[str, Any]:
     """Run (or resume, or skip if finished) RL from the policy at `policy_path` (also the KL
     reference) against `reward_fn`, into the stage folder `out`; returns metrics.json."""
-    from agentalign.train.bc import _summary_writer, cpu_settings
+    from agentalign.train.bc import cpu_settings, summary_writer
 
     check_target(target)
     cfg = RLConfig.from_dict(config)
@@ -310,7 +310,7 @@ def rl(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, tar
     check_same_run(out, run, "rl")
     threads = cfg.num_threads or len(os.sched_getaffinity(0))
     with cpu_settings(threads):
-        return _rl(cfg, run, reference, reward_fn, target, out, progress, _summary_writer)
+        return _rl(cfg, run, reference, reward_fn, target, out, progress, summary_writer)
 
 
 def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: RewardFn, target: str,
