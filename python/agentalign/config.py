@@ -95,3 +95,34 @@ def _merge(base: dict[str, Any], update: dict[str, Any], source: str, prefix: st
             _merge(base[key], value, source, path)
         else:
             base[key] = copy.deepcopy(value)
+
+
+def checked_values(cls: type, config: dict[str, Any], what: str, numbers: tuple[str, ...],
+                   integers_at_least: dict[str, int], nullable: tuple[str, ...] = (),
+                   prefix: str = "") -> dict[str, Any]:
+    """A stage config's values, checked against the fields of its dataclass `cls`.
+
+    Every key present and none unknown; `numbers` coerced to float (YAML reads `1e-3` without a
+    dot as a string); `integers_at_least` integers with a minimum (`nullable` ones may be null).
+    The stage adds its own cross-field checks on the result.
+    """
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls)}
+    if missing := names - set(config):
+        raise ConfigError(f"{what} config lacks the keys {sorted(missing)}")
+    if unknown := set(config) - names:
+        raise ConfigError(f"{what} config has unknown keys {sorted(unknown)}")
+    values = dict(config)
+    for key in numbers:
+        try:
+            values[key] = float(values[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{prefix}{key} must be a number, got {values[key]!r}") from None
+    for key, low in integers_at_least.items():
+        value = values[key]
+        if value is None and key in nullable:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{prefix}{key} must be an integer >= {low}, got {value!r}")
+    return values

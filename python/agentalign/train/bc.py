@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from agentalign.atomic import write_json_atomic
+from agentalign.config import checked_values
 from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import (
@@ -115,24 +116,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        if missing := names - set(config):
-            raise ConfigError(f"train config lacks the keys {sorted(missing)}")
-        if unknown := set(config) - names:
-            raise ConfigError(f"train config has unknown keys {sorted(unknown)}")
-        values = dict(config)
-        for key in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip",
-                    "eval_fraction"):
-            try:  # YAML reads `1e-3` (no dot) as a string; accept it as the number it means
-                values[key] = float(values[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key} must be a number, got {values[key]!r}") from None
-        for key, low in INTEGERS_AT_LEAST.items():
-            value = values[key]
-            if value is None and key in ("episodes", "context"):  # null: see the YAML
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
+        values = checked_values(
+            cls, config, "train", ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip",
+                                   "eval_fraction"),
+            INTEGERS_AT_LEAST, nullable=("episodes", "context"))  # null: see the YAML
         if not 0.0 <= values["eval_fraction"] < 1.0:
             raise ConfigError(f"eval_fraction must be in [0, 1), got {values['eval_fraction']}")
         if values["lr"] <= 0 or not 0 <= values["min_lr"] <= values["lr"]:

@@ -34,7 +34,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from agentalign.atomic import write_json_atomic
+from agentalign.config import checked_values
 from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import (
@@ -116,23 +117,12 @@ class RewardConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> RewardConfig:
-        names = {f.name for f in fields(cls)}
-        if missing := names - set(config):
-            raise ConfigError(f"reward config lacks the keys {sorted(missing)}")
-        if unknown := set(config) - names:
-            raise ConfigError(f"reward config has unknown keys {sorted(unknown)}")
-        values = dict(config)
-        for key in ("epochs", "lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
-            try:
-                values[key] = float(values[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key} must be a number, got {values[key]!r}") from None
-        for key, low in (("batch_size", 1), ("min_steps", 1), ("max_steps", 1),
-                         ("warmup_steps", 0), ("log_interval", 1), ("checkpoint_interval", 1),
-                         ("keep_checkpoints", 0), ("seed", 0), ("num_threads", 0)):
-            value = values[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
+        values = checked_values(
+            cls, config, "reward", ("epochs", "lr", "min_lr", "weight_decay", "beta1", "beta2",
+                                    "grad_clip"),
+            {"batch_size": 1, "min_steps": 1, "max_steps": 1, "warmup_steps": 0,
+             "log_interval": 1, "checkpoint_interval": 1, "keep_checkpoints": 0, "seed": 0,
+             "num_threads": 0})
         if values["min_steps"] > values["max_steps"] or values["epochs"] <= 0:
             raise ConfigError("need epochs > 0 and min_steps <= max_steps")
         if values["lr"] <= 0 or not 0 <= values["min_lr"] <= values["lr"]:

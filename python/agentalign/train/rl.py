@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from agentalign.atomic import write_json_atomic
+from agentalign.config import checked_values
 from agentalign.envs.layout import load_layout
 from agentalign.errors import ConfigError, UserError
 from agentalign.evaluate.metrics import outcome_rates
@@ -120,28 +121,17 @@ class RLConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> RLConfig:
-        names = {f.name for f in fields(cls)}
-        if missing := names - set(config):
-            raise ConfigError(f"rl config lacks the keys {sorted(missing)}")
-        if unknown := set(config) - names:
-            raise ConfigError(f"rl config has unknown keys {sorted(unknown)}")
-        values = dict(config)
-        for key in ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "kl_coef",
-                    "clip_range", "spawn_jitter"):
-            try:  # YAML reads `1e-5` (no dot) as a string
-                values[key] = float(values[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"rl: {key} must be a number, got {values[key]!r}") from None
+        numbers = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "kl_coef", "clip_range",
+                   "spawn_jitter")
+        values = checked_values(
+            cls, config, "rl", numbers,
+            {"iterations": 0, "starts_per_iteration": 1, "samples_per_start": 2,
+             "update_epochs": 1, "minibatch_episodes": 1, "num_envs": 1, "max_steps": 1,
+             "eval_episodes": 0, "eval_interval": 0, "checkpoint_interval": 1,
+             "keep_checkpoints": 0, "seed": 0, "num_threads": 0}, prefix="rl: ")
+        for key in numbers:
             if not values[key] >= 0:
                 raise ConfigError(f"rl: {key} must be >= 0, got {values[key]}")
-        lows = {"iterations": 0, "starts_per_iteration": 1, "samples_per_start": 2,
-                "update_epochs": 1, "minibatch_episodes": 1, "num_envs": 1, "max_steps": 1,
-                "eval_episodes": 0, "eval_interval": 0, "checkpoint_interval": 1,
-                "keep_checkpoints": 0, "seed": 0, "num_threads": 0}
-        for key, low in lows.items():
-            value = values[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"rl: {key} must be an integer >= {low}, got {value!r}")
         if values["lr"] <= 0:
             raise ConfigError("rl: lr must be > 0")
         if not isinstance(values["normalize_advantages"], bool):
