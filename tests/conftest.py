@@ -1,13 +1,27 @@
-"""Shared fixtures: one renderer per layout and a small corpus, built once per session."""
+"""Shared fixtures: the layout, a small corpus and the stand-in Unity player, once per session."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from agentalign.config import load_config
 from agentalign.envs.layout import load_layout
+
+
+@pytest.fixture(scope="session")
+def player(tmp_path_factory) -> str:
+    """The installed stand-in player, or (in a tree not reinstalled since it was added) a
+    launcher with the same command line."""
+    installed = Path(sys.executable).parent / "agentalign-island-player"
+    if installed.exists():
+        return str(installed)
+    launcher = tmp_path_factory.mktemp("player") / "agentalign-island-player"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m agentalign.envs.player "$@"\n')
+    launcher.chmod(0o755)
+    return str(launcher)
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,39 @@ def test_round_trip_of_our_trajectories(tmp_path):
         np.testing.assert_array_equal(corpus.episode(k)["actions"], episode.actions)
 
 
+def test_pairing_is_ml_agents_loaders_same_record(tmp_path):
+    """ML-Agents' demo_loader.make_demo_buffer takes a step's observation and its action from the
+    same AgentInfoActionPairProto (`current_pair_info`); the next record gives only done and
+    reward. Our writer puts frame t and action t in record t, and our reader pairs them back."""
+    import io
+
+    from google.protobuf.internal.decoder import _DecodeVarint32
+    from mlagents_envs.communicator_objects.agent_info_action_pair_pb2 import (
+        AgentInfoActionPairProto,
+    )
+    from PIL import Image
+
+    episodes, _ = island_episodes()
+    path = tmp_path / "pairs.demo"
+    write_demo(path, episodes)
+    data, pos, records = path.read_bytes(), 33, []
+    size, pos = _DecodeVarint32(data, pos)  # the brain parameters
+    pos += size
+    for _ in range(sum(len(e.frames) for e in episodes)):
+        size, pos = _DecodeVarint32(data, pos)
+        records.append(AgentInfoActionPairProto.FromString(data[pos:pos + size]))
+        pos += size
+    frames = np.concatenate([e.frames for e in episodes])
+    actions = np.concatenate([e.actions for e in episodes])
+    for t in (0, 1, len(episodes[0].frames) - 1, len(records) - 1):
+        png = records[t].agent_info.observations[0].compressed_data
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), frames[t])
+        assert list(records[t].action_info.discrete_actions) == actions[t].tolist()
+    demo = read_demo(path)
+    np.testing.assert_array_equal(demo.discrete_actions, actions)
+    assert actions[1:].tolist() != actions[:-1].tolist()  # a shift would show
+
+
 @pytest.mark.parametrize("layout", ["float HWC", "float CHW", "PNG HWC"])
 def test_reads_legacy_layouts(tmp_path, layout):
     """Old packages: visual observations as floats or PNG declared HWC, no dimension properties,

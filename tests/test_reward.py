@@ -150,10 +150,12 @@ def test_a_trajectory_is_its_last_k_steps_with_their_previous_actions():
     fitted = fit_trajectory(frames, actions, config)
     assert (fitted["frames"][:, 0, 0, 0] == np.arange(12, 20)).all() and fitted["mask"].all()
     assert fitted["prev_actions"].tolist() == actions[11:19].tolist()
+    assert fitted["steps"].tolist() == list(range(12, 20))  # decision indices: the run's length
     short = fit_trajectory(frames[:3], actions[:3], config)
     assert short["mask"].tolist() == [True] * 3 + [False] * 5
     assert short["prev_actions"][0].tolist() == [9, 3]  # "no previous action"
     assert short["prev_actions"][1:3].tolist() == actions[:2].tolist()
+    assert short["steps"].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
 
 
 def test_score_episodes_takes_variable_lengths_and_matches_forward():
@@ -169,7 +171,8 @@ def test_score_episodes_takes_variable_lengths_and_matches_forward():
     with torch.no_grad():
         alone = model(torch.from_numpy(one["frames"][None]),
                       torch.from_numpy(one["prev_actions"][None]),
-                      torch.from_numpy(one["mask"][None]))
+                      torch.from_numpy(one["mask"][None]),
+                      torch.from_numpy(one["steps"][None]))
     assert alone.item() == pytest.approx(scores[0], abs=1e-5)
 
 
@@ -177,7 +180,7 @@ def test_the_model_sees_pixels_and_actions_only(toy_labels, tmp_path):
     """The forward takes no positions or outcomes, and rewriting them in the corpora changes
     nothing the model is given."""
     assert list(inspect.signature(RewardModel.forward).parameters) == [
-        "self", "frames", "prev_actions", "mask"]
+        "self", "frames", "prev_actions", "mask", "steps"]
     changed = tmp_path / "labels"
     shutil.copytree(toy_labels, changed)
     for folder in ("rollouts-train", "rollouts-heldout"):
@@ -284,8 +287,8 @@ def test_a_nan_loss_stops_with_a_clear_message(toy_labels, monkeypatch):
     config = get_config("tiny", **TINY_MODEL)
     data = load_labels(toy_labels, "left", config)
     monkeypatch.setattr(RewardModel, "forward",
-                        lambda self, frames, prev, mask: self.score.weight.sum() * float("nan")
-                        * torch.ones(len(mask)))
+                        lambda self, frames, prev, mask, steps:
+                        self.score.weight.sum() * float("nan") * torch.ones(len(mask)))
     with pytest.raises(TrainingError, match="loss became nan at step 0"):
         fit(RewardModel(config), data, data.train, RewardConfig.from_dict(tiny_config()), CPU,
             seed=0)
@@ -358,5 +361,7 @@ def test_cached_cnn_features_score_like_the_whole_model(toy_labels):
     torch.manual_seed(0)
     model = RewardModel(config)
     features = encode_fitted(model, data.fitted["frames"])
-    cached = score_features(model, features, data.fitted["prev_actions"], data.fitted["mask"])
+    torch.nn.init.normal_(model.time_emb.weight, std=0.02)  # zero at init: make it matter
+    cached = score_features(model, features, data.fitted["prev_actions"], data.fitted["mask"],
+                            data.fitted["steps"])
     np.testing.assert_allclose(cached, score_fitted(model, data.fitted), atol=1e-5)

@@ -47,19 +47,6 @@ BEHAVIOR = "JumppadAgent?team=0"
 pytestmark = pytest.mark.filterwarnings("ignore:distutils Version classes:DeprecationWarning")
 
 
-@pytest.fixture(scope="session")
-def player(tmp_path_factory) -> str:
-    """The installed stand-in player, or (in a tree not reinstalled since it was added) a
-    launcher with the same command line."""
-    installed = Path(sys.executable).parent / "agentalign-island-player"
-    if installed.exists():
-        return str(installed)
-    launcher = tmp_path_factory.mktemp("player") / "agentalign-island-player"
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m agentalign.envs.player "$@"\n')
-    launcher.chmod(0o755)
-    return str(launcher)
-
-
 def free_base_port(count: int = 1) -> int:
     """A base port with `count` consecutive free ports after it (on 127.0.0.1)."""
     for _ in range(200):

@@ -330,6 +330,10 @@ def test_shared_constants_equal_the_python_spec(layout):
     assert cs["NoTarget"] == spec.NO_TARGET
     assert cs["SeedParameter"] == spec.SEED_PARAMETER
     assert cs["SeedModulus"] == spec.SEED_MODULUS
+    assert (cs["StartSpawnParameter"], cs["StartXParameter"], cs["StartYParameter"],
+            cs["StartHeadingParameter"], cs["StartNone"]) == (
+        spec.START_SPAWN_PARAMETER, spec.START_X_PARAMETER, spec.START_Y_PARAMETER,
+        spec.START_HEADING_PARAMETER, spec.START_NONE)
     assert cs["OutcomeChannelId"] == spec.OUTCOME_CHANNEL_ID
     assert cs["OutcomeRecordFormat"] == spec.OUTCOME_RECORD_FORMAT
     import struct
@@ -373,6 +377,9 @@ def test_target_pad_and_spawn_seed_are_read_from_environment_parameters():
                      r"\s*SharedSpec\.NoTarget\)", agent)
     island = (SCRIPTS / "Island.cs").read_text()
     assert "RegisterCallback(SharedSpec.SeedParameter" in island
+    for name in ("StartSpawnParameter", "StartXParameter", "StartYParameter",
+                 "StartHeadingParameter"):  # chosen starts (evaluate on --env unity)
+        assert f"RegisterCallback(SharedSpec.{name}," in island
     # 10 decisions per second: one academy step per decision, 1/10 s per academy step.
     assert "Time.fixedDeltaTime = 1f / SharedSpec.DecisionsPerSecond;" in island
 

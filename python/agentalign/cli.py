@@ -9,7 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentalign import __version__
+from agentalign.envs.factory import ENV_HELP, check_env_spec
 from agentalign.errors import UserError
+
+
+def _env_args(parser: argparse.ArgumentParser, num_envs: str | None = None) -> None:
+    """`--env` (and `--num-envs`, unless the command has its own), as every command that runs
+    episodes takes them; `_check_env` refuses a bad value before any work starts."""
+    parser.add_argument("--env", help=ENV_HELP)
+    if num_envs is not None:
+        parser.add_argument("--num-envs", type=int, help=num_envs)
+
+
+def _check_env(args: argparse.Namespace) -> None:
+    if getattr(args, "env", None) is not None:
+        check_env_spec(args.env)
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +47,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.data.collect import collect, format_summary
 
+    _check_env(args)
     overrides = list(args.overrides)
     for key in ("episodes", "workers", "num_envs", "seed", "population", "env"):
         value = getattr(args, key)
@@ -49,8 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.evaluate import evaluate, format_table
 
+    _check_env(args)
     overrides = list(args.overrides)
-    for key in ("episodes", "num_envs", "seed"):
+    for key in ("episodes", "num_envs", "seed", "env"):
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -194,9 +210,12 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.train.pipeline import format_timings, run_pipeline
 
+    _check_env(args)
     overrides = list(args.overrides)
     if args.targets:
         overrides.append(f"targets=[{','.join(args.targets)}]")
+    if args.env is not None:
+        overrides.append(f"env={args.env}")
     config = load_config("pipeline", args.config, overrides)
     config["quiet"] = bool(args.no_progress)
     out = args.out or Path("runs") / args.name
@@ -217,9 +236,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_label(args: argparse.Namespace) -> None:
     from agentalign.train.label import LabelSettings, format_summary, label
 
+    _check_env(args)
     settings = LabelSettings(**{key: getattr(args, key) for key in (
         "train_episodes", "heldout_episodes", "pairs", "heldout_pairs", "temperature", "seed",
-        "num_envs") if getattr(args, key) is not None})
+        "num_envs", "env") if getattr(args, key) is not None})
     result = label(args.policy, args.out, args.target, settings, progress=not args.no_progress)
     print(format_summary(result))
     print(f"label store: {args.out / 'labels.sqlite'} ({result['seconds']:.1f} s)")
@@ -259,6 +279,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
                        batch_window_s=args.batch_window_ms / 1000.0))
 
 
+def _env_overrides(args: argparse.Namespace) -> list[str]:
+    """`env=...` / `num_envs=...` config overrides from --env / --num-envs, checked first."""
+    _check_env(args)
+    return [f"{key}={getattr(args, key)}" for key in ("env", "num_envs")
+            if getattr(args, key) is not None]
+
+
 def _reward_for(args: argparse.Namespace) -> tuple[Callable, str]:
     """The reward model at --reward as a reward function, checked against --policy's config."""
     from agentalign.models.checkpoint import load_policy
@@ -273,7 +300,7 @@ def cmd_prefft(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.train.prefft import format_metrics, prefft
 
-    config = load_config("prefft", args.config, args.overrides)
+    config = load_config("prefft", args.config, args.overrides + _env_overrides(args))
     reward_fn, reward_id = _reward_for(args)
     metrics = prefft(config, args.policy, reward_fn, args.target, args.out, reward_id,
                      progress=not args.no_progress)
@@ -285,7 +312,7 @@ def cmd_rl(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.train.rl import format_metrics, rl
 
-    config = load_config("rl", args.config, args.overrides)
+    config = load_config("rl", args.config, args.overrides + _env_overrides(args))
     reward_fn, reward_id = _reward_for(args)
     metrics = rl(config, args.policy, reward_fn, args.target, args.out, reward_id,
                  progress=not args.no_progress)
@@ -296,7 +323,8 @@ def cmd_rl(args: argparse.Namespace) -> None:
 def cmd_align(args: argparse.Namespace) -> None:
     from agentalign.train.align import align, format_metrics, load_align_config
 
-    config = load_align_config(args.overrides)
+    config = load_align_config(args.overrides + [
+        f"{stage}.{item}" for stage in ("prefft", "rl") for item in _env_overrides(args)])
     reward_fn, reward_id = _reward_for(args)
     metrics = align(config, args.policy, reward_fn, args.target, args.out, reward_id,
                     progress=not args.no_progress)
@@ -342,8 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, help="number of episodes (default 3200)")
     p.add_argument("--workers", type=int, help="worker processes (default 2)")
     p.add_argument("--num-envs", type=int, help="environments per worker (default 32)")
-    p.add_argument("--env", help="island (default), unity (the editor on port 5004: "
-                   "press Play) or unity:PATH (headless builds, --num-envs of them)")
+    _env_args(p)
     p.add_argument("--seed", type=int, help="corpus seed (default 0)")
     _config_args(p)
     p.set_defaults(func=cmd_collect)
@@ -357,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="output folder")
     p.add_argument("--episodes", type=int, help="episodes to count (default 200)")
     p.add_argument("--num-envs", type=int, help="environments stepped together (default 64)")
+    _env_args(p)
     p.add_argument("--seed", type=int, help="evaluation seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     p.add_argument("--offlane", action="store_true", help="start displaced or turned away from "
@@ -465,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default runs/NAME)")
     p.add_argument("--targets", nargs="+", choices=["left", "middle", "right"],
                    help="pads to align personalities to (default: left right)")
+    p.add_argument("--env", help=ENV_HELP + "; passed to every stage that runs episodes")
     _config_args(p)
     p.set_defaults(func=cmd_pipeline)
 
@@ -491,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="labeller noise (default 0: exact)")
     p.add_argument("--seed", type=int, help="rollout and pairing seed (default 0)")
     p.add_argument("--num-envs", type=int, help="environments stepped together (default 64)")
+    _env_args(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_label)
 
@@ -541,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "measure the true outcome rates. Resumable; a finished run is skipped. "
                        "Defaults: configs/prefft.yaml.")
     _alignment_args(p, "runs/prefft")
+    _env_args(p, "environments stepped together while sampling (default 64)")
     _config_args(p)
     p.set_defaults(func=cmd_prefft)
 
@@ -550,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "outcome rates. Resumable; a finished run is skipped. Defaults: "
                        "configs/rl.yaml.")
     _alignment_args(p, "runs/rl")
+    _env_args(p, "environments stepped together while acting (default 64)")
     _config_args(p)
     p.set_defaults(func=cmd_rl)
 
@@ -559,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "a finished sub-stage is skipped. Settings: --set prefft.KEY=VALUE, "
                        "--set rl.KEY=VALUE (configs/prefft.yaml, configs/rl.yaml).")
     _alignment_args(p, "runs/align")
+    _env_args(p, "environments stepped together, in prefft and rl (default 64)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override one key, e.g. --set rl.iterations=10 "
                    "(repeatable)")

@@ -119,3 +119,16 @@ def unpack_outcomes(data: bytes) -> list[tuple[int, int, float, float, float, in
 # is the seed modulo 2**24 (exact in float32); without a message the engine keeps its stream.
 SEED_PARAMETER = "spawn_seed"
 SEED_MODULUS = 2**24
+
+# Environment parameters choosing where the episode begun by the next reset starts, so that an
+# evaluation's chosen starts (evaluate/rollout.py) mean the same on both backends. Sent together
+# just before a reset and used once, at that reset, like SEED_PARAMETER: spawn index (the spawn
+# point the start belongs to; START_NONE = the game's own draw), x and y in layout metres
+# (NaN = the spawn point, jittered as usual), heading in degrees clockwise from north (NaN = the
+# spawn's heading). Values are float32, as Unity's transforms are. Scalars: they place every
+# agent of the build, so chosen starts need one agent per build.
+START_SPAWN_PARAMETER = "start_spawn"
+START_X_PARAMETER = "start_x"
+START_Y_PARAMETER = "start_y"
+START_HEADING_PARAMETER = "start_heading"
+START_NONE = -1.0

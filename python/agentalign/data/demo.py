@@ -14,9 +14,18 @@ declared CHW (current packages) or HWC (old ones), several PNGs concatenated for
 channels; actions in `discrete_actions`/`continuous_actions` or the deprecated
 `vector_actions`; action specs in `action_spec` or the deprecated vector-action fields.
 
-Pairing: a step is (observation, action) as ML-Agents' own loader pairs them. Episodes end after
-a step with `done`; Unity records that terminal step with the final observation and no action,
-so an action-less terminal step ends the episode without becoming a step of it.
+Pairing: a step is (observation, action) as ML-Agents' own loader pairs them: the action in a
+record goes with the observation of the *same* record (checked in
+Unity-Technologies/ml-agents `ml-agents/mlagents/trainers/demo_loader.py`, `make_demo_buffer`,
+both the BrainInfo-era and the current ObsUtil versions: observations from
+`current_pair_info.agent_info`, actions from `current_pair_info.action_info`; the next record
+gives only `done` and reward). Our reader and `write_demo` follow that, so our files mean what
+they say to ML-Agents' trainer. Episodes end after a step with `done`; an action-less terminal
+step (the final observation) ends the episode without becoming a step of it.
+Caveat, not verified here against the C# source: Unity's recorder writes a record in
+`Agent.SendInfoToBrain` before the brain decides, from `storedActions`, which may still hold the
+previous decision's action, so in editor recordings a record's action may be the one taken
+*before* its observation (a one-step lag that ML-Agents' loader keeps as well).
 
 Importing keeps each file's own spec (sensors, shapes, action spec) in the shard manifest;
 `check_corpus_spec` is how a trainer refuses a corpus that does not fit the policy it trains.

@@ -1,16 +1,18 @@
 """`make_env`: the environment a `--env` value names, for every stage that runs episodes.
 
 The unity backend is imported only when asked for, so the island path never touches
-mlagents-envs (and works where it is not installed).
+mlagents-envs (and works where it is not installed); `ENV_HELP` and `check_env_spec` import
+nothing heavy, so every command's `--env` option and its check cost nothing at start-up.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from gymnasium.vector import VectorEnv
+from typing import TYPE_CHECKING, Any
 
 from agentalign.errors import UserError
+
+if TYPE_CHECKING:
+    from gymnasium.vector import VectorEnv
 
 ENV_HELP = ("island (default: the embedded simulator), unity (the Unity editor: press Play "
             "when asked; port 5004) or unity:PATH (headless builds of PATH, e.g. "

@@ -17,7 +17,8 @@ real gRPC with the real `mlagents_envs` client, without a Unity editor:
   behaviour `JumppadAgent?team=0` with discrete branches (9, 3);
 - side channels: engine configuration (parsed and logged; a simulation has no clock to speed
   up), environment parameters (`target_pad` sets the rewarded pad, `spawn_seed` reseeds at the
-  next reset), and the outcome channel of `agentalign.spec`, sent every step.
+  next reset, `start_spawn`/`start_x`/`start_y`/`start_heading` place the agents at the next
+  reset), and the outcome channel of `agentalign.spec`, sent every step.
 
 It uses `mlagents_envs`' own message classes (through `agentalign.envs.mlagents_compat`), so it
 checks our reading of the protocol against the same definitions the trainer uses.
@@ -53,6 +54,11 @@ from agentalign.spec import (
     OUTCOME_CHANNEL_ID,
     PADS,
     SEED_PARAMETER,
+    START_HEADING_PARAMETER,
+    START_NONE,
+    START_SPAWN_PARAMETER,
+    START_X_PARAMETER,
+    START_Y_PARAMETER,
     TARGET_PARAMETER,
     outcome_name,
     pack_outcomes,
@@ -167,6 +173,7 @@ class IslandPlayer:
         self.engine_config: dict[str, Any] = {}
         self.parameters: dict[str, float] = {}
         self.seed: int | None = None  # from the handshake, then from spawn_seed
+        self.start: dict[str, float] = {}  # start_* parameters, used at the next reset
         self.brain_sent = False
         self.started = False
         self.next_episode_id = 1  # like Unity's EpisodeIdCounter, one id per agent episode
@@ -245,13 +252,35 @@ class IslandPlayer:
 
     def reset(self) -> tuple[list[Any], list[tuple]]:
         """The academy's reset: every agent starts a new episode and asks for a decision."""
-        obs, info = self.env.reset(seed=self.seed)
+        obs, info = self.env.reset(seed=self.seed, options=self._start_options())
         self.seed = None  # reseed once per spawn_seed message, then continue the stream
+        self.start = {}  # a chosen start places the episodes of one reset, like spawn_seed
         self.started = True
         self.episode_ids = self._new_ids(self.options.num_agents)
         rows = np.arange(self.options.num_agents)
         infos = [self.agent_info(self.episode_ids[i], obs[i]) for i in rows]
         return infos, self._records(rows, self.episode_ids, info)
+
+    def _start_options(self) -> dict[str, Any]:
+        """The island's reset options for the start_* parameters received since the last
+        reset (every agent of the scene starts there): none means the game's own spawn draw."""
+        n, options = self.options.num_agents, {}
+        spawn = self.start.get(START_SPAWN_PARAMETER, START_NONE)
+        if spawn != START_NONE:
+            index = round(spawn)
+            if 0 <= index < len(self.env.layout.spawns):
+                options["spawns"] = np.full(n, index)
+            else:
+                log.warning("start_spawn %s is not a spawn index (0..%d) or %s", spawn,
+                            len(self.env.layout.spawns) - 1, START_NONE)
+        x = self.start.get(START_X_PARAMETER, float("nan"))
+        y = self.start.get(START_Y_PARAMETER, float("nan"))
+        if not (np.isnan(x) or np.isnan(y)):
+            options["positions"] = np.tile(np.array([x, y], dtype=np.float64), (n, 1))
+        heading = self.start.get(START_HEADING_PARAMETER, float("nan"))
+        if not np.isnan(heading):
+            options["headings"] = np.full(n, heading, dtype=np.float64)
+        return options
 
     def step(self, actions: np.ndarray) -> tuple[list[Any], list[tuple]]:
         """One decision for every agent; an ended episode reports done, then its successor."""
@@ -346,6 +375,9 @@ class IslandPlayer:
                             len(PADS) - 1, NO_TARGET)
         elif key == SEED_PARAMETER:
             self.seed = int(value)
+        elif key in (START_SPAWN_PARAMETER, START_X_PARAMETER, START_Y_PARAMETER,
+                     START_HEADING_PARAMETER):
+            self.start[key] = value
 
     # -- the connection ------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ How ML-Agents' steps map onto the vector API:
 - Positions, headings, step counts and outcomes come from the outcome side channel
   (`agentalign.spec.OUTCOME_CHANNEL_ID`), which the Unity agent fills every decision; the spawn
   point is the layout spawn nearest to an episode's first position.
-- Time scale goes through EngineConfigurationChannel; the target pad and `reset(seed=...)`
-  through EnvironmentParametersChannel (`target_pad`, `spawn_seed`); worker k is seeded with
-  seed + k.
+- Time scale goes through EngineConfigurationChannel; the target pad, `reset(seed=...)` and
+  chosen starts (`reset(options=...)`) through EnvironmentParametersChannel (`target_pad`,
+  `spawn_seed`, `start_*`); worker k is seeded with seed + k. A reset restarts whole workers:
+  with one agent per build (the default) that is per row, as the island's `reset_mask`.
 
 When a build crashes or stops answering (`timeout_wait` seconds), it is killed and relaunched
 (on its port if free again, else the next free one) and the rollout continues. The episode in
@@ -64,6 +65,11 @@ from agentalign.spec import (
     RUNNING,
     SEED_MODULUS,
     SEED_PARAMETER,
+    START_HEADING_PARAMETER,
+    START_NONE,
+    START_SPAWN_PARAMETER,
+    START_X_PARAMETER,
+    START_Y_PARAMETER,
     TARGET_PARAMETER,
     check_actions,
     unpack_outcomes,
@@ -99,6 +105,7 @@ class _Worker:
     agent_ids: list[int] = field(default_factory=list)  # current episode id per row
     decision_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     restarts: int = 0
+    start: tuple[float, float, float, float] | None = None  # start_* for its next reset
 
 
 @dataclass(frozen=True)
@@ -289,18 +296,66 @@ class UnityVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every worker (an ML-Agents reset is global); `seed` reseeds worker k with
-        seed + k. Per-row options of the island (spawns, positions, reset_mask) have no
-        counterpart in ML-Agents and are refused."""
-        if options:
-            raise ValueError(f"the unity backend takes no reset options, got {sorted(options)}")
+        """Reset the workers; `seed` reseeds worker k with seed + k.
+
+        An ML-Agents reset is global to its environment, so the island's per-row options map
+        onto whole workers: `reset_mask` (bool [N]) must cover each worker's rows entirely or
+        not at all, and only those workers reset (the others' episodes go on). Chosen starts
+        (`spawns`, `positions`, `headings`, arrays over rows as for the island) go to each
+        resetting build as the `start_*` environment parameters (agentalign.spec), which it
+        applies to the episodes its next reset begins; they are scalars per build, so they need
+        one agent per build (`workers=num_envs`, the default for builds)."""
+        options = dict(options or {})
+        if unknown := set(options) - {"reset_mask", "spawns", "positions", "headings"}:
+            raise ValueError(f"unknown reset options {sorted(unknown)}")
+        mask = np.ones(self.num_envs, dtype=bool) if options.get("reset_mask") is None else \
+            np.asarray(options.pop("reset_mask"), dtype=bool).reshape(self.num_envs)
+        options.pop("reset_mask", None)
+        workers = []
+        for w in self._workers:
+            rows = self._worker_rows(w)
+            if mask[rows].all():
+                workers.append(w)
+            elif mask[rows].any():
+                raise ValueError(f"reset_mask covers part of worker {w.index}'s rows {rows}: "
+                                 "an ML-Agents reset restarts every agent of its build")
+        starts = {k: v for k, v in options.items() if v is not None}
+        if starts and self.per_worker != 1:
+            raise ValueError(f"chosen starts need one agent per build ({self.per_worker} per "
+                             f"worker here): use workers=num_envs")
         if seed is not None:
             self._reset_seed = seed
             for w in self._workers:
                 w.seed = seed + w.index
-        self._map(self._reset_worker, self._workers, seed is not None)
-        self._needs_reset[:] = False
+        for w in workers:
+            if starts:
+                self._send_start(w, self._worker_rows(w)[0], starts)
+        self._map(self._reset_worker, workers, seed is not None)
+        if "spawns" in starts:  # the spawn asked for, not the nearest one (a start may be moved)
+            spawns = np.asarray(starts["spawns"], dtype=np.int64).reshape(self.num_envs)
+            self.spawns[mask] = spawns[mask]
+        self._needs_reset[mask] = False
         return self._obs.copy(), self._info()
+
+    def _worker_rows(self, w: _Worker) -> list[int]:
+        return w.rows or list(range(w.index * self.per_worker, (w.index + 1) * self.per_worker))
+
+    def _send_start(self, w: _Worker, row: int, starts: dict[str, Any]) -> None:
+        """Queue the start_* parameters placing worker `w`'s agent as row `row` of `starts`."""
+        spawn = float(np.asarray(starts["spawns"]).reshape(-1)[row]) if "spawns" in starts \
+            else START_NONE
+        xy = np.asarray(starts["positions"], dtype=np.float64).reshape(-1, 2)[row] \
+            if "positions" in starts else (np.nan, np.nan)
+        heading = float(np.asarray(starts["headings"]).reshape(-1)[row]) % 360.0 \
+            if "headings" in starts else np.nan
+        w.start = (spawn, float(xy[0]), float(xy[1]), float(heading))
+        self._queue_start(w)
+
+    def _queue_start(self, w: _Worker) -> None:
+        if w.start is not None:
+            for key, value in zip((START_SPAWN_PARAMETER, START_X_PARAMETER, START_Y_PARAMETER,
+                                   START_HEADING_PARAMETER), w.start, strict=True):
+                w.parameters_channel.set_float_parameter(key, value)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
@@ -401,6 +456,7 @@ class UnityVectorEnv(VectorEnv):
         w.engine_channel.set_configuration_parameters(time_scale=self.time_scale)
         w.parameters_channel.set_float_parameter(TARGET_PARAMETER, self._target_value())
         w.parameters_channel.set_float_parameter(SEED_PARAMETER, float(w.seed % SEED_MODULUS))
+        self._queue_start(w)  # a build relaunched during a reset still starts where asked
         channels = [w.engine_channel, w.parameters_channel, w.outcome_channel]
         where = "the editor" if self.file_name is None else self.file_name
         try:
@@ -468,6 +524,7 @@ class UnityVectorEnv(VectorEnv):
                     w.parameters_channel.set_float_parameter(
                         SEED_PARAMETER, float(w.seed % SEED_MODULUS))
                 w.env.reset()
+                w.start = None
                 self._adopt_agents(w)
                 return
             except UnityException as e:

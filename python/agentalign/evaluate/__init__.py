@@ -1,5 +1,8 @@
 """`agentalign evaluate`: a policy checkpoint's outcome rates, with a heatmap and episode GIFs.
 
+Episodes run on the backend `env` names (configs/evaluate.yaml, `--env`): the embedded island or
+Unity over ML-Agents; for the same seed both play the same starts.
+
 The stage in one function: check the config, load the policy, draw the starts (the game's spawn
 points, or the fixed off-lane set of configs/evaluate.yaml), play the episodes (rollout.py),
 count them (metrics.py), draw them (pictures.py) and write results.json beside the pictures.
@@ -15,6 +18,7 @@ import torch
 
 from agentalign import __version__
 from agentalign.atomic import write_json_atomic
+from agentalign.envs.factory import check_env_spec
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.envs.render import IslandRenderer
 from agentalign.errors import ConfigError
@@ -72,6 +76,7 @@ def check_config(config: dict[str, Any]) -> None:
                 or (key == "heatmap_cell" and value == 0):
             raise ConfigError(f"evaluate: {key} must be a number >= 0 (heatmap_cell > 0), "
                               f"got {value!r}")
+    check_env_spec(config.get("env", "island"))
     offlane = config["offlane"]
     kinds = offlane["kinds"]
     if not isinstance(kinds, dict) or set(kinds) - set(START_KINDS[1:]) or not all(
@@ -115,7 +120,8 @@ def evaluate(checkpoint: str | Path, config: dict[str, Any], out: str | Path,
         played = rollout(actor, starts, num_envs=config["num_envs"], layout=layout,
                          height=policy.config.obs_height, width=policy.config.obs_width,
                          max_steps=config["max_steps"], seed=config["seed"],
-                         record_frames=config["gif_episodes"], progress=progress)
+                         record_frames=config["gif_episodes"], progress=progress,
+                         env=config.get("env", "island"))
     finally:
         torch.set_num_threads(threads)
     episodes = played.episodes
@@ -145,6 +151,7 @@ def evaluate(checkpoint: str | Path, config: dict[str, Any], out: str | Path,
     settings = {k: config[k] for k in ("episodes", "num_envs", "seed", "greedy", "starts",
                                        "layout", "spawn_jitter", "max_steps", "device",
                                        "num_threads")}
+    settings["env"] = config.get("env", "island")
     if config["starts"] == "offlane":
         settings["offlane"] = config["offlane"]
     results = {

@@ -1,4 +1,4 @@
-"""Rollouts: play exactly N episodes in the island with batched acting, and keep what they did.
+"""Rollouts: play exactly N episodes with batched acting, and keep what they did.
 
 One loop serves every actor: a Policy (KV-cached, one new token per decision, sampled actions as
 deployed or greedy) and the scripted players alike, so a policy's numbers and its teachers'
@@ -7,6 +7,11 @@ episode k starts at starts[k] and draws its randomness from (seed, k), whichever
 plays it, so the start set does not depend on `num_envs` and two policies evaluated with the same
 seed face the same starts. A row that ends an episode starts the next unplayed one; once N have
 started, finished rows idle and only the N started episodes are counted.
+
+The episodes run on the backend `env` names (`envs.factory.make_env`: the embedded island, or
+Unity over ML-Agents). Chosen starts reach Unity as the `start_*` environment parameters with a
+reset of the row's build (one agent per build), so for the same seed both backends play the same
+episodes. Starts are rounded to float32, as Unity's transforms hold them, on both backends.
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AutoresetMode, VectorEnv
 from tqdm import tqdm
 
 from agentalign.data.players import Player, Population
-from agentalign.envs.island import IslandVectorEnv
+from agentalign.envs.factory import make_env
 from agentalign.envs.layout import Layout, load_layout
-from agentalign.errors import ConfigError
+from agentalign.errors import ConfigError, UserError
 from agentalign.models.policy import KVCache, Policy, no_previous_action, sample
 from agentalign.spec import MAX_DECISIONS
 
@@ -207,10 +212,14 @@ class Rollout:
 def rollout(actor: Actor, starts: Starts, *, num_envs: int = 64,
             layout: Layout | str = "jumppad_island", height: int = 64, width: int = 64,
             max_steps: int = MAX_DECISIONS, seed: int = 0, record_frames: int = 4,
-            progress: bool = True) -> Rollout:
+            progress: bool = True, env: str | VectorEnv = "island") -> Rollout:
     """Play the episodes `starts` describes, `num_envs` at a time, and return all of them.
 
-    Frames are kept for episodes 0..record_frames-1 (for GIFs); positions and actions for all.
+    `env` is a `--env` value (island, unity, unity:PATH), made here and closed at the end, or
+    an environment made by the caller with `min(num_envs, len(starts))` rows, same-step
+    autoreset, no spawn jitter and `max_steps` (reused across calls, e.g. by RL iterations, and
+    left open). Frames are kept for episodes 0..record_frames-1 (for GIFs); positions and
+    actions for all.
     """
     total = len(starts)
     if total < 1:
@@ -219,8 +228,36 @@ def rollout(actor: Actor, starts: Starts, *, num_envs: int = 64,
         raise ConfigError(f"evaluate: num_envs must be at least 1, got {num_envs}")
     layout = load_layout(layout) if isinstance(layout, str) else layout
     rows = min(num_envs, total)
-    env = IslandVectorEnv(rows, layout=layout, height=height, width=width, spawn_jitter=0.0,
-                          autoreset_mode=AutoresetMode.SAME_STEP, max_steps=max_steps)
+    if isinstance(env, str):
+        vector = rollout_env(env, rows, layout, height, width, max_steps)
+    elif env.num_envs != rows:
+        raise ValueError(f"rollout: the environment given has {env.num_envs} rows, not "
+                         f"min(num_envs, episodes) = {rows}")
+    else:
+        vector = env
+    try:
+        return _play(actor, starts, vector, record_frames, progress, seed, {
+            "num_envs": rows, "height": height, "width": width, "max_steps": max_steps,
+            "seed": seed})
+    finally:
+        if vector is not env:
+            vector.close()  # a unity backend's builds quit here
+
+
+def rollout_env(spec: str, rows: int, layout: Layout | str = "jumppad_island", height: int = 64,
+                width: int = 64, max_steps: int = MAX_DECISIONS) -> VectorEnv:
+    """The environment `rollout` plays in, for a caller that reuses one across rollouts of
+    `rows` rows (close it when done): same-step autoreset, no spawn jitter (starts are chosen)."""
+    return make_env(spec, rows, layout=layout, height=height, width=width, spawn_jitter=0.0,
+                    autoreset_mode=AutoresetMode.SAME_STEP, max_steps=max_steps)
+
+
+def _play(actor: Actor, starts: Starts, env: VectorEnv, record_frames: int, progress: bool,
+          seed: int, settings: dict[str, Any]) -> Rollout:
+    total, rows = len(starts), env.num_envs
+    # Float32, as Unity's transforms hold positions (and the start_* parameters carry them).
+    positions = starts.positions.astype(np.float32).astype(np.float64)
+    headings = starts.headings.astype(np.float32).astype(np.float64)
     episode_of = np.arange(rows)  # the episode each row plays; -1 once the row is idle
     tracks: list[list[np.ndarray]] = [[] for _ in range(rows)]
     moves: list[list[np.ndarray]] = [[] for _ in range(rows)]
@@ -231,8 +268,16 @@ def rollout(actor: Actor, starts: Starts, *, num_envs: int = 64,
     def start(starting: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, dict]:
         k = np.where(starting, episode_of, 0)
         options = {"reset_mask": starting, "spawns": starts.spawns[k],
-                   "positions": starts.positions[k], "headings": starts.headings[k]}
+                   "positions": positions[k], "headings": headings[k]}
         obs, info = env.reset(seed=seed, options=options)
+        placed = np.asarray(info["position"], dtype=np.float64)[starting]
+        error = np.abs(placed - positions[k][starting])
+        if (error > 1e-3).any() and np.isfinite(placed).all():  # NaN: a build without records
+            raise UserError("the environment did not start the episodes where asked (e.g. "
+                            f"{placed[error.max(1).argmax()].round(2).tolist()} for "
+                            f"{positions[k][starting][error.max(1).argmax()].round(2).tolist()}"
+                            "): a Unity build must honour the start_* environment parameters "
+                            "(docs/unity.md)")
         actor.begin(starting, episode_of)
         for row in np.flatnonzero(starting):
             tracks[row], moves[row] = [info["position"][row].copy()], []
@@ -249,29 +294,31 @@ def rollout(actor: Actor, starts: Starts, *, num_envs: int = 64,
             env_steps += 1
             ended = terminated | truncated
             final = info.get("final_info", info)
+            # A Unity build that crashed mid-episode: the episode is lost, not ended by the
+            # game; the row plays the same start again (on the relaunched build).
+            lost = ended & np.asarray(final.get("interrupted", np.zeros(rows, dtype=bool)),
+                                      dtype=bool)
             for row in np.flatnonzero(episode_of >= 0):
                 done = bool(ended[row])
                 tracks[row].append((final if done else info)["position"][row].copy())
                 moves[row].append(actions[row])
                 if films[row]:
                     films[row].append(info["final_obs"][row] if done else obs[row])
-                if done:
+                if done and not lost[row]:
                     k = int(episode_of[row])
                     finished.append(Episode(
                         index=k, outcome=int(final["outcome"][row]),
-                        spawn=int(final["spawn"][row]), kind=str(starts.kinds[k]),
+                        spawn=int(starts.spawns[k]), kind=str(starts.kinds[k]),
                         length=int(final["step"][row]), positions=np.stack(tracks[row]),
                         actions=np.stack(moves[row]),
                         frames=np.stack(films[row]) if films[row] else None))
                     bar.update(1)
             restart = ended & (episode_of >= 0)
-            for row in np.flatnonzero(restart):
+            for row in np.flatnonzero(restart & ~lost):
                 episode_of[row] = next_episode if next_episode < total else -1
                 next_episode += 1 if next_episode < total else 0
             restart &= episode_of >= 0
             if restart.any():
                 obs, info = start(restart)
     finished.sort(key=lambda e: e.index)
-    settings = {"num_envs": rows, "height": height, "width": width, "max_steps": max_steps,
-                "seed": seed}
     return Rollout(finished, time.perf_counter() - started_at, env_steps, settings)

@@ -15,9 +15,14 @@ Evenly spaced frames are out of distribution for a trunk trained on consecutive 
 every window of an episode and averaging would cost ~7 windows per episode, most of which do
 not show how the run ends.
 
-Inputs are frames and actions only: no positions, outcomes or lengths go in (the labeller alone
-reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*, ln_f.*), so a
-pre-trained policy's trunk loads as is ("agent encoder" init); the action head is not used.
+Each token also carries a learned embedding of its decision index in the episode (zero at
+init, so an agent-encoder init starts as the policy): the last token's index is how long the
+run took, which the labeller uses to order two runs to the same pad and which the last K frames
+alone do not show. It is part of the trajectory itself (its frame count), not ground truth.
+Inputs are frames, actions and decision indices only: no positions or outcomes go in (the
+labeller alone reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*,
+ln_f.*), so a pre-trained policy's trunk loads as is ("agent encoder" init); the action head is
+not used.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from torch import Tensor
 
 from agentalign.models.checkpoint import CheckpointError, load_weights
 from agentalign.models.policy import Policy, PolicyConfig
+from agentalign.spec import MAX_DECISIONS
 
 KIND = "reward"
 TRUNK = ("cnn.", "action_emb.", "blocks.", "ln_f.")
@@ -49,6 +55,8 @@ class RewardModel(nn.Module):
         self.blocks, self.ln_f = policy.blocks, policy.ln_f
         self.register_buffer("rope_cos", policy.rope_cos, persistent=False)
         self.register_buffer("rope_sin", policy.rope_sin, persistent=False)
+        self.time_emb = nn.Embedding(MAX_DECISIONS, config.n_embd)  # decision index in the run
+        nn.init.zeros_(self.time_emb.weight)
         self.score = nn.Linear(config.n_embd, 1)
         nn.init.normal_(self.score.weight, std=0.02)
         nn.init.zeros_(self.score.bias)
@@ -56,15 +64,16 @@ class RewardModel(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, frames: Tensor, prev_actions: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, frames: Tensor, prev_actions: Tensor, mask: Tensor, steps: Tensor
+                ) -> Tensor:
         """frames uint8 [B, T, H, W, 3], prev_actions long [B, T, n_branches], mask bool [B, T]
-        (real steps first, padding after; T <= context) -> float [B]: the last real token's
-        score."""
+        (real steps first, padding after; T <= context), steps long [B, T] (each frame's decision
+        index in its episode) -> float [B]: the last real token's score."""
         Policy._check(self, frames, prev_actions)  # type: ignore[arg-type]  # same checks
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(frames.shape[:2]):
             raise ValueError(f"mask must be bool [B, T] = {list(frames.shape[:2])}, got "
                              f"{mask.dtype} {list(mask.shape)}")
-        return self.forward_features(self.encode_frames(frames), prev_actions, mask)
+        return self.forward_features(self.encode_frames(frames), prev_actions, mask, steps)
 
     def encode_frames(self, frames: Tensor) -> Tensor:
         """uint8 [B, T, H, W, 3] -> CNN features [B, T, n_embd], frames independently."""
@@ -72,14 +81,20 @@ class RewardModel(nn.Module):
         x = frames.flatten(0, 1).to(self.rope_cos.dtype).div_(255.0).permute(0, 3, 1, 2)
         return self.cnn(x).view(B, T, -1)
 
-    def forward_features(self, features: Tensor, prev_actions: Tensor, mask: Tensor) -> Tensor:
+    def forward_features(self, features: Tensor, prev_actions: Tensor, mask: Tensor,
+                         steps: Tensor) -> Tensor:
         """The rest of `forward`, from CNN features [B, T, n_embd] (cached when the CNN is
-        frozen): add the previous actions' embeddings, run the transformer, score."""
+        frozen): add the previous actions' and decision indices' embeddings, run the
+        transformer, score."""
         lengths = mask.sum(1)
         if (lengths == 0).any():
             raise ValueError("every trajectory needs at least one real step")
+        if steps.shape != mask.shape or steps.dtype != torch.long:
+            raise ValueError(f"steps must be long {list(mask.shape)}, got {steps.dtype} "
+                             f"{list(steps.shape)}")
         B, T = features.shape[:2]
         tokens = features + sum(emb(prev_actions[..., i]) for i, emb in enumerate(self.action_emb))
+        tokens = tokens + self.time_emb(steps.clamp(0, MAX_DECISIONS - 1))
         x, cos, sin = self.drop(tokens), self.rope_cos[:T], self.rope_sin[:T]
         for block in self.blocks:  # causal: padding after the real steps never reaches them
             x, _, _ = block(x, cos, sin)
@@ -106,8 +121,9 @@ def subsample_steps(length: int, context: int) -> np.ndarray:
 def fit_trajectory(frames: np.ndarray, actions: np.ndarray, config: PolicyConfig
                    ) -> dict[str, np.ndarray]:
     """One episode (frames uint8 [T, H, W, 3], actions [T, n_branches]: the action taken at each
-    frame) -> frames [K, H, W, 3], prev_actions int64 [K, n_branches], mask bool [K], zero-padded
-    when T < K. A kept frame's previous action is the action taken at the step before it."""
+    frame) -> frames [K, H, W, 3], prev_actions int64 [K, n_branches], mask bool [K], steps int64
+    [K] (decision indices), zero-padded when T < K. A kept frame's previous action is the action
+    taken at the step before it."""
     T, K = len(frames), config.context
     if len(actions) != T:
         raise ValueError(f"an episode needs one action per frame, got {T} frames and "
@@ -120,7 +136,10 @@ def fit_trajectory(frames: np.ndarray, actions: np.ndarray, config: PolicyConfig
     out_prev = np.zeros((K, len(config.action_branches)), dtype=np.int64)
     out_frames[:len(steps)] = frames[steps]
     out_prev[:len(steps)] = previous[steps]
-    return {"frames": out_frames, "prev_actions": out_prev, "mask": np.arange(K) < len(steps)}
+    out_steps = np.zeros(K, dtype=np.int64)
+    out_steps[:len(steps)] = steps
+    return {"frames": out_frames, "prev_actions": out_prev, "mask": np.arange(K) < len(steps),
+            "steps": out_steps}
 
 
 def stack_fitted(items: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
@@ -145,7 +164,8 @@ def score_fitted(model: RewardModel, fitted: dict[str, Tensor], batch_size: int 
     scores = []
     for i in range(0, len(fitted["mask"]), batch_size):
         part = {k: v[i:i + batch_size].to(device) for k, v in fitted.items()}
-        scores.append(model(part["frames"], part["prev_actions"], part["mask"]).float().cpu())
+        scores.append(model(part["frames"], part["prev_actions"], part["mask"],
+                            part["steps"]).float().cpu())
     model.train(was_training)
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
@@ -210,7 +230,7 @@ def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> 
                               f"than the reward model ({diff})")
     trunk = {k: v for k, v in weights.items() if k.startswith(TRUNK)}
     missing, unexpected = model.load_state_dict(trunk, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("score.")]:
+    if unexpected or [k for k in missing if not k.startswith(("score.", "time_emb."))]:
         raise CheckpointError(f"checkpoint {policy_checkpoint_path}: trunk weights do not fit "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return info

@@ -28,6 +28,7 @@ import numpy as np
 
 from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, write_shard
+from agentalign.envs.factory import check_env_spec
 from agentalign.errors import UserError
 from agentalign.evaluate.rollout import Actor, PolicyActor, Starts, rollout, spawn_starts
 from agentalign.spec import PADS
@@ -57,6 +58,7 @@ class LabelSettings:
     num_envs: int = 64  # environments stepped together while rolling out
     greedy: bool = False  # argmax actions instead of sampling (the paper samples)
     layout: str = "jumppad_island"
+    env: str = "island"  # the backend the rollouts play in (envs.factory.make_env)
 
     def check(self) -> None:
         for key in ("train_episodes", "heldout_episodes", "pairs", "heldout_pairs", "num_envs"):
@@ -65,6 +67,12 @@ class LabelSettings:
                 raise UserError(f"label: {key} must be an integer >= 1, got {value!r}")
         if min(self.train_episodes, self.heldout_episodes) < 2:
             raise UserError("label: pairing needs at least 2 episodes per split")
+        check_env_spec(self.env)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape the labels: not `env`, as both backends play the same
+        episodes for the same seeds."""
+        return {k: v for k, v in asdict(self).items() if k != "env"}
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -72,7 +80,8 @@ def split_seed(seed: int, split: str) -> int:
 
 
 def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
-                    num_envs: int, source: dict[str, Any], progress: bool = True) -> Corpus:
+                    num_envs: int, source: dict[str, Any], progress: bool = True,
+                    env: str = "island") -> Corpus:
     """Play `episodes` episodes with `actor` from the game's spawns and write them as a corpus
     at `out`, one shard per SHARD_EPISODES episodes (so frames never pile up in memory). A
     finished corpus with the same source is reused."""
@@ -91,7 +100,8 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         chunk = Starts(starts.spawns[part], starts.positions[part], starts.headings[part],
                        starts.kinds[part])
         played = rollout(actor, chunk, num_envs=num_envs, layout=layout,
-                         seed=seed * 1009 + index, record_frames=len(chunk), progress=progress)
+                         seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
+                         env=env)
         recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
                             positions=e.positions[:e.length],
                             headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
@@ -132,7 +142,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
             raise UserError(f"label: unknown target {target!r}: choose one of {list(PADS)}")
     out = Path(out)
     clock = time.perf_counter()
-    run = {"settings": asdict(settings), "source": source}
+    run = {"settings": settings.identity(), "source": source}
     summary_path = out / "label.json"
     if summary_path.exists():
         previous = json.loads(summary_path.read_text())
@@ -154,7 +164,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
                                      source={**source, "split": split, "episodes": n,
                                              "seed": split_seed(settings.seed, split),
                                              "greedy": settings.greedy},
-                                     progress=progress)
+                                     progress=progress, env=settings.env)
             ids = store.add_trajectories(folder, range(corpus.num_episodes), split)
             trajectories[split] = (ids, summaries(corpus))
             result["splits"][split] = {

@@ -40,6 +40,9 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         raise ConfigError(f"pipeline: targets must be distinct pads from {list(PADS)}, "
                           f"got {targets!r}")
     seed = str(config["seed"])
+    from agentalign.envs.factory import check_env_spec
+
+    check_env_spec(config.get("env", "island"))
 
     def extra(stage: str) -> list[str]:
         out = []
@@ -51,12 +54,14 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         return str(run.joinpath(*parts))
 
     quiet = ["--no-progress"] if config.get("quiet") else []
+    # --env for every stage that runs episodes (pretrain, sft, reward and export do not)
+    env = ["--env", config["env"]] if config.get("env", "island") != "island" else []
     stages = [
-        Stage("collect", ["collect", "--out", run_path("corpus"), "--seed", seed, *quiet,
+        Stage("collect", ["collect", "--out", run_path("corpus"), "--seed", seed, *env, *quiet,
                           *extra("collect")]),
         Stage("demos", ["collect", "--population", "direct", "--episodes",
                         str(config["demo_episodes"]), "--seed", str(config["seed"] + 1000),
-                        "--out", run_path("demos"), *quiet, *extra("demos")]),
+                        "--out", run_path("demos"), *env, *quiet, *extra("demos")]),
         Stage("pretrain", ["pretrain", "--corpus", run_path("corpus"), "--out",
                            run_path("pretrain"), *quiet, *extra("pretrain")]),
         Stage("sft", ["sft", "--init", run_path("pretrain"), "--demos", run_path("demos"),
@@ -73,7 +78,7 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
              "--pairs", str(sizes["pairs"]), "--heldout-pairs", str(sizes["heldout_pairs"])]
     for t in targets:
         label += ["--target", t]
-    stages.append(Stage("label", [*label, *quiet]))
+    stages.append(Stage("label", [*label, *env, *quiet]))
     for t in targets:
         stages.append(Stage(f"reward-{t}", [
             "reward", "--labels", run_path("label"), "--target", t, "--init",
@@ -81,13 +86,13 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
             "--out", run_path(f"reward-{t}"), *quiet, *extra("reward")]))
         stages.append(Stage(f"align-{t}", [
             "align", "--policy", run_path("sft"), "--reward", run_path(f"reward-{t}"),
-            "--target", t, "--out", run_path(f"align-{t}"), *quiet, *extra("align")]))
+            "--target", t, "--out", run_path(f"align-{t}"), *env, *quiet, *extra("align")]))
 
     agents = [("base", "pretrain"), ("sft", "sft")]
     if config["ablation"]:
         agents.append(("sft-scratch", "sft-scratch"))
     agents += [(f"{t}-aligned", f"align-{t}") for t in targets]
-    evaluate = ["--episodes", str(config["eval_episodes"]), "--seed", seed, *quiet,
+    evaluate = ["--episodes", str(config["eval_episodes"]), "--seed", seed, *env, *quiet,
                 *extra("evaluate")]
     for label_, folder in agents:
         stages.append(Stage(f"evaluate-{label_}", ["evaluate", run_path(folder), "--out",
@@ -120,7 +125,10 @@ def _state(run: Path, config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"pipeline: {path} is not valid JSON; delete it to rerun every "
                               "stage (finished stages' outputs are reused where they resume)") \
                 from None
-        if state.get("config") != config:
+        saved = state.get("config")
+        if isinstance(saved, dict):  # runs from before the env key played on the island
+            saved.setdefault("env", "island")
+        if saved != config:
             raise ConfigError(f"pipeline: run {run} was started with another config; rerun "
                               "with the same options to resume, or choose another --out")
         return state

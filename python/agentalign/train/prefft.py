@@ -32,10 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from agentalign import __version__
 from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import MANIFEST, Episode, write_shard
+from agentalign.envs.factory import check_env_spec
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.errors import ConfigError, UserError
 from agentalign.evaluate.metrics import summarise
@@ -129,14 +131,17 @@ def repeat_starts(starts: Starts, k: int) -> Starts:
 
 
 def play(policy: Policy, starts: Starts, layout: Layout, *, num_envs: int, max_steps: int,
-         seed: int) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
-    """Roll out sampled actions from every start; returns the learner's view of each episode
-    (frames, actions, acting log-probs) and, apart, the true outcomes and lengths, which are
-    for logging only."""
+         seed: int, env: str | VectorEnv = "island"
+         ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
+    """Roll out sampled actions from every start (in the backend `env` names, or an
+    environment `rollout_env` made); returns the learner's view of each episode (frames,
+    actions, acting log-probs) and, apart, the true outcomes and lengths, which are for logging
+    only."""
     actor = RecordingActor(policy, seed=seed)
     played = rollout(actor, starts, num_envs=num_envs, layout=layout,
                      height=policy.config.obs_height, width=policy.config.obs_width,
-                     max_steps=max_steps, seed=seed, record_frames=len(starts), progress=False)
+                     max_steps=max_steps, seed=seed, record_frames=len(starts), progress=False,
+                     env=env)
     trajectories = []
     for e in played.episodes:
         assert e.frames is not None
@@ -159,15 +164,15 @@ def score(reward_fn: RewardFn, trajectories: list[Trajectory]) -> np.ndarray:
 
 
 def true_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_envs: int,
-               max_steps: int, spawn_jitter: float) -> dict[str, Any]:
-    """Outcome rates in the island (sampled actions) on starts no training batch used; for
+               max_steps: int, spawn_jitter: float, env: str = "island") -> dict[str, Any]:
+    """Outcome rates (sampled actions) on starts no training batch used, played in `env`; for
     evaluation and logs only."""
     starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
     actor = PolicyActor(policy, greedy=False, seed=seed + EVAL_STREAM)
     played = rollout(actor, starts, num_envs=num_envs, layout=layout,
                      height=policy.config.obs_height, width=policy.config.obs_width,
                      max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0,
-                     progress=False)
+                     progress=False, env=env)
     return summarise([e.outcome for e in played.episodes], [e.length for e in played.episodes],
                      {"spawn": [layout.spawns[e.spawn].name for e in played.episodes]})
 
@@ -206,12 +211,12 @@ def write_selected(folder: Path, trajectories: list[Trajectory], scores: np.ndar
 
 # --- the stage -----------------------------------------------------------------------------------
 
-PREFFT_KEYS = ("rounds", "episodes", "top_fraction", "num_envs", "max_steps", "spawn_jitter",
-               "layout", "eval_episodes", "seed", "num_threads", "finetune")
+PREFFT_KEYS = ("rounds", "episodes", "top_fraction", "num_envs", "env", "max_steps",
+               "spawn_jitter", "layout", "eval_episodes", "seed", "num_threads", "finetune")
 
 
 def check_config(config: dict[str, Any]) -> None:
-    if missing := set(PREFFT_KEYS) - set(config):
+    if missing := set(PREFFT_KEYS) - set(config) - {"env"}:  # no env: the island
         raise ConfigError(f"prefft config lacks the keys {sorted(missing)}")
     if unknown := set(config) - set(PREFFT_KEYS):
         raise ConfigError(f"prefft config has unknown keys {sorted(unknown)}")
@@ -226,6 +231,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"prefft: top_fraction must be in (0, 1], got {fraction!r}")
     if not isinstance(config["finetune"], dict):
         raise ConfigError("prefft: finetune must be a mapping of imitation (sft) settings")
+    check_env_spec(config.get("env", "island"))
 
 
 def prefft(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, target: str,
@@ -237,7 +243,10 @@ def prefft(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn,
     check_target(target)
     check_config(config)
     out = Path(out)
-    run = json.loads(json.dumps({"stage": "prefft", "config": config, "target": target,
+    env = config.get("env", "island")
+    # The backend is not part of the run's identity: both play the same episodes for a seed.
+    identity = {k: v for k, v in config.items() if k != "env"}
+    run = json.loads(json.dumps({"stage": "prefft", "config": identity, "target": target,
                                  "init": policy_identity(policy_path), "reward": reward_id}))
     if (done := finished(out, run)) is not None:
         print(f"prefft: {out} already finished; skipping")
@@ -259,7 +268,8 @@ def prefft(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn,
             with cpu_settings(threads):
                 trajectories, outcomes, _ = play(policy, starts, layout,
                                                  num_envs=config["num_envs"],
-                                                 max_steps=config["max_steps"], seed=seed)
+                                                 max_steps=config["max_steps"], seed=seed,
+                                                 env=env)
                 scores = score(reward_fn, trajectories)
             keep = select_top(scores, config["top_fraction"])
             hit = outcomes == OUTCOME_CODES[target]
@@ -284,7 +294,7 @@ def prefft(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn,
     with cpu_settings(threads):
         evaluation = true_rates(policy, layout, config["eval_episodes"], config["seed"],
                                 config["num_envs"], config["max_steps"],
-                                config["spawn_jitter"]) if config["eval_episodes"] else None
+                                config["spawn_jitter"], env) if config["eval_episodes"] else None
     path = save_step(out, policy, policy.config.to_dict(), kind="policy", stage="prefft",
                      step=config["rounds"], meta={"target": target, "stage": "prefft",
                                                   "run": run, "evaluation": evaluation})

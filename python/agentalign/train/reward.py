@@ -254,7 +254,7 @@ def evaluate(model: RewardModel, data: LabelData, pairs: Pairs | None = None,
         scores[used] = score_fitted(model, {k: v[used] for k, v in data.fitted.items()})
     else:
         scores[used] = score_features(model, features[used], data.fitted["prev_actions"][used],
-                                      data.fitted["mask"][used])
+                                      data.fitted["mask"][used], data.fitted["steps"][used])
     zeros = np.zeros(len(pairs), dtype=np.int64)
     easy = data.outcomes[pairs.chosen] != data.outcomes[pairs.rejected]
     out = {"accuracy": accuracy(scores, pairs.chosen, pairs.rejected, zeros),
@@ -267,12 +267,13 @@ def evaluate(model: RewardModel, data: LabelData, pairs: Pairs | None = None,
 
 @torch.no_grad()
 def score_features(model: RewardModel, features: Tensor, prev_actions: Tensor, mask: Tensor,
-                   batch_size: int = 256) -> np.ndarray:
+                   steps: Tensor, batch_size: int = 256) -> np.ndarray:
     device, was_training = model.rope_cos.device, model.training
     model.eval()
     scores = [model.forward_features(features[i:i + batch_size].to(device),
                                      prev_actions[i:i + batch_size].to(device),
-                                     mask[i:i + batch_size].to(device)).float().cpu()
+                                     mask[i:i + batch_size].to(device),
+                                     steps[i:i + batch_size].to(device)).float().cpu()
               for i in range(0, len(mask), batch_size)]
     model.train(was_training)
     return torch.cat(scores).numpy()
@@ -328,14 +329,16 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardConfig, ra
             mine = rng.choice(len(pairs), size=batch, replace=False)[ranks.rank::ranks.world]
             chosen, rejected = pairs.chosen[mine], pairs.rejected[mine]
             both = np.concatenate([chosen, rejected])
-            prev, mask = (data.fitted[k][both].to(ranks.device) for k in ("prev_actions", "mask"))
+            prev, mask, when = (data.fitted[k][both].to(ranks.device)
+                                for k in ("prev_actions", "mask", "steps"))
             lr = learning_rate(step, steps, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if features is None:
-                scores = model(data.fitted["frames"][both].to(ranks.device), prev, mask)
+                scores = model(data.fitted["frames"][both].to(ranks.device), prev, mask, when)
             else:  # the CNN is frozen: start from its cached features
-                scores = model.forward_features(features[both].to(ranks.device), prev, mask)
+                scores = model.forward_features(features[both].to(ranks.device), prev, mask,
+                                                when)
             r_chosen, r_rejected = scores[:len(mine)], scores[len(mine):]
             loss_sum = -torch.nn.functional.logsigmoid(r_chosen - r_rejected).sum()
             loss = all_sum([loss_sum.item()], ranks)[0] / batch

@@ -57,10 +57,11 @@ from tqdm import tqdm
 
 from agentalign.atomic import write_json_atomic
 from agentalign.config import checked_values
+from agentalign.envs.factory import check_env_spec
 from agentalign.envs.layout import load_layout
 from agentalign.errors import ConfigError, UserError
 from agentalign.evaluate.metrics import outcome_rates
-from agentalign.evaluate.rollout import spawn_starts
+from agentalign.evaluate.rollout import rollout_env, spawn_starts
 from agentalign.models.checkpoint import (
     latest_or_none,
     load_policy,
@@ -85,9 +86,10 @@ from agentalign.train.prefft import (
 )
 
 METRICS = "metrics.json"
-# Keys that change no weight, so a resumed run may change them.
+# Keys that change no weight, so a resumed run may change them. `env` too: both backends play
+# the same episodes for the same seeds (evaluate/rollout.py).
 RESUMABLE_CHANGES = ("eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
-                     "num_threads")
+                     "num_threads", "env")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class RLConfig:
     clip_range: float
     minibatch_episodes: int
     num_envs: int
+    env: str
     max_steps: int
     spawn_jitter: float
     layout: str
@@ -123,6 +126,7 @@ class RLConfig:
     def from_dict(cls, config: dict[str, Any]) -> RLConfig:
         numbers = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "kl_coef", "clip_range",
                    "spawn_jitter")
+        config = {"env": "island", **config}  # configs from before the key: the island
         values = checked_values(
             cls, config, "rl", numbers,
             {"iterations": 0, "starts_per_iteration": 1, "samples_per_start": 2,
@@ -136,6 +140,7 @@ class RLConfig:
             raise ConfigError("rl: lr must be > 0")
         if not isinstance(values["normalize_advantages"], bool):
             raise ConfigError("rl: normalize_advantages must be true or false")
+        check_env_spec(values["env"])
         return cls(**values)
 
     def identity(self) -> dict[str, Any]:
@@ -323,6 +328,12 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
     bar = tqdm(total=cfg.iterations, initial=state["iteration"], unit="it", desc="rl",
                disable=not progress, dynamic_ncols=True)
     evaluation = None
+    # One environment for every iteration's rollout (all of the same size), so a Unity build
+    # is launched once, not per iteration; the island is made per rollout as before.
+    rows = min(cfg.num_envs, cfg.starts_per_iteration * cfg.samples_per_start)
+    env = cfg.env if cfg.env == "island" or state["iteration"] >= cfg.iterations else \
+        rollout_env(cfg.env, rows, layout, reference.config.obs_height,
+                    reference.config.obs_width, cfg.max_steps)
 
     def save(iteration: int) -> Path:
         return save_step(out, policy, policy.config.to_dict(), kind="policy", stage="rl",
@@ -338,7 +349,7 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
             starts = repeat_starts(spawn_starts(layout, cfg.starts_per_iteration, seed,
                                                 cfg.spawn_jitter), cfg.samples_per_start)
             trajectories, outcomes, lengths = play(policy, starts, layout, num_envs=cfg.num_envs,
-                                                   max_steps=cfg.max_steps, seed=seed)
+                                                   max_steps=cfg.max_steps, seed=seed, env=env)
             scores = score(reward_fn, trajectories)
             try:
                 stats = update(policy, reference, optimizer, trajectories, scores, cfg)
@@ -364,6 +375,9 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
                 _log_eval(writer, _evaluate(policy, layout, cfg), iteration)
             if iteration % cfg.checkpoint_interval == 0 or iteration == cfg.iterations:
                 save(iteration)
+        if not isinstance(env, str):  # its builds quit before the evaluation launches its own
+            env.close()
+            env = cfg.env
         if latest_or_none(out) is None:  # iterations == 0: the starting policy is the result
             save(0)
         if cfg.eval_episodes:
@@ -372,6 +386,8 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
     finally:
         bar.close()
         writer.close()
+        if not isinstance(env, str):
+            env.close()
     last = state["history"][-1] if state["history"] else {}
     metrics = {"stage": "rl", "final": True, "target": target, "iteration": state["iteration"],
                "score": last.get("score"), "kl": last.get("kl"), "entropy": last.get("entropy"),
@@ -385,7 +401,7 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
 
 def _evaluate(policy: Policy, layout: Any, cfg: RLConfig) -> dict[str, Any]:
     return true_rates(policy, layout, cfg.eval_episodes, cfg.seed, cfg.num_envs, cfg.max_steps,
-                      cfg.spawn_jitter)
+                      cfg.spawn_jitter, cfg.env)
 
 
 def _log(writer: Any, stats: dict[str, float], lr: float, iteration: int) -> None:

@@ -28,6 +28,9 @@ namespace AgentAlign
 
         System.Random m_Spawns = new System.Random();
         int m_PendingSeed = -1;
+        // A chosen start (start_* parameters), used by the next DrawStart only.
+        float m_StartSpawn = SharedSpec.StartNone;
+        float m_StartX = float.NaN, m_StartY = float.NaN, m_StartHeading = float.NaN;
 
         void Awake()
         {
@@ -36,6 +39,12 @@ namespace AgentAlign
             Time.fixedDeltaTime = 1f / SharedSpec.DecisionsPerSecond;
             Academy.Instance.EnvironmentParameters.RegisterCallback(SharedSpec.SeedParameter,
                                                                     OnSpawnSeed);
+            var parameters = Academy.Instance.EnvironmentParameters;
+            parameters.RegisterCallback(SharedSpec.StartSpawnParameter, v => m_StartSpawn = v);
+            parameters.RegisterCallback(SharedSpec.StartXParameter, v => m_StartX = v);
+            parameters.RegisterCallback(SharedSpec.StartYParameter, v => m_StartY = v);
+            parameters.RegisterCallback(SharedSpec.StartHeadingParameter,
+                                        v => m_StartHeading = v);
         }
 
         void OnSpawnSeed(float value)
@@ -60,7 +69,8 @@ namespace AgentAlign
             return rules;
         }
 
-        /// <summary>A new episode's start: a random spawn point, jittered, facing its heading.</summary>
+        /// <summary>A new episode's start: a random spawn point, jittered, facing its heading;
+        /// or the start Python chose with the start_* parameters, once.</summary>
         public AgentState DrawStart()
         {
             if (m_PendingSeed >= 0)
@@ -68,11 +78,22 @@ namespace AgentAlign
                 m_Spawns = new System.Random(m_PendingSeed);
                 m_PendingSeed = -1;
             }
-            Transform spawn = spawns[m_Spawns.Next(spawns.Length)];
+            int chosen = (int)Math.Round(m_StartSpawn);
+            int index = chosen >= 0 && chosen < spawns.Length ? chosen
+                                                              : m_Spawns.Next(spawns.Length);
+            Transform spawn = spawns[index];
             Vector3 position = spawn.position;
             double x = position.x + (2.0 * m_Spawns.NextDouble() - 1.0) * spawnJitter;
             double y = position.z + (2.0 * m_Spawns.NextDouble() - 1.0) * spawnJitter;
-            return IslandRules.Start(x, y, spawn.eulerAngles.y);
+            if (!float.IsNaN(m_StartX) && !float.IsNaN(m_StartY))
+            {
+                x = m_StartX;
+                y = m_StartY;
+            }
+            double heading = float.IsNaN(m_StartHeading) ? spawn.eulerAngles.y : m_StartHeading;
+            m_StartSpawn = SharedSpec.StartNone;
+            m_StartX = m_StartY = m_StartHeading = float.NaN;
+            return IslandRules.Start(x, y, heading);
         }
 
         void OnDrawGizmos()

@@ -49,6 +49,15 @@ namespace AgentAlign
         // holds the seed modulo SeedModulus (exact in float32).
         public const string SeedParameter = "spawn_seed";
         public const int SeedModulus = 16777216;
+        // Environment parameters choosing where the episode begun by the next reset starts (an
+        // evaluation's chosen starts); used once, at that reset. Spawn index (StartNone = the
+        // game's own draw), x and y in layout metres and heading in degrees clockwise from north
+        // (NaN = the spawn's jittered point, the spawn's heading).
+        public const string StartSpawnParameter = "start_spawn";
+        public const string StartXParameter = "start_x";
+        public const string StartYParameter = "start_y";
+        public const string StartHeadingParameter = "start_heading";
+        public const float StartNone = -1f;
 
         // Outcome side channel: after every decision (and at every episode start) each agent
         // reports int32 agent_id, int32 step, float32 x, float32 y, float32 heading,
