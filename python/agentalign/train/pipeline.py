@@ -54,6 +54,9 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         return str(run.joinpath(*parts))
 
     quiet = ["--no-progress"] if config.get("quiet") else []
+    # the run's seed also seeds every trainer (init, batches, rollouts), so seeds are replicates
+    seeded = ["--set", f"seed={seed}"]
+    seeded_align = ["--set", f"prefft.seed={seed}", "--set", f"rl.seed={seed}"]
     # --env for every stage that runs episodes (pretrain, sft, reward and export do not)
     env = ["--env", config["env"]] if config.get("env", "island") != "island" else []
     stages = [
@@ -63,14 +66,15 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
                         str(config["demo_episodes"]), "--seed", str(config["seed"] + 1000),
                         "--out", run_path("demos"), *env, *quiet, *extra("demos")]),
         Stage("pretrain", ["pretrain", "--corpus", run_path("corpus"), "--out",
-                           run_path("pretrain"), *quiet, *extra("pretrain")]),
+                           run_path("pretrain"), *seeded, *quiet, *extra("pretrain")]),
         Stage("sft", ["sft", "--init", run_path("pretrain"), "--demos", run_path("demos"),
-                      "--out", run_path("sft"), *quiet, *extra("sft")]),
+                      "--out", run_path("sft"), *seeded, *quiet, *extra("sft")]),
     ]
     if config["ablation"]:
         stages.append(Stage("sft-scratch", ["sft", "--from-scratch", "--demos",
                                             run_path("demos"), "--out",
-                                            run_path("sft-scratch"), *quiet, *extra("sft")]))
+                                            run_path("sft-scratch"), *seeded, *quiet,
+                                            *extra("sft")]))
     sizes = config["label"]
     label = ["label", "--policy", run_path("sft"), "--out", run_path("label"), "--seed", seed,
              "--train-episodes", str(sizes["train_episodes"]),
@@ -83,10 +87,11 @@ def plan(run: Path, config: dict[str, Any]) -> list[Stage]:
         stages.append(Stage(f"reward-{t}", [
             "reward", "--labels", run_path("label"), "--target", t, "--init",
             run_path("pretrain"), "--labels-used", str(config["labels_used"]),
-            "--out", run_path(f"reward-{t}"), *quiet, *extra("reward")]))
+            "--out", run_path(f"reward-{t}"), *seeded, *quiet, *extra("reward")]))
         stages.append(Stage(f"align-{t}", [
             "align", "--policy", run_path("sft"), "--reward", run_path(f"reward-{t}"),
-            "--target", t, "--out", run_path(f"align-{t}"), *env, *quiet, *extra("align")]))
+            "--target", t, "--out", run_path(f"align-{t}"), *env, *seeded_align, *quiet,
+            *extra("align")]))
 
     agents = [("base", "pretrain"), ("sft", "sft")]
     if config["ablation"]:

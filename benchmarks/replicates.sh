@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Seed replicates of the default recipe, every target, run in parallel on a many-core machine:
+# per seed, the pipeline's own commands (collect, demos, pretrain, sft, sft --from-scratch,
+# label, reward, align, evaluate) with the default configs and `--set seed=S` (as
+# `agentalign pipeline --seed S` passes), but the three targets' reward+align+evaluate side by
+# side and 1,000 evaluation episodes (500 off-lane). About 12-15 busy processes for 3 seeds.
+#
+#   SEEDS="0 1 2" DIR=/tmp/replicates bash benchmarks/replicates.sh
+#   python benchmarks/replicates_table.py /tmp/replicates    # the tables for docs/results.md
+#
+# AA overrides the command (default `python -m agentalign`, so a source checkout on PYTHONPATH
+# works). Each seed logs to DIR/sS.log; a finished stage is skipped when rerun (as the stages
+# themselves resume).
+set -u
+SEEDS=${SEEDS:-"0 1 2"}
+DIR=${DIR:-/tmp/replicates}
+EPISODES=${EPISODES:-1000}
+OFFLANE_EPISODES=${OFFLANE_EPISODES:-500}
+TARGETS=${TARGETS:-"left middle right"}
+AA=${AA:-"python -m agentalign"}
+# TRAIN_THREADS=N: --set num_threads=N for the trainers (several share the machine)
+TT=()
+[ -n "${TRAIN_THREADS:-}" ] && TT=(--set num_threads="$TRAIN_THREADS")
+
+# A trainer that fails on the GPU (device auto) is rerun on the CPU, where it resumes.
+train() { $AA "$@" || { echo "retrying on the CPU: $1"; $AA "$@" --set device=cpu; }; }
+
+seed_run() {
+    local S=$1 D=$DIR/s$1 t
+    local q=(--no-progress)
+    $AA collect --out "$D/corpus" --seed "$S" "${q[@]}" || return 1
+    $AA collect --population direct --episodes 200 --seed $((S + 1000)) --out "$D/demos" \
+        "${q[@]}" || return 1
+    train pretrain --corpus "$D/corpus" --out "$D/pretrain" --set seed="$S" "${TT[@]}" "${q[@]}" || return 1
+    train sft --init "$D/pretrain" --demos "$D/demos" --out "$D/sft" --set seed="$S" "${TT[@]}" "${q[@]}" \
+        || return 1
+    ( train sft --from-scratch --demos "$D/demos" --out "$D/sft-scratch" --set seed="$S" "${TT[@]}" "${q[@]}" \
+      && $AA evaluate "$D/sft-scratch" --episodes "$EPISODES" --seed "$S" --out "$D/eval/sft-scratch" "${q[@]}" \
+      && $AA evaluate "$D/sft-scratch" --offlane --episodes "$OFFLANE_EPISODES" --seed "$S" \
+             --out "$D/eval/sft-scratch-offlane" "${q[@]}" ) &
+    local targets=()
+    for t in $TARGETS; do targets+=(--target "$t"); done
+    $AA label --policy "$D/sft" --out "$D/label" --seed "$S" --train-episodes 400 \
+        --heldout-episodes 400 --pairs 3000 --heldout-pairs 1000 "${targets[@]}" "${q[@]}" \
+        || return 1
+    for t in $TARGETS; do
+        ( train reward --labels "$D/label" --target "$t" --init "$D/pretrain" --labels-used 1000 \
+              --out "$D/reward-$t" --set seed="$S" "${TT[@]}" "${q[@]}" \
+          && $AA align --policy "$D/sft" --reward "$D/reward-$t" --target "$t" \
+              --out "$D/align-$t" --set prefft.seed="$S" --set rl.seed="$S" "${q[@]}" \
+          && $AA evaluate "$D/align-$t" --episodes "$EPISODES" --seed "$S" \
+              --out "$D/eval/$t-aligned" "${q[@]}" ) &
+    done
+    $AA evaluate "$D/pretrain" --episodes "$EPISODES" --seed "$S" --out "$D/eval/base" "${q[@]}"
+    $AA evaluate "$D/sft" --episodes "$EPISODES" --seed "$S" --out "$D/eval/sft" "${q[@]}"
+    $AA evaluate "$D/sft" --offlane --episodes "$OFFLANE_EPISODES" --seed "$S" \
+        --out "$D/eval/sft-offlane" "${q[@]}"
+    wait
+}
+
+mkdir -p "$DIR"
+start=$SECONDS
+for S in $SEEDS; do
+    ( seed_run "$S" > "$DIR/s$S.log" 2>&1; echo "seed $S exit $? after $((SECONDS - start)) s" ) &
+done
+wait
+echo "replicates: seeds $SEEDS in $((SECONDS - start)) s"
