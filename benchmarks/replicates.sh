@@ -2,7 +2,7 @@
 # Seed replicates of the default recipe, every target, run in parallel on a many-core machine:
 # per seed, the pipeline's own commands (collect, demos, pretrain, sft, sft --from-scratch,
 # label, reward, align, evaluate) with the default configs and `--set seed=S` (as
-# `agentalign pipeline --seed S` passes), but the three targets' reward+align+evaluate side by
+# `agentalign pipeline --set seed=S` passes), but the three targets' reward+align+evaluate side by
 # side and 1,000 evaluation episodes (500 off-lane). About 12-15 busy processes for 3 seeds.
 #
 #   SEEDS="0 1 2" DIR=/tmp/replicates bash benchmarks/replicates.sh
@@ -41,7 +41,7 @@ seed_run() {
     local targets=()
     for t in $TARGETS; do targets+=(--target "$t"); done
     $AA label --policy "$D/sft" --out "$D/label" --seed "$S" --train-episodes 400 \
-        --heldout-episodes 400 --pairs 3000 --heldout-pairs 1000 "${targets[@]}" "${q[@]}" \
+        --heldout-episodes 400 --pairs 3200 --heldout-pairs 1000 "${targets[@]}" "${q[@]}" \
         || return 1
     for t in $TARGETS; do
         ( train reward --labels "$D/label" --target "$t" --init "$D/pretrain" --labels-used 1000 \

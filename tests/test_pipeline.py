@@ -66,6 +66,20 @@ def test_plan_orders_the_recipe(tmp_path):
         plan(tmp_path, {**config, "targets": ["north"]})
 
 
+def test_the_run_seed_seeds_every_stage(tmp_path):
+    """Seeds are replicates: data, trainers, alignment and evaluation all take the run's seed,
+    and a stage's own --set overrides still come last (they win)."""
+    config = load_config("pipeline")
+    config = {**config, "seed": 3, "stages": {**config["stages"], "pretrain": ["seed=9"]}}
+    stages = {s.name: s.argv for s in plan(tmp_path, config)}
+    for name in ("sft", "reward-left", "reward-right"):
+        assert "seed=3" in stages[name]
+    assert {"prefft.seed=3", "rl.seed=3"} <= set(stages["align-left"])
+    assert stages["pretrain"].index("seed=3") < stages["pretrain"].index("seed=9")
+    for name in ("collect", "label", "evaluate-sft", "export-left"):
+        assert stages[name][stages[name].index("--seed") + 1] == "3"
+
+
 @pytest.mark.slow
 def test_toy_pipeline_end_to_end_and_resume(tmp_path):
     run = tmp_path / "run"
