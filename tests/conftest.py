@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from agentalign.config import load_config
 from agentalign.envs.layout import load_layout
@@ -43,3 +44,14 @@ def small_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     collect(small_collect_config(), out, progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test: tiny models step faster so on 2 shared cores, and results do
+    not depend on the machine's thread count. Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

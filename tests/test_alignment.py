@@ -35,13 +35,7 @@ from agentalign.train.rl import (
 
 TINY = {"n_layer": 1, "n_embd": 32, "context": 8}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

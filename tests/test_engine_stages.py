@@ -24,19 +24,12 @@ from agentalign.models.policy import Policy, get_config
 from agentalign.train.rl import rl
 
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.skipif(not mlagents_compat.mlagents_available(),
                        reason="needs mlagents-envs (pip install agentalign[unity])"),
     pytest.mark.filterwarnings("ignore:distutils Version classes:DeprecationWarning"),
 ]
 TINY = {"n_layer": 1, "n_embd": 32, "context": 8}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

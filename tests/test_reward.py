@@ -54,13 +54,7 @@ TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.context=8
         "max_steps=6", "warmup_steps=1", "log_interval=2", "checkpoint_interval=3"]
 CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_group=False)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(*overrides: str) -> dict:
@@ -349,7 +343,6 @@ def test_help(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert f"usage: agentalign {command}" in capsys.readouterr().out
-
 
 
 def test_cached_cnn_features_score_like_the_whole_model(toy_labels):
