@@ -296,16 +296,22 @@ def _reward_for(args: argparse.Namespace) -> tuple[Callable, str]:
     return load_reward_function(args.reward, policy.config, args.target)
 
 
+def _run_alignment_stage(args: argparse.Namespace, stage: Callable[..., dict],
+                         config: dict, format_metrics: Callable[[dict], str]) -> None:
+    """What prefft, rl and align share: the reward model at --reward, the stage, its summary."""
+    reward_fn, reward_id = _reward_for(args)
+    metrics = stage(config, args.policy, reward_fn, args.target, args.out, reward_id,
+                    progress=not args.no_progress)
+    print(format_metrics(metrics))
+    print(f"checkpoint: {args.out / metrics['checkpoint']}")
+
+
 def cmd_prefft(args: argparse.Namespace) -> None:
     from agentalign.config import load_config
     from agentalign.train.prefft import format_metrics, prefft
 
     config = load_config("prefft", args.config, args.overrides + _env_overrides(args))
-    reward_fn, reward_id = _reward_for(args)
-    metrics = prefft(config, args.policy, reward_fn, args.target, args.out, reward_id,
-                     progress=not args.no_progress)
-    print(format_metrics(metrics))
-    print(f"checkpoint: {args.out / metrics['checkpoint']}")
+    _run_alignment_stage(args, prefft, config, format_metrics)
 
 
 def cmd_rl(args: argparse.Namespace) -> None:
@@ -313,11 +319,7 @@ def cmd_rl(args: argparse.Namespace) -> None:
     from agentalign.train.rl import format_metrics, rl
 
     config = load_config("rl", args.config, args.overrides + _env_overrides(args))
-    reward_fn, reward_id = _reward_for(args)
-    metrics = rl(config, args.policy, reward_fn, args.target, args.out, reward_id,
-                 progress=not args.no_progress)
-    print(format_metrics(metrics))
-    print(f"checkpoint: {args.out / metrics['checkpoint']}")
+    _run_alignment_stage(args, rl, config, format_metrics)
 
 
 def cmd_align(args: argparse.Namespace) -> None:
@@ -325,11 +327,7 @@ def cmd_align(args: argparse.Namespace) -> None:
 
     config = load_align_config(args.overrides + [
         f"{stage}.{item}" for stage in ("prefft", "rl") for item in _env_overrides(args)])
-    reward_fn, reward_id = _reward_for(args)
-    metrics = align(config, args.policy, reward_fn, args.target, args.out, reward_id,
-                    progress=not args.no_progress)
-    print(format_metrics(metrics))
-    print(f"checkpoint: {args.out / metrics['checkpoint']}")
+    _run_alignment_stage(args, align, config, format_metrics)
 
 
 def _alignment_args(parser: argparse.ArgumentParser, out: str) -> None:

@@ -308,9 +308,9 @@ class UnityVectorEnv(VectorEnv):
         options = dict(options or {})
         if unknown := set(options) - {"reset_mask", "spawns", "positions", "headings"}:
             raise ValueError(f"unknown reset options {sorted(unknown)}")
-        mask = np.ones(self.num_envs, dtype=bool) if options.get("reset_mask") is None else \
-            np.asarray(options.pop("reset_mask"), dtype=bool).reshape(self.num_envs)
-        options.pop("reset_mask", None)
+        mask = options.pop("reset_mask", None)
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else \
+            np.asarray(mask, dtype=bool).reshape(self.num_envs)
         workers = []
         for w in self._workers:
             rows = self._worker_rows(w)
@@ -327,8 +327,8 @@ class UnityVectorEnv(VectorEnv):
             self._reset_seed = seed
             for w in self._workers:
                 w.seed = seed + w.index
-        for w in workers:
-            if starts:
+        if starts:
+            for w in workers:
                 self._send_start(w, self._worker_rows(w)[0], starts)
         self._map(self._reset_worker, workers, seed is not None)
         if "spawns" in starts:  # the spawn asked for, not the nearest one (a start may be moved)

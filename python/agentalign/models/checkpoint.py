@@ -190,23 +190,35 @@ def restore_training(latest: Path, weights: dict[str, torch.Tensor], model: torc
                               f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
+def config_from_info(info: dict[str, Any], path: str | Path) -> Any:
+    """The PolicyConfig a checkpoint.json records (policies and reward models alike)."""
+    from agentalign.models.policy import PolicyConfig
+
+    try:
+        return PolicyConfig.from_dict(info["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: bad model_config ({e})") from None
+
+
 def load_policy(path: str | Path, device: str | torch.device = "cpu",
                 verify: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A Policy in eval mode and its checkpoint.json, from a checkpoint or stage folder."""
-    from agentalign.models.policy import Policy, PolicyConfig
+    from agentalign.models.policy import Policy
 
     weights, info = load_weights(path, kind="policy", verify=verify)
-    try:
-        config = PolicyConfig.from_dict(info["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: bad model_config ({e})") from None
+    config = config_from_info(info, path)
     policy = Policy(config)
-    missing, unexpected = policy.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the {config.name!r} "
-                              f"config (missing {list(missing)[:3]}, unexpected "
-                              f"{list(unexpected)[:3]})")
+    load_exactly(policy, weights, path, f"{config.name!r} config")
     return policy.to(device).eval(), info
+
+
+def load_exactly(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path,
+                 what: str) -> None:
+    """Load `weights` into `model`, refusing any missing or unexpected tensor by name."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the {what} (missing "
+                              f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
 
 
 def _sha256(path: Path) -> str:

@@ -36,7 +36,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agentalign.models.checkpoint import CheckpointError, load_weights
+from agentalign.models.checkpoint import (
+    CheckpointError,
+    config_from_info,
+    load_exactly,
+    load_weights,
+)
 from agentalign.models.policy import Policy, PolicyConfig
 from agentalign.spec import MAX_DECISIONS
 
@@ -190,13 +195,6 @@ def score_episodes(model: RewardModel, frames: list[np.ndarray], actions: list[n
 # --- checkpoints ----------------------------------------------------------------------------
 
 
-def config_from_info(info: dict[str, Any], path: str | Path) -> PolicyConfig:
-    try:
-        return PolicyConfig.from_dict(info["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: bad model_config ({e})") from None
-
-
 def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
                       config: PolicyConfig | None = None) -> tuple[RewardModel, dict[str, Any]]:
     """A RewardModel in eval mode and its checkpoint.json. Refuses checkpoints of another kind
@@ -207,11 +205,7 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"checkpoint {path}: a reward model of the policy config "
                               f"{saved.to_dict()}, expected {config.to_dict()}")
     model = RewardModel(saved)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the {saved.name!r} reward "
-                              f"model (missing {list(missing)[:3]}, unexpected "
-                              f"{list(unexpected)[:3]})")
+    load_exactly(model, weights, path, f"{saved.name!r} reward model")
     return model.to(device).eval(), info
 
 

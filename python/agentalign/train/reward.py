@@ -49,6 +49,7 @@ from agentalign.config import checked_values
 from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import (
+    config_from_info,
     latest_or_none,
     load_weights,
     restore_training,
@@ -59,7 +60,6 @@ from agentalign.models.reward import (
     KIND,
     RewardModel,
     accuracy,
-    config_from_info,
     encode_fitted,
     fit_trajectory,
     init_from_policy,
