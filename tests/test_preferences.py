@@ -32,6 +32,19 @@ def test_labeller_ordering_rules():
     assert lab.prefer(reached, t("left", (-14.5, 7.0), 60)) is None  # exact tie: dropped
 
 
+def test_a_run_that_ends_on_a_pad_is_at_that_pad():
+    lab = SyntheticLabeller("left", PADS_XY)
+    # Two runs to the middle pad: where on the rim each touched does not matter, length does.
+    near_rim, far_rim = t("middle", (-1.5, 13.5), 70), t("middle", (1.5, 14.5), 60)
+    assert lab.prefer(near_rim, far_rim) == 1
+    assert lab.prefer(t("middle", (-1.5, 13.5), 60), far_rim) is None
+    # Aligning to middle: the left and right pads lie equally far, so the shorter run wins.
+    mid = SyntheticLabeller("middle", PADS_XY)
+    assert mid.prefer(t("left", (-13.6, 7.5), 80), t("right", (14.0, 8.0), 65)) == 1
+    # Runs that did not end on a pad keep their own final position.
+    assert mid.prefer(t("timeout", (0.0, 10.0), 100), t("fell", (0.0, -20.0), 30)) == 0
+
+
 def test_bradley_terry_noise_follows_the_margin():
     lab = SyntheticLabeller("right", PADS_XY, temperature=2.0, seed=0)
     near, far = t("timeout", (12.0, 7.0), 100), t("timeout", (10.0, 7.0), 100)  # 2 m apart

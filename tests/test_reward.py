@@ -27,6 +27,7 @@ from agentalign.evaluate.rollout import PlayerActor
 from agentalign.models.checkpoint import CheckpointError, save_checkpoint
 from agentalign.models.policy import Policy, get_config
 from agentalign.models.reward import (
+    LENGTH_UNIT,
     RewardModel,
     fit_trajectory,
     init_from_policy,
@@ -168,6 +169,21 @@ def test_score_episodes_takes_variable_lengths_and_matches_forward():
                       torch.from_numpy(one["mask"][None]),
                       torch.from_numpy(one["steps"][None]))
     assert alone.item() == pytest.approx(scores[0], abs=1e-5)
+
+
+def test_the_run_length_reaches_the_score_through_one_weight():
+    torch.manual_seed(0)
+    model = RewardModel(get_config("tiny", **TINY_MODEL)).eval()
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (1, 8, 64, 64, 3), dtype=np.uint8)
+    inputs = (torch.from_numpy(frames), torch.zeros(1, 8, 2, dtype=torch.long),
+              torch.ones(1, 8, dtype=torch.bool))
+    short, long = torch.arange(8)[None], torch.arange(40, 48)[None]  # runs of 8 and 48 steps
+    with torch.no_grad():
+        assert model(*inputs, short).item() == pytest.approx(model(*inputs, long).item())
+        model.length_weight.fill_(-0.01)  # learnt from labels; zero at init
+        gap = model(*inputs, short).item() - model(*inputs, long).item()
+    assert gap == pytest.approx(0.01 * 40 / LENGTH_UNIT, rel=1e-4)
 
 
 def test_the_model_sees_pixels_and_actions_only(toy_labels, tmp_path):

@@ -19,6 +19,11 @@ Each token also carries a learned embedding of its decision index in the episode
 init, so an agent-encoder init starts as the policy): the last token's index is how long the
 run took, which the labeller uses to order two runs to the same pad and which the last K frames
 alone do not show. It is part of the trajectory itself (its frame count), not ground truth.
+The run's length (decisions) also reaches the score directly, through one learned weight
+(`length_weight`, zero at init): the labeller orders two runs that end the same way by length,
+and through the transformer alone the model read it poorly (72% right on pairs of runs to the
+same pad that differ by 1-2 decisions, 85% at 6-10; with the direct path 79% / 95%, held-out
+accuracy 92.7% -> 94.9% at 1,000 labels, target left, seed 0).
 Inputs are frames, actions and decision indices only: no positions or outcomes go in (the
 labeller alone reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*,
 ln_f.*), so a pre-trained policy's trunk loads as is ("agent encoder" init); the action head is
@@ -46,6 +51,8 @@ from agentalign.models.policy import Policy, PolicyConfig
 from agentalign.spec import MAX_DECISIONS
 
 KIND = "reward"
+LENGTH_UNIT = 0.1  # `length_weight` is per 0.1 decision, so Adam's steps move the score per
+# decision ~10x faster than the other weights (measured: per-decision units learnt too slowly)
 TRUNK = ("cnn.", "action_emb.", "blocks.", "ln_f.")
 
 
@@ -62,6 +69,7 @@ class RewardModel(nn.Module):
         self.register_buffer("rope_sin", policy.rope_sin, persistent=False)
         self.time_emb = nn.Embedding(MAX_DECISIONS, config.n_embd)  # decision index in the run
         nn.init.zeros_(self.time_emb.weight)
+        self.length_weight = nn.Parameter(torch.zeros(1))  # score per LENGTH_UNIT decisions
         self.score = nn.Linear(config.n_embd, 1)
         nn.init.normal_(self.score.weight, std=0.02)
         nn.init.zeros_(self.score.bias)
@@ -103,8 +111,10 @@ class RewardModel(nn.Module):
         x, cos, sin = self.drop(tokens), self.rope_cos[:T], self.rope_sin[:T]
         for block in self.blocks:  # causal: padding after the real steps never reaches them
             x, _, _ = block(x, cos, sin)
-        last = x[torch.arange(B, device=x.device), lengths - 1]
-        return self.score(self.ln_f(last)).squeeze(-1)
+        rows = torch.arange(B, device=x.device)
+        last = x[rows, lengths - 1]
+        run_length = (steps[rows, lengths - 1] + 1).to(last.dtype) / LENGTH_UNIT
+        return self.score(self.ln_f(last)).squeeze(-1) + self.length_weight * run_length
 
     def configure_optimizer(self, weight_decay: float = 0.1, lr: float = 1e-4,
                             betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
@@ -224,7 +234,8 @@ def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> 
                               f"than the reward model ({diff})")
     trunk = {k: v for k, v in weights.items() if k.startswith(TRUNK)}
     missing, unexpected = model.load_state_dict(trunk, strict=False)
-    if unexpected or [k for k in missing if not k.startswith(("score.", "time_emb."))]:
+    fresh = ("score.", "time_emb.", "length_weight")  # the reward model's own parameters
+    if unexpected or [k for k in missing if not k.startswith(fresh)]:
         raise CheckpointError(f"checkpoint {policy_checkpoint_path}: trunk weights do not fit "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return info

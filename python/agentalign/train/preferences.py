@@ -46,6 +46,12 @@ class SyntheticLabeller:
 
     A trajectory that reaches the target beats one that does not; otherwise the one whose final
     position is closer to the target pad wins; then the shorter one; exact ties give no label.
+    A run that ended on a pad is at that pad: its final position is the pad's centre, not the
+    spot on the rim where it touched (which of two runs to the middle pad touched its left side
+    is no intent of the designer's, nor visible in 64x64 frames: with rim positions the
+    held-out pairs of runs to the same pad were ordered by noise). So two runs to the same
+    wrong pad, or (for middle) to the left and the right pad, which lie equally far, are
+    ordered by length.
     With `temperature > 0`, the choice is drawn Bradley-Terry style from a utility that orders
     trajectories the same way (reach: +100, minus final distance in metres, minus 0.01 a decision),
     imitating an imperfect human.
@@ -59,7 +65,8 @@ class SyntheticLabeller:
             raise UserError(f"labeller temperature must be >= 0, got {temperature}")
         self.target = target
         self.target_code = PADS.index(target)
-        self.pad = np.asarray(pad_positions[self.target_code], dtype=np.float64)
+        self.pads = np.asarray(pad_positions, dtype=np.float64)
+        self.pad = self.pads[self.target_code]
         self.temperature = temperature
         self.rng = np.random.default_rng(seed)
         self.labeller_id = f"synthetic:{target}:T={temperature:g}"
@@ -67,8 +74,8 @@ class SyntheticLabeller:
     def key(self, t: TrajectorySummary) -> tuple[int, float, int]:
         """Sort key: larger is better (reached, -distance, -length)."""
         reached = int(t.outcome == self.target_code)
-        gap = np.asarray(t.final_position) - self.pad
-        distance = 0.0 if reached else float(np.linalg.norm(gap))
+        final = self.pads[t.outcome] if t.outcome < len(self.pads) else t.final_position
+        distance = 0.0 if reached else float(np.linalg.norm(np.asarray(final) - self.pad))
         return (reached, -round(distance, 6), -t.length)
 
     def utility(self, t: TrajectorySummary) -> float:
