@@ -351,6 +351,13 @@ def test_study_writes_json_table_and_plot(toy_labels, agent_init, tmp_path):
     assert Image.open(tmp_path / "study" / "study.png").size == (720, 460)
     again = study(config, toy_labels, "left", agent_init, tmp_path / "study", progress=False)
     assert again["runs"] == results["runs"]  # resumed: nothing rerun
+    # Runs side by side in worker processes give the same numbers as one after another.
+    serial = study({**config, "study": {**config["study"], "workers": 1}}, toy_labels, "left",
+                   agent_init, tmp_path / "serial", progress=False)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in serial["runs"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in results["runs"]]
+    assert config["study"]["workers"] == 2  # the default config: the first study used workers
 
 
 @pytest.mark.parametrize("command", ["label", "reward"])

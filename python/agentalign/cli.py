@@ -239,7 +239,7 @@ def cmd_label(args: argparse.Namespace) -> None:
     _check_env(args)
     settings = LabelSettings(**{key: getattr(args, key) for key in (
         "train_episodes", "heldout_episodes", "pairs", "heldout_pairs", "temperature", "seed",
-        "num_envs", "env") if getattr(args, key) is not None})
+        "num_envs", "env", "num_threads") if getattr(args, key) is not None})
     result = label(args.policy, args.out, args.target, settings, progress=not args.no_progress)
     print(format_summary(result))
     print(f"label store: {args.out / 'labels.sqlite'} ({result['seconds']:.1f} s)")
@@ -518,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="labeller noise (default 0: exact)")
     p.add_argument("--seed", type=int, help="rollout and pairing seed (default 0)")
     p.add_argument("--num-envs", type=int, help="environments stepped together (default 64)")
+    p.add_argument("--num-threads", type=int, help="torch CPU threads while acting (default 1; "
+                   "0 = every core)")
     _env_args(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_label)

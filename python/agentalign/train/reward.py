@@ -32,8 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,9 @@ class RewardConfig:
         if not (isinstance(seeds, list) and seeds and all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
             raise ConfigError(f"study.seeds must be integers >= 0, got {seeds!r}")
+        workers = study.get("workers", 1)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"study.workers must be an integer >= 1, got {workers!r}")
         if not set(study.get("inits") or ["?"]) <= set(INITS):
             raise ConfigError(f"study.inits must be a subset of {list(INITS)}")
         return cls(**values)
@@ -518,11 +523,12 @@ def study(config: dict[str, Any], labels: str | Path, target: str, init: str | P
     if ranks.world > 1:
         raise UserError("reward --study runs in one process; start it without torchrun")
     with cpu_settings(threads):
-        return _study(cfg, ranks, Path(labels), target, Path(init), Path(out), progress)
+        return _study(cfg, ranks, Path(labels), target, Path(init), Path(out), progress,
+                      threads)
 
 
 def _study(cfg: RewardConfig, ranks: Ranks, labels: Path, target: str, init: Path, out: Path,
-           progress: bool) -> dict[str, Any]:
+           progress: bool, threads: int) -> dict[str, Any]:
     clock = time.perf_counter()
     policy_config, init_sha = _policy_config(cfg, init)
     data = load_labels(labels, target, policy_config)
@@ -530,49 +536,108 @@ def _study(cfg: RewardConfig, ranks: Ranks, labels: Path, target: str, init: Pat
     if skipped := [n for n in cfg.study["label_counts"] if n > len(data.train)]:
         print(f"study: skipping label counts {skipped}: the store has {len(data.train)} "
               f"training labels for {target!r}")
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("num_threads", "device")}
+    config["study"] = {k: v for k, v in cfg.study.items() if k != "workers"}
     setup = json.loads(json.dumps({"target": target, "labels": data.fingerprint,
                                    "init": init_sha, "policy": policy_config.to_dict(),
-                                   "config": {k: v for k, v in asdict(cfg).items()
-                                              if k not in ("num_threads", "device")}}))
+                                   "config": config}))
     path = out / "study.json"
     results: dict[str, Any] = {"setup": setup, "runs": []}
     if path.exists():
         previous = json.loads(path.read_text())
         if previous.get("setup") == setup:
             results["runs"] = previous["runs"]
+            results["wall_seconds"] = previous.get("wall_seconds", 0.0)
+    earlier = results.get("wall_seconds", 0.0)
     done = {(r["labels"], r["init"], r["seed"]) for r in results["runs"]}
     todo = [(n, kind, seed) for seed in cfg.study["seeds"] for kind in cfg.study["inits"]
             for n in counts if (n, kind, seed) not in done]  # a whole curve per seed first
-    cache: dict[str, Tensor | None] = {}
     out.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(int(cfg.study.get("workers", 1)), len(todo)))
     print(f"study: {len(data.train):,} train labels, {len(data.heldout):,} held-out pairs for "
           f"{target!r}; {len(todo)} runs to go of "
-          f"{len(counts) * len(cfg.study['inits']) * len(cfg.study['seeds'])}")
-    bar = tqdm(todo, unit="run", desc="study", disable=not progress, dynamic_ncols=True)
-    for n, kind, seed in bar:
-        started = time.perf_counter()
-        subset = np.sort(np.random.default_rng([seed, n]).choice(len(data.train), n,
-                                                                 replace=False))
-        model = make_model(policy_config, seed, init if kind == "agent" else None)
-        key = kind if kind == "agent" else f"{kind}-{seed}"  # the CNN is a function of this
-        if cfg.freeze_cnn and key not in cache:  # 6.5 MB per CNN for 800 trajectories
-            cache[key] = frozen_features(model, data, cfg)
-        features = cache.get(key)
-        result = fit(model, data, data.train.take(subset), cfg, ranks, seed=seed,
-                     features=features)
-        heldout = evaluate(model, data, features=features)
-        results["runs"].append({"labels": n, "init": kind, "seed": seed, **heldout,
-                                "steps": result["steps"], "train_loss": result["train_loss"],
-                                "seconds": time.perf_counter() - started})
-        bar.set_postfix(labels=n, init=kind, acc=f"{heldout['accuracy']:.3f}")
-        results["wall_seconds"] = results.get("wall_seconds", 0.0) + time.perf_counter() - started
-        write_json_atomic(path, results)
+          f"{len(counts) * len(cfg.study['inits']) * len(cfg.study['seeds'])}"
+          + (f", {workers} side by side" if workers > 1 else ""))
+    bar = tqdm(total=len(todo), unit="run", desc="study", disable=not progress,
+               dynamic_ncols=True)
+
+    def finished(run: dict[str, Any]) -> None:
+        results["runs"].append(run)
+        results["wall_seconds"] = earlier + time.perf_counter() - clock
+        write_json_atomic(path, results)  # after every run: an interrupted study resumes
+        bar.update(1)
+        bar.set_postfix(labels=run["labels"], init=run["init"], acc=f"{run['accuracy']:.3f}")
+
+    try:
+        if workers == 1:
+            state = _StudyState(cfg, ranks, data, policy_config, init, {})
+            for task in todo:
+                finished(_study_run(state, task))
+        else:  # fresh interpreters: forking a process that has run torch ops can hang
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_study_worker,
+                                     initargs=(cfg, labels, target, init,
+                                               max(1, threads // workers))) as pool:
+                for future in as_completed([pool.submit(_study_task, t) for t in todo]):
+                    finished(future.result())
+    finally:
+        bar.close()
+    results["runs"].sort(key=lambda r: (r["seed"], INITS.index(r["init"]), r["labels"]))
     results["table"] = study_table(results["runs"])
     results["wall_seconds_this_call"] = time.perf_counter() - clock
     write_json_atomic(path, results)
     (out / "study.md").write_text(format_study(results) + "\n")
     draw_study(results["runs"], out / "study.png", target)
     return results
+
+
+@dataclass
+class _StudyState:
+    """What every run of a study needs, loaded once per process."""
+
+    cfg: RewardConfig
+    ranks: Ranks
+    data: LabelData
+    policy_config: PolicyConfig
+    init: Path
+    cache: dict[str, Tensor | None]  # frozen CNN features per init (with freeze_cnn)
+
+
+def _study_run(state: _StudyState, task: tuple[int, str, int]) -> dict[str, Any]:
+    """One point of the study: `n` labels drawn with `seed`, one init; held-out accuracy."""
+    n, kind, seed = task
+    cfg, data, started = state.cfg, state.data, time.perf_counter()
+    subset = np.sort(np.random.default_rng([seed, n]).choice(len(data.train), n, replace=False))
+    model = make_model(state.policy_config, seed, state.init if kind == "agent" else None)
+    key = kind if kind == "agent" else f"{kind}-{seed}"  # the CNN is a function of this
+    if cfg.freeze_cnn and key not in state.cache:  # 6.5 MB per CNN for 800 trajectories
+        state.cache[key] = frozen_features(model, data, cfg)
+    features = state.cache.get(key)
+    result = fit(model, data, data.train.take(subset), cfg, state.ranks, seed=seed,
+                 features=features)
+    heldout = evaluate(model, data, features=features)
+    return {"labels": n, "init": kind, "seed": seed, **heldout, "steps": result["steps"],
+            "train_loss": result["train_loss"], "seconds": time.perf_counter() - started}
+
+
+_WORKER: _StudyState | None = None
+
+
+def _study_worker(cfg: RewardConfig, labels: Path, target: str, init: Path, threads: int
+                  ) -> None:
+    """Set up a study worker process: its threads, device and the labels."""
+    global _WORKER
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as cpu_settings does in the main process
+    policy_config, _ = _policy_config(cfg, init)
+    _WORKER = _StudyState(cfg, init_distributed(cfg.device), load_labels(labels, target,
+                                                                         policy_config),
+                          policy_config, init, {})
+
+
+def _study_task(task: tuple[int, str, int]) -> dict[str, Any]:
+    assert _WORKER is not None, "a study worker runs _study_worker first"
+    return _study_run(_WORKER, task)
 
 
 def study_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
