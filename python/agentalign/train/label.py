@@ -65,14 +65,11 @@ class LabelSettings:
     # threads each did not finish in 7 minutes (it takes ~20 s on 2 idle cores)
 
     def check(self) -> None:
-        for key in ("train_episodes", "heldout_episodes", "pairs", "heldout_pairs", "num_envs"):
+        for key, low in (("train_episodes", 1), ("heldout_episodes", 1), ("pairs", 1),
+                         ("heldout_pairs", 1), ("num_envs", 1), ("num_threads", 0)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"label: {key} must be an integer >= 1, got {value!r}")
-        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) \
-                or self.num_threads < 0:
-            raise UserError(f"label: num_threads must be an integer >= 0, got "
-                            f"{self.num_threads!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"label: {key} must be an integer >= {low}, got {value!r}")
         if min(self.train_episodes, self.heldout_episodes) < 2:
             raise UserError("label: pairing needs at least 2 episodes per split")
         check_env_spec(self.env)
@@ -141,6 +138,10 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
                 settings: LabelSettings = LabelSettings(), *, source: dict[str, Any],
                 progress: bool = True) -> dict[str, Any]:
     """Roll out (or reuse), pair and label; returns the summary also written to label.json."""
+    import torch
+
+    from agentalign.train.bc import cpu_settings
+
     settings.check()
     targets = list(dict.fromkeys(targets))
     if not targets:
@@ -167,12 +168,13 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
         for split, folder in SPLITS.items():
             n = settings.train_episodes if split == "train" else settings.heldout_episodes
-            corpus = record_rollouts(actor, out / folder, n, split_seed(settings.seed, split),
-                                     layout=settings.layout, num_envs=settings.num_envs,
-                                     source={**source, "split": split, "episodes": n,
-                                             "seed": split_seed(settings.seed, split),
-                                             "greedy": settings.greedy},
-                                     progress=progress, env=settings.env)
+            with cpu_settings(settings.num_threads or torch.get_num_threads()):
+                corpus = record_rollouts(
+                    actor, out / folder, n, split_seed(settings.seed, split),
+                    layout=settings.layout, num_envs=settings.num_envs,
+                    source={**source, "split": split, "episodes": n,
+                            "seed": split_seed(settings.seed, split), "greedy": settings.greedy},
+                    progress=progress, env=settings.env)
             ids = store.add_trajectories(folder, range(corpus.num_episodes), split)
             trajectories[split] = (ids, summaries(corpus))
             result["splits"][split] = {
@@ -236,15 +238,12 @@ def label(policy: str | Path, out: str | Path, targets: list[str],
     import torch
 
     from agentalign.models.checkpoint import load_policy
-    from agentalign.train.bc import cpu_settings
 
-    settings.check()
     model, info = load_policy(policy)
     torch.manual_seed(settings.seed)
     actor = PolicyActor(model, greedy=settings.greedy, seed=settings.seed)
     source = {"policy": info.get("sha256"), "stage": info.get("stage")}
-    with cpu_settings(settings.num_threads or torch.get_num_threads()):
-        return make_labels(actor, out, targets, settings, source=source, progress=progress)
+    return make_labels(actor, out, targets, settings, source=source, progress=progress)
 
 
 def format_summary(result: dict[str, Any]) -> str:

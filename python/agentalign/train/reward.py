@@ -553,7 +553,7 @@ def _study(cfg: RewardConfig, ranks: Ranks, labels: Path, target: str, init: Pat
     todo = [(n, kind, seed) for seed in cfg.study["seeds"] for kind in cfg.study["inits"]
             for n in counts if (n, kind, seed) not in done]  # a whole curve per seed first
     out.mkdir(parents=True, exist_ok=True)
-    workers = max(1, min(int(cfg.study.get("workers", 1)), len(todo)))
+    workers = max(1, min(cfg.study.get("workers", 1), len(todo)))
     print(f"study: {len(data.train):,} train labels, {len(data.heldout):,} held-out pairs for "
           f"{target!r}; {len(todo)} runs to go of "
           f"{len(counts) * len(cfg.study['inits']) * len(cfg.study['seeds'])}"
@@ -621,23 +621,23 @@ def _study_run(state: _StudyState, task: tuple[int, str, int]) -> dict[str, Any]
 
 
 _WORKER: _StudyState | None = None
+_WORKER_THREADS = 1
 
 
 def _study_worker(cfg: RewardConfig, labels: Path, target: str, init: Path, threads: int
                   ) -> None:
-    """Set up a study worker process: its threads, device and the labels."""
-    global _WORKER
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)  # as cpu_settings does in the main process
+    """Set up a study worker process: its device, the labels and its thread count."""
+    global _WORKER, _WORKER_THREADS
     policy_config, _ = _policy_config(cfg, init)
-    _WORKER = _StudyState(cfg, init_distributed(cfg.device), load_labels(labels, target,
-                                                                         policy_config),
-                          policy_config, init, {})
+    _WORKER = _StudyState(cfg, init_distributed(cfg.device),
+                          load_labels(labels, target, policy_config), policy_config, init, {})
+    _WORKER_THREADS = threads
 
 
 def _study_task(task: tuple[int, str, int]) -> dict[str, Any]:
     assert _WORKER is not None, "a study worker runs _study_worker first"
-    return _study_run(_WORKER, task)
+    with cpu_settings(_WORKER_THREADS):  # as the main process runs its own runs
+        return _study_run(_WORKER, task)
 
 
 def study_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
