@@ -13,7 +13,7 @@ import pytest
 
 from agentalign.config import load_config
 from agentalign.errors import ConfigError
-from agentalign.train.pipeline import plan
+from agentalign.train.pipeline import Stage, _Scheduler, _worker_pool, plan
 
 TINY = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.context=8"]
 TOY = {
@@ -80,6 +80,63 @@ def test_the_run_seed_seeds_every_stage(tmp_path):
         assert stages[name][stages[name].index("--seed") + 1] == "3"
 
 
+def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):
+    config = {**load_config("pipeline"), "workers": 2}
+    stages = {s.name: s for s in plan(tmp_path, config)}
+    assert stages["pretrain"].solo and not stages["align-left"].solo
+    scheduler = _Scheduler(tmp_path, {"stages": []}, config, workers=2)
+    scheduler.done = {"collect", "demos", "pretrain", "sft", "label"}
+    pending = [stages[n] for n in ("reward-left", "align-left", "reward-right", "align-right",
+                                   "evaluate-base", "evaluate-left-aligned")]
+    picked = []
+    for _ in range(2):  # two workers: both reward models start; nothing else may
+        stage = scheduler._next(pending)
+        pending.remove(stage)
+        scheduler.running[object()] = (stage, 0.0, {})
+        picked.append(stage.name)
+    assert picked == ["reward-left", "reward-right"]
+    assert scheduler._next(pending) is None
+    scheduler.running.clear()
+    scheduler.done.add("reward-right")  # the right model finished first: its alignment is next
+    assert scheduler._next(pending).name == "align-right"
+    # a solo stage waits until no worker runs, and nothing after it starts before it
+    study = Stage("reward-study", ["reward", "--study"], ("label",), solo=True)
+    scheduler.running[object()] = (stages["reward-left"], 0.0, {})
+    assert scheduler._next([study, stages["evaluate-base"]]) is None
+    scheduler.running.clear()
+    assert scheduler._next([study, stages["evaluate-base"]]) is study
+    # workers = 1: every stage in this process, in plan order
+    serial = _Scheduler(tmp_path, {"stages": []}, config, workers=1)
+    serial.done = {"collect", "demos", "pretrain", "sft", "label"}
+    assert serial._next([stages["align-left"], stages["evaluate-base"]]) is None
+
+
+def test_workers_are_pinned_to_shares_of_the_cores():
+    import os
+
+    cores = os.sched_getaffinity(0)
+    pool = _worker_pool(2)
+    try:
+        shares = [f.result(timeout=120) for f in
+                  [pool.submit(os.sched_getaffinity, 0) for _ in range(4)]]
+    finally:
+        pool.shutdown()
+    for share in shares:
+        assert share <= cores and len(share) == max(1, len(cores) // 2)
+
+
+def test_a_rerun_may_change_the_worker_count_but_not_the_recipe(tmp_path):
+    from agentalign.train.pipeline import _state
+
+    config = {**load_config("pipeline"), "workers": 2, "quiet": True}
+    (tmp_path / "pipeline.json").write_text(json.dumps({"config": config, "stages": []}))
+    assert _state(tmp_path, {**config, "workers": 1, "quiet": False})["config"]["workers"] == 1
+    with pytest.raises(ConfigError, match="another config"):
+        _state(tmp_path, {**config, "seed": 1})
+    with pytest.raises(ConfigError, match="workers"):
+        plan(tmp_path, {**config, "workers": 0})
+
+
 @pytest.mark.slow
 def test_toy_pipeline_end_to_end_and_resume(tmp_path):
     run = tmp_path / "run"
@@ -118,6 +175,9 @@ def test_toy_pipeline_end_to_end_and_resume(tmp_path):
     parser.feed((run / "report.html").read_text())
     assert parser.tags.count("svg") >= 2 and parser.tags.count("img") >= 3
     assert set(state["evaluations"]) == {"base", "sft", "left-aligned"}
+    # the default 2 workers ran the per-target stages in worker processes, logging to files
+    assert "align-left.log" in {p.name for p in (run / "logs").iterdir()}
+    assert state["wall_seconds"] > 0 and "wall clock" in (run / "report.html").read_text()
     # A third run has nothing left to do.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and again.stdout.count("done, skipped") == len(state["stages"]) - 1

@@ -210,9 +210,14 @@ def build_report(run: str | Path) -> Path:
         rows = "".join(f"<tr><td>{_esc(s['name'])}</td><td>{_esc(s['status'])}</td>"
                        f"<td>{s.get('seconds', 0):.1f}</td></tr>" for s in stages)
         total = sum(s.get("seconds", 0) for s in stages)
+        if "wall_seconds" in state:  # stages that ran side by side overlap in the sum
+            rows += (f"<tr><td><b>total (stages summed)</b></td><td></td><td><b>{total:.1f}</b>"
+                     f"</td></tr><tr><td><b>wall clock</b></td><td></td>"
+                     f"<td><b>{state['wall_seconds']:.1f}</b></td></tr>")
+        else:
+            rows += f"<tr><td><b>total</b></td><td></td><td><b>{total:.1f}</b></td></tr>"
         sections.append("<h2>Stage timings</h2><table><tr><th>stage</th><th>status</th>"
-                        f"<th>seconds</th></tr>{rows}<tr><td><b>total</b></td><td></td>"
-                        f"<td><b>{total:.1f}</b></td></tr></table>")
+                        f"<th>seconds</th></tr>{rows}</table>")
     sections.append("<h2>Config</h2><pre>" + _esc(yaml.safe_dump(state.get("config", {}),
                                                                  sort_keys=False)) + "</pre>")
 
