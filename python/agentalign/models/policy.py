@@ -186,14 +186,6 @@ class KVCache:
     def batch_size(self) -> int:
         return self.lengths.shape[0]
 
-    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write one new token's key and value [B, n_head, 1, head_dim] into each row's next
-        slot; returns the layer's keys and values to attend to (through `visible`)."""
-        rows = torch.arange(self.batch_size, device=k.device)
-        self.keys[layer, rows, :, self.lengths] = k[:, :, 0]
-        self.values[layer, rows, :, self.lengths] = v[:, :, 0]
-        return self.keys[layer], self.values[layer]
-
     @property
     def visible(self) -> Tensor:
         """bool [B, 1, 1, context]: the slots a new token in slot lengths[b] may attend to."""
@@ -220,21 +212,30 @@ class SelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None,
-                layer: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-        """Causal attention over a window, or (with `cache`) one new token per row against the
-        row's cached keys. Returns the output and this call's rotated keys and values."""
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Causal attention over a window. Returns the output and the window's rotated keys and
+        values."""
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         (q, k), v = apply_rope(qkv[:2], cos, sin), qkv[2]
-        if cache is None:
-            drop = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
-        else:
-            keys, values = cache.append(layer, k, v)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.visible)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         y = self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
         return y, k, v
+
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor,
+             at: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """One new token per row [B, C] against the row's cached keys and values
+        [B, n_head, context, head_dim] (this layer's), writing its own into slot `at[1]` first;
+        `at` = (row indices, slots, visibility mask), shared by every layer of a step."""
+        rows, slots, visible = at
+        B, C = x.shape
+        qkv = self.qkv(x).view(B, 3, self.n_head, self.head_dim)
+        qk = apply_rope(qkv[:, :2], cos, sin)  # [B, 2, n_head, head_dim]
+        keys[rows, :, slots] = qk[:, 1]
+        values[rows, :, slots] = qkv[:, 2]
+        y = F.scaled_dot_product_attention(qk[:, 0, :, None], keys, values, attn_mask=visible)
+        return self.proj(y.view(B, C))
 
 
 class Block(nn.Module):
@@ -250,11 +251,17 @@ class Block(nn.Module):
             nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.dropout),
         )
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None,
-                layer: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-        y, k, v = self.attn(self.ln_1(x), cos, sin, cache, layer)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        y, k, v = self.attn(self.ln_1(x), cos, sin)
         x = x + y
         return x + self.mlp(self.ln_2(x)), k, v
+
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, keys: Tensor, values: Tensor,
+             at: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """`forward` for one new token per row [B, C] (acting; no dropout: call eval())."""
+        x = x + self.attn.step(self.ln_1(x), cos, sin, keys, values, at)
+        fc, act, out = self.mlp[0], self.mlp[1], self.mlp[2]
+        return x + out(act(fc(self.ln_2(x))))
 
 
 class Policy(nn.Module):
@@ -406,15 +413,16 @@ class Policy(nn.Module):
             raise ValueError(f"batch of {frames.shape[0]} != cache of {cache.batch_size} rows")
         if (full := cache.lengths >= self.config.context).any():
             self._slide(cache, full.nonzero().squeeze(1))
-        x = self.embed(frames[:, None], prev_actions[:, None])  # [B, 1, n_embd]
-        rows = torch.arange(x.shape[0], device=x.device)
-        cache.tokens[rows, cache.lengths] = x[:, 0]
-        pos = cache.lengths[:, None, None]  # [B, 1, 1] -> tables [B, 1, 1, head_dim]
+        x = self.embed(frames[:, None], prev_actions[:, None])[:, 0]  # [B, n_embd]
+        slots = cache.lengths
+        at = (torch.arange(x.shape[0], device=x.device), slots, cache.visible)
+        cache.tokens[at[0], slots] = x
+        pos = slots[:, None, None]  # [B, 1, 1] -> tables [B, 1, 1, head_dim], one per row
         cos, sin = self.rope_cos[pos], self.rope_sin[pos]
         for layer, block in enumerate(self.blocks):
-            x, _, _ = block(x, cos, sin, cache, layer)
+            x = block.step(x, cos, sin, cache.keys[layer], cache.values[layer], at)
         cache.lengths += 1
-        return [branch[:, 0] for branch in self._logits(x)], cache
+        return self._logits(x), cache
 
     def _slide(self, cache: KVCache, rows: Tensor) -> None:
         """Keep the newest context // 2 tokens of full rows and re-encode them from position 0."""
