@@ -297,10 +297,13 @@ def test_two_ranks_take_the_step_one_rank_takes_on_the_whole_batch(small_corpus,
     for i, sgd in enumerate((False, True)):
         single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
         assert not torch.allclose(start["head.weight"], single["head.weight"], atol=1e-4)
+        # Adam's first step is g / (|g| + eps): where a gradient nearly cancels, the two
+        # reduction orders differ by a few 1e-6 (measured 3.3e-6 of a 1e-2 step); SGD is linear
+        atol = 1e-6 if sgd else 1e-5
         for name, value in single.items():
             for r in range(2):
-                assert torch.allclose(ranks[r]["weights"][i][name], value, atol=1e-6, rtol=0), \
-                    (name, sgd)
+                diff = (ranks[r]["weights"][i][name] - value).abs().max().item()
+                assert diff <= atol, (name, sgd, diff)
 
 
 # --- bad input -----------------------------------------------------------------------------------
