@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from agentalign.models.checkpoint import config_from_info, load_weights
-from agentalign.models.reward import RewardModel
+from agentalign.models.reward import LENGTH_UNIT, RewardModel
 from agentalign.train.reward import LabelData, Pairs, load_labels, make_model
 
 
@@ -42,7 +42,7 @@ def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128
                                      for k in ("frames", "prev_actions", "mask", "steps"))
         x = model.encode_frames(frames)
         rows, last = torch.arange(len(mask)), mask.sum(1) - 1
-        length = (steps[rows, last] + 1).float()[:, None] / 10
+        length = (steps[rows, last] + 1).float()[:, None] * LENGTH_UNIT  # as the model's
         found = {"cnn": x[rows, last]}
         h = x + sum(emb(prev[..., j]) for j, emb in enumerate(model.action_emb))
         cos, sin = model.rope_cos[:h.shape[1]], model.rope_sin[:h.shape[1]]
@@ -100,15 +100,14 @@ def main() -> None:
     results: dict[tuple[str, str], list[list[float]]] = {}
     agent = trunk_features(make_model(config, 0, args.init), data)
     for seed in args.seeds:
+        subsets = [data.train.take(np.sort(np.random.default_rng([seed, n]).choice(
+            len(data.train), n, replace=False))) for n in counts]  # the study's draws
         randoms = trunk_features(make_model(config, seed, None), data)
         for kind, features in (("agent", agent), ("random", randoms)):
             for name, f in features.items():
                 row = results.setdefault((name, kind), [[] for _ in counts])
-                for i, n in enumerate(counts):
-                    subset = np.sort(np.random.default_rng([seed, n]).choice(
-                        len(data.train), n, replace=False))
-                    w = fit_probe(f, data.train.take(subset), args.l2)
-                    row[i].append(probe_accuracy(f, w, data.heldout))
+                for i, pairs in enumerate(subsets):
+                    row[i].append(probe_accuracy(f, fit_probe(f, pairs, args.l2), data.heldout))
     for (name, kind), row in sorted(results.items()):
         cells = [f"{100 * np.mean(a):.1f} ({100 * min(a):.1f}-{100 * max(a):.1f})" for a in row]
         print(f"| {name} | {kind} | " + " | ".join(cells) + " |")
