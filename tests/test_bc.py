@@ -104,13 +104,43 @@ def test_sampler_is_a_function_of_the_step_and_covers_every_start(small_corpus):
     assert sampler.windows(7) == sampler.windows(7) != sampler.windows(8)
     other_rank = WindowSampler(corpus, episodes, 8, 64, seed=3, rank=1, no_previous=NO_PREVIOUS)
     assert other_rank.windows(7) != sampler.windows(7)
-    starts = [s for step in range(40) for e, s in sampler.windows(step)]
+    starts = [s for step in range(40) for e, s, _ in sampler.windows(step)]
     lengths = corpus.episodes["lengths"]
-    assert all(0 <= s < lengths[e] for step in range(40) for e, s in sampler.windows(step))
+    assert all(0 <= s < lengths[e] for step in range(40) for e, s, _ in sampler.windows(step))
     assert min(starts) == 0 and max(starts) > 40  # anywhere in an episode, the start included
     batch = sampler.batch(0)
     assert batch["frames"].shape == (64, 8, 64, 64, 3) and batch["frames"].dtype == torch.uint8
     assert batch["prev_actions"].dtype == torch.long and batch["mask"].dtype == torch.bool
+
+
+def test_sampler_draw_steps_covers_every_step_equally_often(small_corpus):
+    """`windows: steps` puts an episode's first steps (where a player picks its pad) in as many
+    windows as any other step; `starts` puts step 0 in K times fewer."""
+    corpus = Corpus(small_corpus)
+    lengths = corpus.episodes["lengths"]
+    episodes = np.arange(corpus.num_episodes)
+
+    def coverage(draw: str) -> tuple[list[np.ndarray], float]:
+        sampler = WindowSampler(corpus, episodes, 8, 256, seed=5, rank=0,
+                                no_previous=NO_PREVIOUS, draw=draw)
+        cover = [np.zeros(n) for n in lengths]
+        for step in range(60):
+            for e, s, real in sampler.windows(step):
+                assert 0 <= s < lengths[e] and 1 <= real <= 8 and (s == 0 or real == 8)
+                cover[e][s:s + real] += 1
+        draws = (lengths + (7 if draw == "steps" else 0)).sum()
+        return cover, 60 * 256 * 8 / draws  # a step lies in 8 of the draws (K - 1 on from 0)
+
+    cover, expected = coverage("steps")
+    for position in (0, 3, 7, 10, -1):  # the first steps, the middle, the last
+        covered = sum(c[position] for c in cover) / len(cover)
+        assert 0.85 * expected < covered < 1.15 * expected, position
+    cover, expected = coverage("starts")
+    assert sum(c[0] for c in cover) / len(cover) < 0.2 * expected  # 1/8 of a later step's
+    assert 0.85 * expected < sum(c[10] for c in cover) / len(cover) < 1.15 * expected
+    cut = collate(corpus, [(0, 0, 3)], 8, NO_PREVIOUS)  # a draw of start -5: the first 3 steps
+    assert cut["mask"][0].tolist() == [True] * 3 + [False] * 5
+    assert cut["prev_actions"][0, 0].tolist() == NO_PREVIOUS.tolist()
 
 
 def test_split_is_fixed_by_episode_index_whatever_the_ranks(small_corpus):
@@ -241,7 +271,7 @@ def fixed_batch(folder: Path) -> dict[str, torch.Tensor]:
     """8 windows, some padded past their episode's end, so the masked step counts differ."""
     corpus = Corpus(folder)
     lengths = corpus.episodes["lengths"]
-    windows = [(e, s) for e in range(4) for s in (0, int(lengths[e]) - 1 - e)]
+    windows = [(e, s, 8) for e in range(4) for s in (0, int(lengths[e]) - 1 - e)]
     return collate(corpus, windows, 8, NO_PREVIOUS)
 
 
@@ -371,6 +401,8 @@ def test_bad_corpora_and_contexts_are_one_line_errors(small_corpus, tmp_path, ca
     assert "holds 40 episodes, the config asks for episodes=200" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
         TrainConfig.from_dict(tiny("pretrain", "batch_size=0"))
+    with pytest.raises(ConfigError, match="windows must be one of starts, steps, got 'ends'"):
+        TrainConfig.from_dict(tiny("sft", "windows=ends"))
 
 
 @pytest.mark.parametrize("command", ["pretrain", "sft"])

@@ -6,13 +6,20 @@ Both stages are the same loop on different data:
   from the pre-trained checkpoint, or from a random init for the paper's ablation.
 
 Data. An example is a window of K consecutive steps of one episode (K = the policy's context
-unless the config asks for less). Windows start at any step of any episode, uniformly over all
-(episode, start) pairs, so every step is a target equally often and at every position of the
-window; a window that runs past its episode's end is zero-padded and its padded steps are masked
-out of the loss. The previous action of a window's first step is the corpus action before it, or
-`no_previous_action` at the episode start: exactly what the policy is fed when it acts. Held-out
-episodes for the eval loss are picked by a hash of their index in the corpus (`is_eval_episode`),
-so the split is fixed for a corpus whatever the number of ranks.
+unless the config asks for less), drawn one of two ways (`windows`):
+- `starts` (pre-training): a start drawn uniformly from [0, L-1] of an episode of L steps. Step
+  0 then lies in one window for every K that hold step K-1 or later, but few slots are padding.
+- `steps` (SFT, preference fine-tuning): a start s drawn uniformly from [-(K-1), L-1] (episodes
+  weighted by L + K - 1), a window with s < 0 cut at the episode's start (its first K + s steps,
+  at positions 0.., as the policy sees them when acting). Every step lies in exactly K draws,
+  the first steps, where a demonstrator picks its pad, included. With `starts`, SFT agents
+  leaned to one pad by seed (e.g. 51 / 30 / 15%); with `steps` they split evenly (measured:
+  docs/results.md). Pre-training with `steps` gave worse SFT agents (any pad and recovery).
+Steps past a window's real ones (the episode's end, or the cut) are masked out of the loss; the
+causal mask keeps them from the real steps. The previous action of a window's first step is the
+corpus action before it, or `no_previous_action` at the episode start: exactly what the policy
+is fed when it acts. Held-out episodes for the eval loss are picked by a hash of their index in
+the corpus (`is_eval_episode`), so the split is fixed for a corpus whatever the number of ranks.
 
 Exact resume. Every random draw of step s (the windows of its batch, dropout) comes from
 generators seeded by (seed, rank, s), and the learning rate is a function of s, so a batch is a
@@ -81,6 +88,9 @@ INTEGERS_AT_LEAST = {"episodes": 1, "context": 1, "batch_size": 1, "steps": 1, "
                      "eval_windows": 1, "eval_interval": 1, "log_interval": 1,
                      "checkpoint_interval": 1, "keep_checkpoints": 0, "seed": 0,
                      "num_threads": 0, "prefetch": 0}
+# How training windows are drawn (WindowSampler): `starts` uniform over an episode's steps,
+# `steps` so that every step, the first ones included, lies in as many windows as any other.
+WINDOW_DRAWS = ("starts", "steps")
 # Keys that change no weight, so a resumed run may change them.
 RESUMABLE_CHANGES = ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints",
                      "num_threads", "prefetch", "device")
@@ -104,6 +114,7 @@ class TrainConfig:
     beta2: float
     grad_clip: float
     eval_fraction: float
+    windows: str
     eval_windows: int
     eval_interval: int
     log_interval: int
@@ -126,6 +137,9 @@ class TrainConfig:
             raise ConfigError("need lr > 0 and 0 <= min_lr <= lr")
         if values["device"] not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {values['device']!r}")
+        if values["windows"] not in WINDOW_DRAWS:
+            raise ConfigError(f"windows must be one of {', '.join(WINDOW_DRAWS)}, got "
+                              f"{values['windows']!r}")
         if not isinstance(values["model"], dict) or "name" not in values["model"]:
             raise ConfigError("model must be a mapping with a name")
         return cls(**values)
@@ -241,10 +255,13 @@ def read_window(corpus: Corpus, episode: int, start: int, length: int,
             "mask": window["mask"]}
 
 
-def collate(corpus: Corpus, windows: list[tuple[int, int]], length: int,
+def collate(corpus: Corpus, windows: list[tuple[int, int, int]], length: int,
             no_previous: np.ndarray) -> Batch:
-    """Stack windows given as (episode, start) into one batch of tensors."""
-    parts = [read_window(corpus, e, s, length, no_previous) for e, s in windows]
+    """Stack windows given as (episode, start, real steps <= length) into one batch of tensors;
+    steps past the real ones are masked out."""
+    parts = [read_window(corpus, e, s, length, no_previous) for e, s, _ in windows]
+    for part, (_, _, real) in zip(parts, windows, strict=True):
+        part["mask"][real:] = False
     return {key: torch.from_numpy(np.stack([p[key] for p in parts])) for key in parts[0]}
 
 
@@ -254,22 +271,28 @@ def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
 
 
 class WindowSampler:
-    """The batches of one rank: windows drawn uniformly over all (episode, start) pairs of the
-    training episodes. The batch of step s depends only on (seed, rank, s)."""
+    """The batches of one rank: windows (episode, start, real steps) drawn as `draw` says
+    (`starts` or `steps`, module docstring) over the training episodes. The batch of step s
+    depends only on (seed, rank, s)."""
 
     def __init__(self, corpus: Corpus, episodes: np.ndarray, length: int, batch_size: int,
-                 seed: int, rank: int, no_previous: np.ndarray) -> None:
+                 seed: int, rank: int, no_previous: np.ndarray, draw: str = "starts") -> None:
         self.corpus, self.episodes, self.length = corpus, episodes, length
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
         self.no_previous = no_previous
-        self.ends = np.cumsum(corpus.episodes["lengths"][episodes].astype(np.int64))
+        if draw not in WINDOW_DRAWS:
+            raise ValueError(f"draw must be one of {WINDOW_DRAWS}, got {draw!r}")
+        self.before = length - 1 if draw == "steps" else 0  # draws before an episode's start
+        draws = corpus.episodes["lengths"][episodes].astype(np.int64) + self.before
+        self.ends = np.cumsum(draws)  # each episode's share of [0, total draws)
 
-    def windows(self, step: int) -> list[tuple[int, int]]:
+    def windows(self, step: int) -> list[tuple[int, int, int]]:
         rng = np.random.default_rng(step_seed(self.seed, self.rank, step, 0))
         flat = rng.integers(0, self.ends[-1], size=self.batch_size)
         k = np.searchsorted(self.ends, flat, side="right")
-        starts = flat - np.concatenate([[0], self.ends[:-1]])[k]
-        return [(int(self.episodes[i]), int(s)) for i, s in zip(k, starts, strict=True)]
+        starts = flat - np.concatenate([[0], self.ends[:-1]])[k] - self.before
+        return [(int(self.episodes[i]), max(int(s), 0), self.length + min(int(s), 0))
+                for i, s in zip(k, starts, strict=True)]
 
     def batch(self, step: int) -> Batch:
         return collate(self.corpus, self.windows(step), self.length, self.no_previous)
@@ -322,10 +345,10 @@ class Prefetcher:
 
 
 def eval_windows(corpus: Corpus, episodes: np.ndarray, length: int, limit: int
-                 ) -> list[tuple[int, int]]:
+                 ) -> list[tuple[int, int, int]]:
     """Held-out windows: each eval episode cut into consecutive windows from its start (every
     step scored once), then at most `limit` of them, evenly spread, so evaluation stays cheap."""
-    windows = [(int(e), s) for e in episodes
+    windows = [(int(e), s, length) for e in episodes
                for s in range(0, int(corpus.episodes["lengths"][e]), length)]
     if len(windows) > limit:
         windows = [windows[i] for i in np.linspace(0, len(windows) - 1, limit).round().astype(int)]
@@ -424,7 +447,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, corpus: Corpus, windows: list[tuple[int, int]], length: int,
+def evaluate(policy: Policy, corpus: Corpus, windows: list[tuple[int, int, int]], length: int,
              batch_size: int, no_previous: np.ndarray, ranks: Ranks) -> float | None:
     """Mean loss per real step on the held-out windows of all ranks (None if there are none).
     Runs the bare model, not the DDP wrapper: ranks may hold different numbers of windows."""
@@ -527,11 +550,13 @@ def _train(stage: str, cfg: TrainConfig, data: Path, out: Path, init: str | Path
             policy, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
     no_previous = np.array(policy_config.action_branches, dtype=np.int64)
     sampler = WindowSampler(corpus, train_episodes, length, cfg.batch_size // ranks.world,
-                            cfg.seed, ranks.rank, no_previous)
+                            cfg.seed, ranks.rank, no_previous, cfg.windows)
     held_out_windows = eval_windows(corpus, eval_episodes, length,
                                     -(-cfg.eval_windows // ranks.world))
-    # Throughput counts window slots, the frames the model runs on: padding included (~10% of
-    # slots with K = 16 on the default corpus), as flops_per_frame assumes full windows.
+    # Throughput counts window slots, the frames the model runs on: padding included (with
+    # K = 16, ~11% of slots with `windows: starts` on the default corpus; with `steps` a share
+    # (K - 1) / (L + K - 1), ~18% on the corpus, ~21% on the demos), as flops_per_frame assumes
+    # full windows.
     frames_per_step = cfg.batch_size * length
     lead = ranks.rank == 0
     n_train, n_eval = (int(x) for x in all_sum([len(train_episodes), len(eval_episodes)], ranks))
