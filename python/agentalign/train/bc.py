@@ -237,11 +237,14 @@ def split_episodes(corpus: Corpus, cfg: TrainConfig, data: Path
 
 
 def read_window(corpus: Corpus, episode: int, start: int, length: int,
-                no_previous: np.ndarray) -> dict[str, np.ndarray]:
-    """Steps [start, start + length) of an episode (zero-padded past its end, `mask` = real),
-    with each step's previous action: the corpus action before it, or `no_previous` (the
-    policy's "no previous action" index) at the episode's first step."""
+                no_previous: np.ndarray, real: int | None = None) -> dict[str, np.ndarray]:
+    """Steps [start, start + length) of an episode (zero-padded past its end, `mask` = real,
+    and only the first `real` steps if given: a window cut at the episode's start), with each
+    step's previous action: the corpus action before it, or `no_previous` (the policy's "no
+    previous action" index) at the episode's first step."""
     window = corpus.window(episode, start, length)
+    if real is not None:
+        window["mask"][real:] = False
     actions = window["actions"].astype(np.int64)
     prev_actions = np.empty_like(actions)
     prev_actions[1:] = actions[:-1]
@@ -259,9 +262,7 @@ def collate(corpus: Corpus, windows: list[tuple[int, int, int]], length: int,
             no_previous: np.ndarray) -> Batch:
     """Stack windows given as (episode, start, real steps <= length) into one batch of tensors;
     steps past the real ones are masked out."""
-    parts = [read_window(corpus, e, s, length, no_previous) for e, s, _ in windows]
-    for part, (_, _, real) in zip(parts, windows, strict=True):
-        part["mask"][real:] = False
+    parts = [read_window(corpus, e, s, length, no_previous, real) for e, s, real in windows]
     return {key: torch.from_numpy(np.stack([p[key] for p in parts])) for key in parts[0]}
 
 
