@@ -18,18 +18,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from agentalign.config import load_config
+from agentalign.config import load
 from agentalign.data.shards import Corpus
 from agentalign.models.policy import Policy
-from agentalign.train.bc import (
-    Prefetcher,
-    Ranks,
-    TrainConfig,
-    WindowSampler,
-    cpu_settings,
-    resolve_policy_config,
-    train_step,
-)
+from agentalign.train.bc import resolve_policy_config, train_step
+from agentalign.train.bc_config import ImitationSettings
+from agentalign.train.distributed import Ranks, cpu_settings
+from agentalign.train.windows import Prefetcher, WindowSampler
 
 
 def best_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -52,7 +47,7 @@ def main() -> None:
                         metavar="KEY=VALUE", help="pretrain config override (repeatable)")
     args = parser.parse_args()
 
-    cfg = TrainConfig.from_dict(load_config("pretrain", None, args.overrides))
+    cfg = load(ImitationSettings, None, args.overrides)
     policy_config = resolve_policy_config(cfg.model, None)
     length = cfg.context or policy_config.context
     corpus = Corpus(args.corpus, verify=False)

@@ -145,19 +145,20 @@ def main() -> None:
                   f"{best_per_core / mw:.1f}x")
 
     if not args.skip_collect:
-        from agentalign.config import load_config
-        from agentalign.data.collect import collect
+        from agentalign.collect import run as collect
+        from agentalign.collect_config import CollectSettings
+        from agentalign.config import load
 
         folder = Path(tempfile.mkdtemp())
-        config = load_config("collect", sections={"players": "players"})
+        config = load(CollectSettings)
         summary = collect(config, folder / "corpus", progress=False)
-        figures["collect"] = {k: summary[k] for k in ("seconds", "steps", "bytes",
-                                                      "bytes_per_frame", "any_pad")}
-        print(f"collect (default config, {config['workers']} workers): {summary['steps']:,} "
-              f"frames in {summary['seconds']:.1f} s = "
-              f"{summary['steps'] / summary['seconds']:,.0f} frames/s; disk "
-              f"{summary['bytes'] / 1e6:.0f} MB = {summary['bytes_per_frame']:.0f} B/frame; "
-              f"reached a pad {100 * summary['any_pad']:.1f}%")
+        figures["collect"] = {k: getattr(summary, k) for k in (
+            "seconds", "steps", "bytes", "bytes_per_frame", "any_pad")}
+        print(f"collect (default config, {config.workers} workers): {summary.steps:,} "
+              f"frames in {summary.seconds:.1f} s = "
+              f"{summary.steps / summary.seconds:,.0f} frames/s; disk "
+              f"{summary.bytes / 1e6:.0f} MB = {summary.bytes_per_frame:.0f} B/frame; "
+              f"reached a pad {100 * summary.any_pad:.1f}%")
         codecs = codec_figures(folder / "corpus", args.seconds)
         figures["codecs"] = codecs
         for codec, row in codecs.items():

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agentalign.config import load_config
+from agentalign.collect_config import CollectSettings
+from agentalign.config import defaults
 from agentalign.data.players import Population
 from agentalign.envs.layout import load_layout
-from agentalign.evaluate import Actor, PlayerActor, PolicyActor, rollout, spawn_starts
 from agentalign.models.policy import Policy, get_config
+from agentalign.rollout import Actor, PlayerActor, PolicyActor, spawn_starts
+from agentalign.rollout import play as rollout
 
 
 class Timed:
@@ -62,7 +64,7 @@ def main() -> None:
     starts = spawn_starts(layout, args.episodes, args.seed)
     print(f"{args.episodes} episodes, {args.num_envs} envs, {torch.get_num_threads()} torch "
           f"threads; {policy.summary()}")
-    population = Population(load_config("players")["corpus"], layout)
+    population = Population(defaults(CollectSettings).players["corpus"], layout)
     actors = {f"policy {c.name} (sampled)": PolicyActor(policy, seed=args.seed),
               f"policy {c.name} (greedy)": PolicyActor(policy, greedy=True, seed=args.seed),
               "scripted corpus players": PlayerActor(population, seed=args.seed)}

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from agentalign.models.checkpoint import config_from_info, load_weights
 from agentalign.models.reward import LENGTH_UNIT, RewardModel
-from agentalign.train.reward import LabelData, Pairs, load_labels, make_model
+from agentalign.train.reward import make_model
+from agentalign.train.reward_data import LabelData, Pairs, load_labels
 
 
 @torch.no_grad()

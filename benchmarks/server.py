@@ -31,7 +31,9 @@ import grpc
 import numpy as np
 import torch
 
-from agentalign.export.personality import export_personality
+from agentalign.config import defaults
+from agentalign.export.export_config import ExportSettings
+from agentalign.export.personality import run as export_personality
 from agentalign.models.checkpoint import save_step
 from agentalign.models.policy import Policy, get_config
 from agentalign.server.app import Server, ServerConfig
@@ -43,7 +45,8 @@ def make_personality(config: str, folder: Path) -> Path:
     policy = Policy(get_config(config)).eval()
     stage = folder / "stage"
     save_step(stage, policy, policy.config.to_dict(), kind="policy", stage="sft", step=1)
-    export_personality(stage, "bench", folder / "personalities", episodes=2, num_envs=2)
+    export_personality(defaults(ExportSettings).replace(episodes=2, num_envs=2), stage, "bench",
+                       folder / "personalities")
     return folder / "personalities"
 
 

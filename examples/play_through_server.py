@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from agentalign.client import Client, ServerAgents
-from agentalign.evaluate.metrics import outcome_rates
-from agentalign.export.personality import format_rates, rollout
+from agentalign.rollout import format_table, play, summarise
 
 
 def main() -> None:
@@ -34,12 +33,13 @@ def main() -> None:
         num_envs = min(args.num_envs, args.episodes)
         agents = ServerAgents(client, name, num_envs, greedy=args.greedy, seed=args.seed)
         try:
-            played = rollout(agents, num_envs, args.episodes, args.seed, filmed=0)
+            played = play(agents, None, episodes=args.episodes, num_envs=num_envs,
+                          seed=args.seed, record_frames=0)
         finally:
             agents.close()
-    print(f"{name} through {args.server}: {args.episodes} episodes, mean length "
-          f"{played['lengths'].mean():.1f} decisions")
-    print(format_rates(outcome_rates(played["outcomes"])))
+    print(f"{name} through {args.server}: {args.episodes} episodes")
+    print(format_table(summarise([e.outcome for e in played.episodes],
+                                 [e.length for e in played.episodes])))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agentalign.config import load_config
+from agentalign.collect_config import CollectSettings
+from agentalign.config import load
 from agentalign.envs.layout import load_layout
 
 
@@ -30,19 +31,17 @@ def layout():
     return load_layout()
 
 
-def small_collect_config(**overrides) -> dict:
-    config = load_config("collect", sections={"players": "players"})
-    config.update({"episodes": 40, "shard_episodes": 10, "num_envs": 8, "workers": 2})
-    config.update(overrides)
-    return config
+def small_collect_config(**overrides) -> CollectSettings:
+    return load(CollectSettings).replace(**{"episodes": 40, "shard_episodes": 10, "num_envs": 8,
+                                            "workers": 2, **overrides})
 
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
-    from agentalign.data.collect import collect
+    from agentalign.collect import run
 
     out = tmp_path_factory.mktemp("corpus")
-    collect(small_collect_config(), out, progress=False)
+    run(small_collect_config(), out, progress=False)
     return out
 
 

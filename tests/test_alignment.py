@@ -14,24 +14,25 @@ import pytest
 import torch
 
 from agentalign.cli import main
-from agentalign.config import load_config
+from agentalign.config import load
 from agentalign.data.shards import Corpus
 from agentalign.envs.layout import load_layout
 from agentalign.errors import ConfigError, UserError
-from agentalign.evaluate.rollout import spawn_starts
 from agentalign.models.checkpoint import load_policy, read_info, save_step
 from agentalign.models.policy import Policy, get_config
+from agentalign.models.reward import RewardFunction
+from agentalign.rollout import spawn_starts
+from agentalign.rollout.trajectories import Trajectory
+from agentalign.rollout.trajectories import sample_trajectories as play
 from agentalign.train import rl as rl_module
-from agentalign.train.align import align, load_align_config
-from agentalign.train.prefft import Trajectory, play, prefft, repeat_starts, select_top
-from agentalign.train.rl import (
-    RLConfig,
-    rl,
-    rloo_advantages,
-    sequence_logprobs,
-    update,
-    window_groups,
-)
+from agentalign.train.align import run as align
+from agentalign.train.align_config import AlignSettings
+from agentalign.train.prefft import run as prefft
+from agentalign.train.prefft import select_top
+from agentalign.train.prefft_config import PrefftSettings
+from agentalign.train.rl import rloo_advantages, sequence_logprobs, update, window_groups
+from agentalign.train.rl import run as rl
+from agentalign.train.rl_config import RLSettings
 
 TINY = {"n_layer": 1, "n_embd": 32, "context": 8}
 
@@ -61,29 +62,31 @@ def policy_path(tmp_path_factory) -> Path:
     return out
 
 
-def small_rl(**changes) -> dict:
-    config = load_config("rl")
-    config.update(iterations=2, starts_per_iteration=2, samples_per_start=2, max_steps=12,
-                  num_envs=4, eval_episodes=4, checkpoint_interval=1, num_threads=1)
-    config.update(changes)
-    return config
+def small_rl(**changes) -> RLSettings:
+    return load(RLSettings).replace(**{
+        "iterations": 2, "starts_per_iteration": 2, "samples_per_start": 2, "max_steps": 12,
+        "num_envs": 4, "eval_episodes": 4, "checkpoint_interval": 1, "num_threads": 1,
+        **changes})
 
 
-def small_prefft(**changes) -> dict:
-    config = load_config("prefft")
-    config.update(rounds=1, episodes=8, top_fraction=0.25, max_steps=12, num_envs=8,
-                  eval_episodes=4, num_threads=1)
-    config["finetune"].update(steps=2, batch_size=4, eval_windows=4, prefetch=0, num_threads=1)
-    config.update(changes)
-    return config
+def small_prefft(**changes) -> PrefftSettings:
+    config = load(PrefftSettings)
+    finetune = config.finetune.replace(steps=2, batch_size=4, eval_windows=4, prefetch=0,
+                                       num_threads=1)
+    return config.replace(**{"rounds": 1, "episodes": 8, "top_fraction": 0.25, "max_steps": 12,
+                             "num_envs": 8, "eval_episodes": 4, "num_threads": 1,
+                             "finetune": finetune, **changes})
 
 
-def spy_reward(seen: list) -> object:
+TOY = RewardFunction(left_pad_percent, "toy")
+
+
+def spy_reward(seen: list) -> RewardFunction:
     """The toy reward, recording exactly what it was given."""
     def reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
         seen.append((frames, actions))
         return left_pad_percent(frames, actions)
-    return reward
+    return RewardFunction(reward, "toy")
 
 
 # --- preference fine-tuning ----------------------------------------------------------------------
@@ -99,7 +102,7 @@ def test_select_top_keeps_the_best_fraction():
 def test_prefft_fine_tunes_on_the_top_scored_rollouts(policy_path, tmp_path):
     seen: list = []
     metrics = prefft(small_prefft(), policy_path, spy_reward(seen), "left", tmp_path / "p",
-                     reward_id="toy", progress=False)
+                     progress=False)
     (frames, actions), = seen
     scores = left_pad_percent(frames, actions)
     corpus = Corpus(tmp_path / "p" / "round-1" / "selected")
@@ -111,7 +114,7 @@ def test_prefft_fine_tunes_on_the_top_scored_rollouts(policy_path, tmp_path):
         np.testing.assert_array_equal(episode["frames"], frames[k])
         np.testing.assert_array_equal(episode["actions"], actions[k])
         assert not episode["positions"].any() and not episode["headings"].any()  # no truth
-    assert metrics["rounds"][0]["selected"] == 2 and metrics["evaluation"]["episodes"] == 4
+    assert metrics.rounds[0]["selected"] == 2 and metrics.evaluation["episodes"] == 4
     _, info = read_info(tmp_path / "p")
     assert info["stage"] == "prefft" and info["meta"]["target"] == "left"
 
@@ -140,15 +143,15 @@ def test_rloo_baseline_is_the_mean_of_the_others():
 
 
 def train_toy(layout, kl_coef: float, iterations: int) -> tuple[Policy, list[dict]]:
-    cfg = RLConfig.from_dict(load_config("rl", None, [
+    cfg = load(RLSettings, None, [
         "lr=1e-2", f"kl_coef={kl_coef}", "starts_per_iteration=4", "samples_per_start=4",
-        "max_steps=30", "normalize_advantages=true"]))  # toy scores are tiny: rescale them
+        "max_steps=30", "normalize_advantages=true"])  # toy scores are tiny: rescale them
     reference = tiny_policy()
     policy = tiny_policy()
     optimizer = policy.configure_optimizer(0.0, cfg.lr, (cfg.beta1, cfg.beta2))
     history = []
     for i in range(iterations):
-        starts = repeat_starts(spawn_starts(layout, 4, seed=i), 4)
+        starts = spawn_starts(layout, 4, seed=i).repeated(4)
         trajectories, _, _ = play(policy, starts, layout, num_envs=16, max_steps=30, seed=i)
         scores = left_pad_percent([t.frames for t in trajectories], [])
         history.append(update(policy, reference, optimizer, trajectories, scores, cfg))
@@ -183,9 +186,9 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
         return real_update(policy, reference, optimizer, trajectories, scores, cfg)
 
     monkeypatch.setattr(rl_module, "update", spy_update)
-    config = {"prefft": small_prefft(), "rl": small_rl(iterations=1)}
+    config = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1))
     metrics = align(config, policy_path, spy_reward(seen), "right", tmp_path / "a",
-                    reward_id="toy", progress=False)
+                    progress=False)
     for frames, actions in seen:  # the reward sees pixels and actions, nothing else
         assert all(f.dtype == np.uint8 and f.ndim == 4 for f in frames)
         assert all(a.shape == (len(f), 2) for f, a in zip(frames, actions, strict=True))
@@ -193,10 +196,9 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
         assert set(vars(t)) == {"frames", "actions", "logprobs"} and isinstance(t, Trajectory)
     _, info = read_info(tmp_path / "a")
     assert info["meta"]["target"] == "right" and info["meta"]["stage"] == "align"
-    assert metrics["evaluation"]["episodes"] == 4
+    assert metrics.evaluation["episodes"] == 4
     calls = len(seen)
-    align(config, policy_path, spy_reward(seen), "right", tmp_path / "a", reward_id="toy",
-          progress=False)
+    align(config, policy_path, spy_reward(seen), "right", tmp_path / "a", progress=False)
     assert len(seen) == calls  # finished sub-stages are skipped
 
 
@@ -210,15 +212,14 @@ def test_rl_resumes_and_a_nan_loss_keeps_the_last_good_checkpoint(policy_path, t
 
     out = tmp_path / "rl"
     with pytest.raises(UserError, match="Last good checkpoint.*step-00000001"):
-        rl(small_rl(), policy_path, failing_reward, "left", out, reward_id="toy", progress=False)
+        rl(small_rl(), policy_path, RewardFunction(failing_reward, "toy"), "left", out,
+           progress=False)
     policy, info = load_policy(out)
     assert info["step"] == 1 and all(torch.isfinite(p).all() for p in policy.parameters())
-    metrics = rl(small_rl(), policy_path, left_pad_percent, "left", out, reward_id="toy",
-                 progress=False)  # resumes at iteration 1
-    assert metrics["iteration"] == 2 and len(metrics["history"]) == 2
-    with pytest.raises(UserError, match="other settings"):
-        rl(small_rl(kl_coef=0.5), policy_path, left_pad_percent, "left", out,
-           reward_id="toy", progress=False)
+    metrics = rl(small_rl(), policy_path, TOY, "left", out, progress=False)  # resumes at 1
+    assert metrics.iteration == 2 and len(metrics.history) == 2
+    with pytest.raises(UserError, match=r"other settings \(config.kl_coef: 0.05 -> 0.5\)"):
+        rl(small_rl(kl_coef=0.5), policy_path, TOY, "left", out, progress=False)
 
 
 # --- command line and bad input ------------------------------------------------------------------
@@ -235,10 +236,10 @@ def test_help(command, capsys):
 def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
     from agentalign.models.reward import RewardModel
 
-    assert main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target",
-                 "up", "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "unknown target 'up'" in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target", "up",
+              "--out", str(tmp_path / "o")])
+    assert "invalid choice: 'up'" in capsys.readouterr().err
     other = get_config("tiny", n_layer=1, n_embd=32, context=16)  # not the policy's context
     save_step(tmp_path / "rm", RewardModel(other), other.to_dict(), kind="reward",
               stage="reward", step=1)
@@ -247,9 +248,9 @@ def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "another policy config" in err or "policy config" in err
     assert "\n" not in err
-    with pytest.raises(ConfigError, match="prefft. or rl."):
-        load_align_config(["iterations=3"])
-    with pytest.raises(ConfigError, match="samples_per_start"):
-        RLConfig.from_dict(small_rl(samples_per_start=1))
+    with pytest.raises(ConfigError, match="--set iterations=3: unknown key 'iterations'"):
+        load(AlignSettings, overrides=["iterations=3"])
+    with pytest.raises(ConfigError, match="samples_per_start: must be >= 2, got 1"):
+        small_rl(samples_per_start=1)
     with pytest.raises(UserError, match="unknown target"):
-        rl(small_rl(), policy_path, left_pad_percent, "centre", tmp_path / "x")
+        rl(small_rl(), policy_path, TOY, "centre", tmp_path / "x")

@@ -23,28 +23,24 @@ import pytest
 import torch
 
 from agentalign.cli import main
-from agentalign.config import load_config
-from agentalign.data.collect import collect
+from agentalign.collect import run as collect
+from agentalign.config import load
 from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import CheckpointError, latest_or_none, load_weights
 from agentalign.models.policy import Policy
-from agentalign.train.bc import (
-    Ranks,
-    TrainConfig,
+from agentalign.train.bc import masked_action_loss, pretrain, resolve_policy_config, sft, train_step
+from agentalign.train.bc_config import ImitationSettings, SftSettings
+from agentalign.train.distributed import Ranks
+from agentalign.train.schedule import warmup_cosine
+from agentalign.train.windows import (
     WindowSampler,
     collate,
     global_episode_index,
     is_eval_episode,
-    learning_rate,
-    masked_action_loss,
     open_corpus,
-    pretrain,
     rank_shards,
     read_window,
-    resolve_policy_config,
-    sft,
-    train_step,
 )
 from conftest import small_collect_config
 
@@ -55,8 +51,8 @@ NO_PREVIOUS = np.array([9, 3])
 CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_group=False)
 
 
-def tiny(stage: str = "pretrain", *overrides: str) -> dict:
-    return load_config(stage, None, [*TINY, *overrides])
+def tiny(stage: str = "pretrain", *overrides: str) -> ImitationSettings:
+    return load(SftSettings if stage == "sft" else ImitationSettings, None, [*TINY, *overrides])
 
 
 def cli_args(*overrides: str) -> list[str]:
@@ -161,19 +157,18 @@ def test_split_is_fixed_by_episode_index_whatever_the_ranks(small_corpus):
 
 
 def test_learning_rate_warms_up_then_decays_to_min_lr():
-    cfg = TrainConfig.from_dict(tiny("pretrain", "steps=100", "warmup_steps=10"))
-    rates = [learning_rate(s, cfg) for s in range(100)]
+    cfg = tiny("pretrain", "steps=100", "warmup_steps=10")
+    rates = [warmup_cosine(s, 100, 10, cfg.lr, cfg.min_lr) for s in range(100)]
     assert rates[0] < rates[9] < cfg.lr and max(rates) == pytest.approx(cfg.lr)
     assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
-    assert learning_rate(100, cfg) == pytest.approx(cfg.min_lr)
+    assert warmup_cosine(100, 100, 10, cfg.lr, cfg.min_lr) == pytest.approx(cfg.min_lr)
 
 
 # --- training ------------------------------------------------------------------------------------
 
 
 def test_a_few_steps_lower_the_loss_and_leave_a_finished_run(small_corpus, tmp_path):
-    config = tiny("pretrain", "steps=30", "lr=3e-3", "eval_fraction=0.0")
-    cfg = TrainConfig.from_dict(config)
+    config = cfg = tiny("pretrain", "steps=30", "lr=3e-3", "eval_fraction=0.0")
     policy_config = resolve_policy_config(cfg.model, None)
     corpus = Corpus(small_corpus)
     sampler = WindowSampler(corpus, np.arange(40), 8, 32, seed=99, rank=0,
@@ -197,7 +192,7 @@ def test_a_few_steps_lower_the_loss_and_leave_a_finished_run(small_corpus, tmp_p
     assert saved["final"] and saved["step"] == 30 and saved["frames_per_s"] > 0
     assert saved["eval_loss"] is None  # eval_fraction 0: nothing held out
     assert saved["flops_per_frame"] == trained.flops_per_frame()
-    assert metrics["train_loss"] == saved["train_loss"]
+    assert metrics.train_loss == saved["train_loss"]
     assert latest_or_none(tmp_path).name == "step-00000030"
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -235,7 +230,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(small_corpus, tmp_pat
     metrics = pretrain(tiny("pretrain", *run), small_corpus, killed, progress=False)
     resumed_at = json.loads((killed / "checkpoints" / "latest").read_text())
     assert f"resuming at step {at_kill}" in capsys.readouterr().out
-    assert metrics["step"] == resumed_at["step"] == 150
+    assert metrics.step == resumed_at["step"] == 150
 
     straight, _ = load_weights(tmp_path / "straight", "policy")
     after_kill, _ = load_weights(killed, "policy")
@@ -280,7 +275,7 @@ def one_step(batch: dict[str, torch.Tensor], ranks: Ranks, wrap: bool, sgd: bool
     """The weights after one train_step from the seed-0 init: with the trainer's AdamW, or with
     plain SGD, whose update is the gradient itself (AdamW's first step is ~lr * sign(grad), so
     SGD is what shows a gradient of the wrong scale)."""
-    cfg = TrainConfig.from_dict(tiny())
+    cfg = tiny()
     torch.manual_seed(0)
     policy = Policy(resolve_policy_config(cfg.model, None))
     optimizer = torch.optim.SGD(policy.parameters(), lr=1.0) if sgd else \
@@ -306,7 +301,8 @@ def ddp_worker(rank: int, ports: tuple[int, int], corpus: str, tmp: str) -> None
         weights = [one_step(batch, ranks, wrap=True, sgd=sgd) for sgd in (False, True)]
     finally:
         torch.distributed.destroy_process_group()
-    torch.save({"weights": weights, "files": files, "metrics": metrics},
+    torch.save({"weights": weights, "files": files,
+                "metrics": {"world_size": metrics.world_size, "train_loss": metrics.train_loss}},
                Path(tmp) / f"rank{rank}.pt")
 
 
@@ -323,7 +319,7 @@ def test_two_ranks_take_the_step_one_rank_takes_on_the_whole_batch(small_corpus,
     assert saved["step"] == 3 and saved["world_size"] == 2
 
     torch.manual_seed(0)
-    start = Policy(resolve_policy_config(TrainConfig.from_dict(tiny()).model, None)).state_dict()
+    start = Policy(resolve_policy_config(tiny().model, None)).state_dict()
     for i, sgd in enumerate((False, True)):
         single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
         assert not torch.allclose(start["head.weight"], single["head.weight"], atol=1e-4)
@@ -340,7 +336,7 @@ def test_two_ranks_take_the_step_one_rank_takes_on_the_whole_batch(small_corpus,
 
 
 def test_a_stage_folder_of_another_config_is_refused(small_corpus, pretrained, tmp_path):
-    with pytest.raises(CheckpointError, match="another config.*n_embd: 32 -> 64"):
+    with pytest.raises(UserError, match="other settings.*n_embd: 32 -> 64"):
         pretrain(tiny("pretrain", "steps=4", "model.n_embd=64"), small_corpus, pretrained,
                  progress=False)
     with pytest.raises(UserError, match=r"other settings \(config\.lr: 0\.001 -> 0\.5\)"):
@@ -399,10 +395,10 @@ def test_bad_corpora_and_contexts_are_one_line_errors(small_corpus, tmp_path, ca
     assert main(["sft", "--from-scratch", "--demos", str(small_corpus), "--out",
                  str(tmp_path / "d"), *cli_args()]) == 2
     assert "holds 40 episodes, the config asks for episodes=200" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
-        TrainConfig.from_dict(tiny("pretrain", "batch_size=0"))
-    with pytest.raises(ConfigError, match="windows must be one of starts, steps, got 'ends'"):
-        TrainConfig.from_dict(tiny("sft", "windows=ends"))
+    with pytest.raises(ConfigError, match="--set batch_size=0: batch_size: must be >= 1"):
+        tiny("pretrain", "batch_size=0")
+    with pytest.raises(ConfigError, match="windows: must be one of starts, steps, got 'ends'"):
+        tiny("sft", "windows=ends")
 
 
 @pytest.mark.parametrize("command", ["pretrain", "sft"])

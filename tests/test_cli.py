@@ -23,6 +23,24 @@ def test_all_commands_listed():
     assert set(COMMANDS) == set(sub.choices)
 
 
+@pytest.mark.parametrize("command,options", [
+    ("collect", ["episodes", "seed", "num_envs", "workers"]), ("label", ["pairs", "seed"]),
+    ("evaluate", ["episodes", "seed", "num_envs"]), ("export", ["episodes", "seed"]),
+    ("play", ["episodes", "num_envs", "gifs"]), ("preview", ["player", "target"])])
+def test_help_reads_defaults_from_the_configs(command, options, capsys):
+    """An option's help ends with its default as the packaged YAML holds it."""
+    from agentalign.config import packaged_data
+
+    defaults = packaged_data(command)  # each of these commands' YAML is named after it
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in options:
+        flag = "--" + key.replace("_", "-")
+        assert flag in text, flag
+        assert f"(default: {defaults[key]})" in text.split(flag, 2)[-1].split("--")[0], key
+
+
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "agentalign.cli", "collect", "--out",
                              str(tmp_path), "--set", "nonsense=1"], capture_output=True,
@@ -41,4 +59,4 @@ def test_preview_writes_map_and_gif(tmp_path, capsys):
     with Image.open(tmp_path / "map.png") as png:
         assert png.size == (512, 512)
     assert main(["preview", "--out", str(tmp_path), "--player", "pilot"]) == 2
-    assert "unknown player type 'pilot'" in capsys.readouterr().err
+    assert "--player: player: unknown player type 'pilot'" in capsys.readouterr().err

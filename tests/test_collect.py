@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from agentalign.data.collect import collect
+from agentalign.collect import run as collect
 from agentalign.data.players import PLAYER_TYPES
 from agentalign.data.shards import MANIFEST, Corpus, Shard
-from agentalign.errors import ConfigError, CorpusError
+from agentalign.errors import ConfigError, UserError
 from agentalign.spec import PADS
 from conftest import small_collect_config
 
@@ -75,7 +75,7 @@ def test_rerun_repairs_a_damaged_shard(small_corpus, tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:1000])
     (out / "shard-00003.safetensors").unlink()
     summary = collect(small_collect_config(), out, progress=False)
-    assert summary["new_steps"] > 0
+    assert summary.new_steps > 0
     Corpus(out)  # sizes and checksums verify again
     ours = json.loads((out / MANIFEST).read_text())["shards"]
     theirs = json.loads((small_corpus / MANIFEST).read_text())["shards"]
@@ -85,14 +85,14 @@ def test_rerun_repairs_a_damaged_shard(small_corpus, tmp_path):
 def test_mixture_follows_the_config(tmp_path):
     config = small_collect_config(episodes=300, shard_episodes=50, num_envs=25, seed=3)
     summary = collect(config, tmp_path, progress=False)
-    weights = config["players"]["corpus"]["mixture"]
+    weights = config.players["corpus"].mixture
     total = sum(weights.values())
     for kind, w in weights.items():
         p = w / total
-        observed = summary["by_player"].get(kind, {"episodes": 0})["episodes"] / 300
+        observed = summary.by_player.get(kind, {"episodes": 0})["episodes"] / 300
         assert abs(observed - p) <= 4 * np.sqrt(p * (1 - p) / 300) + 1e-9, kind
-    assert 0.75 <= summary["any_pad"] <= 0.95  # the default mix: ~85% of a full corpus to a pad
-    outcomes = summary["outcomes"]
+    assert 0.75 <= summary.any_pad <= 0.95  # the default mix: ~85% of a full corpus to a pad
+    outcomes = summary.outcomes
     assert outcomes["middle"] > max(outcomes["left"], outcomes["right"])
 
 
@@ -109,11 +109,14 @@ def test_direct_demos_are_even_across_pads(tmp_path):
 
 
 def test_bad_settings(tmp_path, small_corpus):
-    with pytest.raises(ConfigError, match="episodes must be a positive integer"):
-        collect(small_collect_config(episodes=0), tmp_path, progress=False)
-    bad = small_collect_config()
-    bad["players"]["corpus"]["mixture"]["pilot"] = 1.0
-    with pytest.raises(ConfigError, match="unknown player type 'pilot'"):
-        collect(bad, tmp_path, progress=False)
-    with pytest.raises(CorpusError, match="different settings"):
+    from agentalign.collect_config import CollectSettings
+    from agentalign.config import load
+
+    with pytest.raises(ConfigError, match="episodes: must be >= 1, got 0"):
+        small_collect_config(episodes=0)
+    with pytest.raises(ConfigError, match=r"--set players.corpus.mixture.pilot=1: "
+                       r"players.corpus.mixture.pilot: unknown name"):
+        load(CollectSettings, overrides=["players.corpus.mixture.pilot=1"])
+    with pytest.raises(UserError, match=r"holds a collect run with other settings \(seed: 0 -> "
+                       r"9\)"):
         collect(small_collect_config(seed=9), small_corpus, progress=False)

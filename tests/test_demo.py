@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from agentalign.data.demo import (
-    META_BYTES,
-    check_corpus_spec,
-    import_demos,
-    read_demo,
-    write_demo,
-)
+from agentalign.data.demo import META_BYTES, check_corpus_spec, read_demo, write_demo
+from agentalign.data.demo_import import run as import_demos
 from agentalign.data.shards import Corpus, Episode
 from agentalign.envs import mlagents_compat
 from agentalign.envs.island import IslandVectorEnv

@@ -16,12 +16,17 @@ import pytest
 import torch
 
 from agentalign.cli import main
-from agentalign.config import load_config
+from agentalign.collect_config import CollectSettings
+from agentalign.config import defaults
 from agentalign.envs import mlagents_compat
-from agentalign.evaluate.rollout import PlayerActor, offlane_starts, rollout
+from agentalign.evaluate_config import EvaluateSettings
 from agentalign.models.checkpoint import load_policy, save_step
 from agentalign.models.policy import Policy, get_config
-from agentalign.train.rl import rl
+from agentalign.models.reward import RewardFunction
+from agentalign.rollout import PlayerActor, offlane_starts
+from agentalign.rollout import play as rollout
+from agentalign.train.rl import run as rl
+from agentalign.train.rl_config import RLSettings
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -47,8 +52,8 @@ def test_chosen_starts_play_the_same_episodes_on_both_backends(player, layout):
     engine (two builds, each row's build reset with the next start)."""
     from agentalign.data.players import Population
 
-    population = Population(load_config("players")["direct"], layout)
-    starts = offlane_starts(layout, 5, seed=3, config=load_config("evaluate")["offlane"])
+    population = Population(defaults(CollectSettings).players["direct"], layout)
+    starts = offlane_starts(layout, 5, seed=3, config=defaults(EvaluateSettings).offlane)
     played = {env: rollout(PlayerActor(population, seed=3), starts, num_envs=2, layout=layout,
                            max_steps=60, seed=3, record_frames=1, progress=False, env=env)
               for env in ("island", f"unity:{player}")}
@@ -86,19 +91,19 @@ def test_one_rl_update_through_the_engine_link(player, policy_path, tmp_path):
     def reward(frames, actions):  # frames only: the share of bright pixels, a toy score
         return np.array([float((f > 200).mean()) for f in frames])
 
-    config = load_config("rl")
-    config.update(iterations=1, starts_per_iteration=1, samples_per_start=2, max_steps=10,
-                  num_envs=2, eval_episodes=2, checkpoint_interval=1, num_threads=1)
+    config = defaults(RLSettings).replace(
+        iterations=1, starts_per_iteration=1, samples_per_start=2, max_steps=10, num_envs=2,
+        eval_episodes=2, checkpoint_interval=1, num_threads=1)
     metrics = {}
     for env in ("island", f"unity:{player}"):
         out = tmp_path / env.split(":")[0]
-        metrics[env] = rl({**config, "env": env}, policy_path, reward, "left", out,
-                          reward_id="toy", progress=False)
+        metrics[env] = rl(config.replace(env=env), policy_path, RewardFunction(reward, "toy"),
+                          "left", out, progress=False)
         assert (out / "checkpoints" / "step-00000001").is_dir()
     island, unity = metrics["island"], metrics[f"unity:{player}"]
-    assert unity["iteration"] == 1 and unity["evaluation"]["episodes"] == 2
+    assert unity.iteration == 1 and unity.evaluation["episodes"] == 2
     for key in ("score", "kl", "episode_length"):
-        assert unity["history"][0][key] == pytest.approx(island["history"][0][key], abs=1e-6)
+        assert unity.history[0][key] == pytest.approx(island.history[0][key], abs=1e-6)
     a, _ = load_policy(tmp_path / "island")
     b, _ = load_policy(tmp_path / "unity")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

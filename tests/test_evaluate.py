@@ -12,26 +12,28 @@ import torch
 from PIL import Image
 
 from agentalign.cli import main
-from agentalign.config import load_config
+from agentalign.collect_config import CollectSettings
+from agentalign.config import defaults, load
 from agentalign.data.players import Population
 from agentalign.envs.island import IslandVectorEnv
 from agentalign.errors import ConfigError
-from agentalign.evaluate import (
+from agentalign.evaluate import make_starts
+from agentalign.evaluate_config import EvaluateSettings
+from agentalign.models.checkpoint import save_step
+from agentalign.models.policy import Policy, get_config, no_previous_action, window_start
+from agentalign.rollout import (
+    PLAYER_STREAM,
     PlayerActor,
     PolicyActor,
-    make_starts,
     offlane_starts,
-    rollout,
+    outcome_rates,
     spawn_starts,
     start_problems,
     summarise,
     wilson_interval,
 )
-from agentalign.evaluate.metrics import outcome_rates
-from agentalign.evaluate.pictures import visit_shares
-from agentalign.evaluate.rollout import PLAYER_STREAM
-from agentalign.models.checkpoint import save_step
-from agentalign.models.policy import Policy, get_config, no_previous_action, window_start
+from agentalign.rollout import play as rollout
+from agentalign.rollout.pictures import visit_shares
 from agentalign.spec import OUTCOME_CODES, PADS
 
 LEFT, FELL, TIMEOUT = OUTCOME_CODES["left"], OUTCOME_CODES["fell"], OUTCOME_CODES["timeout"]
@@ -56,7 +58,7 @@ def tiny_policy(seed: int = 0) -> Policy:
 
 
 def players(layout, section: str = "direct", **changes) -> Population:
-    return Population({**load_config("players")[section], **changes}, layout)
+    return Population(defaults(CollectSettings).players[section].replace(**changes), layout)
 
 
 def episode_outcomes(played) -> list[int]:
@@ -214,16 +216,16 @@ def test_kv_cached_acting_takes_the_actions_of_the_full_forward(layout):
 # -- off-lane starts ---------------------------------------------------------------------------
 
 def test_offlane_starts_are_valid_and_as_configured(layout):
-    config = load_config("evaluate", overrides=["starts=offlane", "episodes=300", "seed=5"])
-    offlane = config["offlane"]
+    config = load(EvaluateSettings, overrides=["starts=offlane", "episodes=300", "seed=5"])
+    offlane = config.offlane
     starts = make_starts(layout, config)
     assert len(starts) == 300
-    assert start_problems(layout, starts.positions, offlane["min_edge"],
-                          offlane["obstacle_margin"]) == []
+    assert start_problems(layout, starts.positions, offlane.min_edge,
+                          offlane.obstacle_margin) == []
     spawn_xy = np.array([s.position for s in layout.spawns])[starts.spawns]
     offset = starts.positions - spawn_xy  # every spawn faces north: sideways is x
     turn = (starts.headings + 180.0) % 360.0 - 180.0
-    jitter, (lo, hi), (t_lo, t_hi) = offlane["jitter"], offlane["shift"], offlane["turn"]
+    jitter, (lo, hi), (t_lo, t_hi) = offlane.jitter, offlane.shift, offlane.turn
     counts = {}
     for kind, dx, dy, angle in zip(starts.kinds, offset[:, 0], offset[:, 1], turn, strict=True):
         counts[kind] = counts.get(kind, 0) + 1
@@ -244,12 +246,12 @@ def test_offlane_starts_are_valid_and_as_configured(layout):
     assert np.array_equal(short.headings, starts.headings[:40])
     # An impossible distribution is a one-line config error, not an endless loop.
     with pytest.raises(ConfigError, match="no valid start"):
-        offlane_starts(layout, 2, 0, {**offlane, "min_edge": 40.0})
+        offlane_starts(layout, 2, 0, offlane.replace(min_edge=40.0))
 
 
 def test_offlane_starts_are_recoverable(layout):
     """A player that steers from the true state still reaches its pad from off-lane starts."""
-    config = load_config("evaluate", overrides=["starts=offlane", "episodes=30"])
+    config = load(EvaluateSettings, overrides=["starts=offlane", "episodes=30"])
     actor = PlayerActor(players(layout, "direct"))
     played = rollout(actor, make_starts(layout, config), num_envs=16, layout=layout,
                      height=32, width=32, progress=False)
@@ -304,8 +306,8 @@ def test_cli_bad_input_is_a_one_line_error(checkpoint, tmp_path, capsys):
         return message
 
     assert "does not exist" in error(str(tmp_path / "nowhere"))
-    assert "num_envs must be" in error(str(checkpoint), "--num-envs", "0")
-    assert "episodes must be" in error(str(checkpoint), "--episodes", "0")
+    assert "--num-envs: num_envs: must be >= 1" in error(str(checkpoint), "--num-envs", "0")
+    assert "--episodes: episodes: must be >= 1" in error(str(checkpoint), "--episodes", "0")
     assert "unknown key" in error(str(checkpoint), "--set", "episodez=3")
 
     reward = tmp_path / "reward"

@@ -16,9 +16,11 @@ from gymnasium.vector import AutoresetMode
 from onnx import TensorProto, helper
 
 from agentalign.cli import main
+from agentalign.config import defaults
 from agentalign.envs.island import IslandVectorEnv
 from agentalign.export import personality
 from agentalign.export.contract import check_model, errors
+from agentalign.export.export_config import ExportSettings, PlaySettings
 from agentalign.export.onnx import (
     DEBUG_LOGITS,
     DETERMINISTIC_ACTIONS,
@@ -29,7 +31,10 @@ from agentalign.export.onnx import (
     MemoryLayout,
     export_model,
 )
-from agentalign.export.personality import PersonalityError, check_name, export_personality, play
+from agentalign.export.onnx_agent import OnnxAgent, PersonalityError
+from agentalign.export.personality import check_name
+from agentalign.export.personality import run as export_run
+from agentalign.export.play import run as play_run
 from agentalign.models.checkpoint import save_step
 from agentalign.models.policy import (
     Policy,
@@ -39,6 +44,22 @@ from agentalign.models.policy import (
     sample,
     window_start,
 )
+
+
+def export_personality(checkpoint, name, out=None, *, target=None, episodes=200, seed=0,
+                       num_envs=64, deterministic=False):
+    """The export stage with the card's measurement settings given directly."""
+    settings = defaults(ExportSettings).replace(episodes=episodes, seed=seed, num_envs=num_envs,
+                                                deterministic=deterministic)
+    result = export_run(settings, checkpoint, name, out, target)
+    return result.card, result.path
+
+
+def play(path, out, *, episodes, seed, num_envs, deterministic=False, gifs=1):
+    settings = defaults(PlaySettings).replace(episodes=episodes, seed=seed, num_envs=num_envs,
+                                              deterministic=deterministic, gifs=gifs)
+    return vars(play_run(settings, path, out))
+
 
 CONTEXT = 8  # small, so that 40-step episodes cross several slides (at steps 8, 12, 16, ...)
 EPISODES, SEED, NUM_ENVS = 12, 3, 6
@@ -367,7 +388,7 @@ def test_card_matches_what_was_measured(exported, policy, tmp_path):
 def test_seeded_sampling_is_reproducible(exported):
     path, frames = exported[1], np.random.default_rng(0).integers(0, 256, (64, 64, 64, 3),
                                                                   dtype=np.uint8)
-    runs = [personality.OnnxAgent(path, 64, seed=s).act(frames) for s in (5, 5, 6)]
+    runs = [OnnxAgent(path, 64, seed=s).act(frames) for s in (5, 5, 6)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert (runs[0] != runs[2]).any()
 

@@ -79,10 +79,11 @@ def test_obstacles_block_and_slide(env, layout):
 def run_player(layout, kind, target="middle", seed=0, episodes=8):
     env = IslandVectorEnv(episodes, layout=layout, autoreset_mode=AutoresetMode.SAME_STEP)
     obs, info = env.reset(seed=seed)
-    from agentalign.config import load_config
+    from agentalign.collect_config import CollectSettings
+    from agentalign.config import defaults
 
-    section = load_config("players")["corpus"]
-    section = {**section, "mixture": {kind: 1.0}, "pad_choice": {target: 1.0}}
+    section = defaults(CollectSettings).players["corpus"].replace(
+        mixture={kind: 1.0}, pad_choice={target: 1.0})
     rng = np.random.default_rng(seed)
     population = Population(section, layout)
     players = [population.sample(rng) for _ in range(episodes)]

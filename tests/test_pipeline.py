@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agentalign.config import load_config
-from agentalign.errors import ConfigError
-from agentalign.train.pipeline import Stage, _Scheduler, _worker_pool, plan
+from agentalign.config import load
+from agentalign.errors import ConfigError, UserError
+from agentalign.pipeline import Stage, _Scheduler, plan
+from agentalign.pipeline_config import PipelineSettings
+from agentalign.workers import pinned_pool
 
 TINY = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.context=8"]
 TOY = {
@@ -57,34 +59,33 @@ class _Tags(HTMLParser):
 
 
 def test_plan_orders_the_recipe(tmp_path):
-    config = load_config("pipeline")
+    config = load(PipelineSettings)
     names = [s.name for s in plan(tmp_path, config)]
     assert names[:5] == ["collect", "demos", "pretrain", "sft", "label"]
     assert names.index("reward-left") < names.index("align-left") < names.index("export-left")
     assert "evaluate-base" in names and "evaluate-right-aligned" in names
     with pytest.raises(ConfigError, match="targets"):
-        plan(tmp_path, {**config, "targets": ["north"]})
+        load(PipelineSettings, overrides=["targets=[north]"])
 
 
 def test_the_run_seed_seeds_every_stage(tmp_path):
     """Seeds are replicates: data, trainers, alignment and evaluation all take the run's seed,
     and a stage's own --set overrides still come last (they win)."""
-    config = load_config("pipeline")
-    config = {**config, "seed": 3, "stages": {**config["stages"], "pretrain": ["seed=9"]}}
-    stages = {s.name: s.argv for s in plan(tmp_path, config)}
-    for name in ("sft", "reward-left", "reward-right"):
-        assert "seed=3" in stages[name]
-    assert {"prefft.seed=3", "rl.seed=3"} <= set(stages["align-left"])
-    assert stages["pretrain"].index("seed=3") < stages["pretrain"].index("seed=9")
-    for name in ("collect", "label", "evaluate-sft", "export-left"):
-        assert stages[name][stages[name].index("--seed") + 1] == "3"
+    config = load(PipelineSettings, overrides=["seed=3", "stages.pretrain=[seed=9]"])
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, config)}  # each stage's settings
+    for name in ("sft", "reward-left", "reward-right", "collect", "label", "evaluate-sft",
+                 "export-left"):
+        assert stages[name].seed == 3, name
+    assert stages["demos"].seed == 1003
+    assert stages["align-left"].prefft.seed == stages["align-left"].rl.seed == 3
+    assert stages["pretrain"].seed == 9  # the stage's own override wins
 
 
 def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):
-    config = {**load_config("pipeline"), "workers": 2}
+    config = load(PipelineSettings, overrides=["workers=2"])
     stages = {s.name: s for s in plan(tmp_path, config)}
     assert stages["pretrain"].solo and not stages["align-left"].solo
-    scheduler = _Scheduler(tmp_path, {"stages": []}, config, workers=2)
+    scheduler = _Scheduler(tmp_path, {"stages": []}, config, progress=False)
     scheduler.done = {"collect", "demos", "pretrain", "sft", "label"}
     pending = [stages[n] for n in ("reward-left", "align-left", "reward-right", "align-right",
                                    "evaluate-base", "evaluate-left-aligned")]
@@ -100,13 +101,13 @@ def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_pa
     scheduler.done.add("reward-right")  # the right model finished first: its alignment is next
     assert scheduler._next(pending).name == "align-right"
     # a solo stage waits until no worker runs, and nothing after it starts before it
-    study = Stage("reward-study", ["reward", "--study"], ("label",), solo=True)
+    study = Stage("reward-study", print, ("label",), solo=True)
     scheduler.running[object()] = (stages["reward-left"], 0.0, {})
     assert scheduler._next([study, stages["evaluate-base"]]) is None
     scheduler.running.clear()
     assert scheduler._next([study, stages["evaluate-base"]]) is study
     # workers = 1: every stage in this process, in plan order
-    serial = _Scheduler(tmp_path, {"stages": []}, config, workers=1)
+    serial = _Scheduler(tmp_path, {"stages": []}, config.replace(workers=1), progress=False)
     serial.done = {"collect", "demos", "pretrain", "sft", "label"}
     assert serial._next([stages["align-left"], stages["evaluate-base"]]) is None
 
@@ -115,7 +116,7 @@ def test_workers_are_pinned_to_shares_of_the_cores():
     import os
 
     cores = os.sched_getaffinity(0)
-    pool = _worker_pool(2)
+    pool = pinned_pool(2)
     try:
         shares = [f.result(timeout=120) for f in
                   [pool.submit(os.sched_getaffinity, 0) for _ in range(4)]]
@@ -126,15 +127,16 @@ def test_workers_are_pinned_to_shares_of_the_cores():
 
 
 def test_a_rerun_may_change_the_worker_count_but_not_the_recipe(tmp_path):
-    from agentalign.train.pipeline import _state
+    from agentalign.pipeline import _state
 
-    config = {**load_config("pipeline"), "workers": 2, "quiet": True}
-    (tmp_path / "pipeline.json").write_text(json.dumps({"config": config, "stages": []}))
-    assert _state(tmp_path, {**config, "workers": 1, "quiet": False})["config"]["workers"] == 1
-    with pytest.raises(ConfigError, match="another config"):
-        _state(tmp_path, {**config, "seed": 1})
-    with pytest.raises(ConfigError, match="workers"):
-        plan(tmp_path, {**config, "workers": 0})
+    config = load(PipelineSettings, overrides=["workers=2"])
+    (tmp_path / "pipeline.json").write_text(json.dumps({"config": config.to_dict(),
+                                                        "stages": []}))
+    assert _state(tmp_path, config.replace(workers=1))["config"]["workers"] == 1
+    with pytest.raises(UserError, match=r"other settings \(seed: 0 -> 1\)"):
+        _state(tmp_path, config.replace(seed=1))
+    with pytest.raises(ConfigError, match="workers: must be >= 1"):
+        load(PipelineSettings, overrides=["workers=0"])
 
 
 @pytest.mark.slow

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from agentalign.cli import main
-from agentalign.config import load_config, packaged_config
+from agentalign.collect_config import CollectSettings
+from agentalign.config import defaults, load
 from agentalign.data.players import Population
 from agentalign.data.shards import MANIFEST, Corpus, Episode, write_shard
 from agentalign.errors import UserError
-from agentalign.evaluate.rollout import PlayerActor
 from agentalign.models.checkpoint import CheckpointError, save_checkpoint
 from agentalign.models.policy import Policy, get_config
 from agentalign.models.reward import (
@@ -35,19 +35,17 @@ from agentalign.models.reward import (
     score_episodes,
     subsample_steps,
 )
+from agentalign.rollout import PlayerActor
 from agentalign.spec import OUTCOME_CODES
-from agentalign.train.bc import Ranks
-from agentalign.train.label import STORE, LabelSettings, make_labels, summaries
-from agentalign.train.preferences import LabelStore, LabelStoreError, SyntheticLabeller
-from agentalign.train.reward import (
-    RewardConfig,
-    TrainingError,
-    evaluate,
-    fit,
-    load_labels,
-    study,
-    train_reward,
-)
+from agentalign.train import reward_study
+from agentalign.train.distributed import Ranks
+from agentalign.train.label import make_labels, summaries
+from agentalign.train.label_config import LabelSettings
+from agentalign.train.preferences import STORE, LabelStore, LabelStoreError, SyntheticLabeller
+from agentalign.train.reward import TrainingError, fit
+from agentalign.train.reward import run as train_reward
+from agentalign.train.reward_config import RewardSettings
+from agentalign.train.reward_data import evaluate, load_labels
 
 TINY_MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "context": 8, "cnn_channels": (8, 8, 8)}
 TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.context=8",
@@ -58,8 +56,8 @@ CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_gro
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_config(*overrides: str) -> dict:
-    return load_config("reward", None, [*TINY, *overrides])
+def tiny_config(*overrides: str) -> RewardSettings:
+    return load(RewardSettings, None, [*TINY, *overrides])
 
 
 def tiny_policy_checkpoint(folder: Path, seed: int = 0, **changes) -> Path:
@@ -73,9 +71,9 @@ def tiny_policy_checkpoint(folder: Path, seed: int = 0, **changes) -> Path:
 def toy_labels(tmp_path_factory, layout) -> Path:
     """A label store of scripted direct players, labelled for left and right."""
     out = tmp_path_factory.mktemp("labels")
-    population = Population(packaged_config("players")["direct"], layout)
-    settings = LabelSettings(train_episodes=24, heldout_episodes=24, pairs=120,
-                             heldout_pairs=120, num_envs=24)
+    population = Population(defaults(CollectSettings).players["direct"], layout)
+    settings = defaults(LabelSettings).replace(train_episodes=24, heldout_episodes=24, pairs=120,
+                                               heldout_pairs=120, num_envs=24)
     make_labels(PlayerActor(population, seed=3), out, ["left", "right"], settings,
                 source={"players": "direct"}, progress=False)
     return out
@@ -128,7 +126,7 @@ def test_stored_labels_follow_the_labeller_and_keep_the_splits_apart(toy_labels,
                 assert corpus_a == corpus_b == folder
                 assert labeller.prefer(facts[a], facts[b]) == choice
     store.close()
-    record = json.loads((toy_labels / "label.json").read_text())
+    record = json.loads((toy_labels / "metrics.json").read_text())
     assert record["targets"]["left"]["heldout"]["easy"] > 0
 
 
@@ -249,8 +247,7 @@ def _policy_weights(path: Path) -> dict:
 def test_brief_training_lowers_the_loss_and_ranks_reaching_the_target_first(toy_labels):
     config = get_config("tiny", **TINY_MODEL)
     data = load_labels(toy_labels, "left", config)
-    cfg = RewardConfig.from_dict(tiny_config("min_steps=60", "max_steps=60", "lr=1e-3",
-                                             "batch_size=16"))
+    cfg = tiny_config("min_steps=60", "max_steps=60", "lr=1e-3", "batch_size=16")
     torch.manual_seed(0)
     model = RewardModel(config)
     chosen, rejected = data.train.chosen, data.train.rejected
@@ -274,17 +271,18 @@ def test_reward_stage_writes_metrics_resumes_and_loads(toy_labels, agent_init, t
     out = tmp_path / "reward"
     metrics = train_reward(tiny_config(), toy_labels, "left", out, agent_init, labels_used=20,
                            progress=False)
-    assert metrics["labels_used"] == 20 and metrics["steps"] == 6
-    assert set(metrics["heldout"]) >= {"accuracy", "accuracy_easy", "accuracy_hard"}
+    assert metrics.labels_used == 20 and metrics.steps == 6
+    assert set(metrics.heldout) >= {"accuracy", "accuracy_easy", "accuracy_hard"}
     assert json.loads((out / "metrics.json").read_text())["final"]
     assert (out / "logs").is_dir()
     model, info = load_reward_model(out)
     assert not model.training and info["kind"] == "reward"
     again = train_reward(tiny_config(), toy_labels, "left", out, agent_init, labels_used=20,
                          progress=False)
-    assert again["wall_seconds"] == metrics["wall_seconds"]  # finished: skipped
+    assert again.wall_seconds == metrics.wall_seconds  # finished: skipped
     with pytest.raises(UserError, match="other settings"):  # a checkpoint of another run
         (out / "metrics.json").unlink()
+        (out / "run.json").unlink()
         train_reward(tiny_config(), toy_labels, "left", out, agent_init, labels_used=10,
                      progress=False)
     with pytest.raises(CheckpointError, match="expected a 'reward' one"):
@@ -300,8 +298,7 @@ def test_a_nan_loss_stops_with_a_clear_message(toy_labels, monkeypatch):
                         lambda self, frames, prev, mask, steps:
                         self.score.weight.sum() * float("nan") * torch.ones(len(mask)))
     with pytest.raises(TrainingError, match="loss became nan at step 0"):
-        fit(RewardModel(config), data, data.train, RewardConfig.from_dict(tiny_config()), CPU,
-            seed=0)
+        fit(RewardModel(config), data, data.train, tiny_config(), CPU, seed=0)
 
 
 def test_bad_input_is_one_line_each(toy_labels, agent_init, tmp_path, capsys):
@@ -341,23 +338,25 @@ def test_bad_input_is_one_line_each(toy_labels, agent_init, tmp_path, capsys):
 
 def test_study_writes_json_table_and_plot(toy_labels, agent_init, tmp_path):
     config = tiny_config("study.label_counts=[5,10]", "study.seeds=[0,1]", "max_steps=4")
-    results = study(config, toy_labels, "left", agent_init, tmp_path / "study", progress=False)
-    assert len(results["runs"]) == 2 * 2 * 2
-    assert {(r["labels"], r["init"]) for r in results["table"]} == {
+    results = reward_study.run(config, toy_labels, "left", agent_init, tmp_path / "study",
+                               progress=False)
+    assert len(results.runs) == 2 * 2 * 2
+    assert {(r["labels"], r["init"]) for r in results.table} == {
         (5, "agent"), (5, "random"), (10, "agent"), (10, "random")}
     assert "| 5 |" in (tmp_path / "study" / "study.md").read_text()
     from PIL import Image
 
     assert Image.open(tmp_path / "study" / "study.png").size == (720, 460)
-    again = study(config, toy_labels, "left", agent_init, tmp_path / "study", progress=False)
-    assert again["runs"] == results["runs"]  # resumed: nothing rerun
+    again = reward_study.run(config, toy_labels, "left", agent_init, tmp_path / "study",
+                             progress=False)
+    assert again.runs == results.runs  # resumed: nothing rerun
     # Runs side by side in worker processes give the same numbers as one after another.
-    serial = study({**config, "study": {**config["study"], "workers": 1}}, toy_labels, "left",
-                   agent_init, tmp_path / "serial", progress=False)
+    serial = reward_study.run(config.replace(study=config.study.replace(workers=1)), toy_labels,
+                              "left", agent_init, tmp_path / "serial", progress=False)
     drop = ("seconds",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in serial["runs"]] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in results["runs"]]
-    assert config["study"]["workers"] == 2  # the default config: the first study used workers
+    assert [{k: v for k, v in r.items() if k not in drop} for r in serial.runs] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in results.runs]
+    assert config.study.workers == 2  # the default config: the first study used workers
 
 
 @pytest.mark.parametrize("command", ["label", "reward"])
@@ -370,7 +369,7 @@ def test_help(command, capsys):
 
 def test_cached_cnn_features_score_like_the_whole_model(toy_labels):
     from agentalign.models.reward import encode_fitted, score_fitted
-    from agentalign.train.reward import score_features
+    from agentalign.train.reward_data import score_features
 
     config = get_config("tiny", **TINY_MODEL)
     data = load_labels(toy_labels, "left", config)

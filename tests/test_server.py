@@ -16,10 +16,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from agentalign.client import Client, ServerAgents, observation
+from agentalign.config import defaults
 from agentalign.errors import UserError
-from agentalign.export.personality import OnnxAgent, export_personality, rollout
+from agentalign.export.export_config import ExportSettings
+from agentalign.export.onnx_agent import OnnxAgent
+from agentalign.export.personality import run as export_personality
 from agentalign.models.checkpoint import save_step
 from agentalign.models.policy import Policy, get_config
+from agentalign.rollout import play
 from agentalign.server.app import Server, ServerConfig
 from agentalign.server.v1 import policy_pb2 as pb
 from agentalign.server.v1 import training_pb2
@@ -39,7 +43,8 @@ def _export(tmp: Path, name: str, seed: int, out: Path) -> None:
     save_step(stage, policy, policy.config.to_dict(), kind="policy", stage="sft", step=1)
     # Greedy feedback: the file's own deterministic output feeds back the argmax, as the
     # server does for greedy sessions, so the two can be compared action for action.
-    export_personality(stage, name, out, episodes=4, num_envs=4, deterministic=True)
+    export_personality(defaults(ExportSettings).replace(episodes=4, num_envs=4,
+                                                        deterministic=True), stage, name, out)
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +122,16 @@ def test_seeded_sessions_repeat_and_ignore_batch_mates(client: Client) -> None:
 
 def test_island_through_server_matches_local_personality(client: Client, folder: Path) -> None:
     episodes, seed, num_envs = 8, 11, 8
-    local = rollout(OnnxAgent(folder / "alpha.onnx", num_envs, deterministic=True),
-                    num_envs, episodes, seed, filmed=0)
+    local = play(OnnxAgent(folder / "alpha.onnx", num_envs, deterministic=True), None,
+                 episodes=episodes, num_envs=num_envs, seed=seed, record_frames=0)
     agents = ServerAgents(client, "alpha", num_envs, greedy=True)
     try:
-        served = rollout(agents, num_envs, episodes, seed, filmed=0)
+        served = play(agents, None, episodes=episodes, num_envs=num_envs, seed=seed,
+                      record_frames=0)
     finally:
         agents.close()
-    assert served["outcomes"].tolist() == local["outcomes"].tolist()
-    assert served["lengths"].tolist() == local["lengths"].tolist()
+    assert [e.outcome for e in served.episodes] == [e.outcome for e in local.episodes]
+    assert [e.length for e in served.episodes] == [e.length for e in local.episodes]
 
 
 def test_64_concurrent_sessions_are_batched(client: Client, server: Server) -> None:
@@ -347,9 +353,15 @@ def test_run_watched_to_completion(client: Client) -> None:
     events = _watch(client, "toy")
     kinds = [e.WhichOneof("event") for e in events]
     assert events[0].state == training_pb2.RUNNING and events[-1].state == training_pb2.SUCCEEDED
-    assert "progress" in kinds and "log" in kinds
-    done = [e.progress for e in events if e.WhichOneof("event") == "progress"][-1]
-    assert done.done == done.total == 8
+    assert {"progress", "log", "stage_state", "metrics"} <= set(kinds)
+    progress = [e.progress for e in events if e.WhichOneof("event") == "progress"]
+    assert {p.stage for p in progress} == {"collect"}  # the stage's own events, not bar text
+    assert progress[-1].done == progress[-1].total == 8
+    states = [(e.stage_state.stage, e.stage_state.state) for e in events
+              if e.WhichOneof("event") == "stage_state"]
+    assert states == [("collect", "started"), ("collect", "done")]
+    metrics = [e.metrics for e in events if e.WhichOneof("event") == "metrics"]
+    assert metrics[-1].source == "collect" and metrics[-1].values["episodes"] == 8
     run_dir = Path(run.run_dir)
     assert (run_dir / "corpus" / "corpus.json").exists() and (run_dir / "log.txt").exists()
     assert {r.name: r.state for r in client.runs()}["toy"] == training_pb2.SUCCEEDED
@@ -358,8 +370,11 @@ def test_run_watched_to_completion(client: Client) -> None:
 
 
 def test_failing_and_cancelled_runs(client: Client, server: Server) -> None:
-    client.start_run(["collect", "--episodes", "0", "--out", "{run_dir}/corpus"], name="bad")
-    assert _watch(client, "bad")[-1].state == training_pb2.FAILED
+    client.start_run(["pretrain", "--corpus", "{run_dir}/nowhere", "--out", "{run_dir}/p"],
+                     name="bad")
+    events = _watch(client, "bad")
+    assert events[-1].state == training_pb2.FAILED
+    assert any("no corpus at" in e.log for e in events if e.WhichOneof("event") == "log")
     client.start_run(["collect", "--episodes", "100000", "--workers", "1", "--num-envs", "4",
                       "--out", "{run_dir}/corpus"], name="long")
     events = client.watch_run("long")
@@ -372,20 +387,84 @@ def test_failing_and_cancelled_runs(client: Client, server: Server) -> None:
         agent.act(frames(1)[0])
 
 
-def test_metrics_files_become_events(tmp_path: Path) -> None:
-    from agentalign.server.training import Run, TrainingServicer
+@pytest.mark.parametrize("args,words", [
+    (["serve"], "'serve' is not a training stage"),
+    (["unity-scene"], "'unity-scene' is not a training stage"),
+    (["--help"], "is not a training stage"),
+    (["collect", "--episodes", "0", "--out", "{run_dir}/c"], "episodes: must be >= 1"),
+    (["collect", "--nonsense"], "unrecognized arguments: --nonsense"),
+    (["collect", "--out", "/tmp/elsewhere"], "out: /tmp/elsewhere is outside"),
+    (["collect", "--out", "{run_dir}/../escape"], "contains '..'"),
+    (["pretrain", "--corpus", "/etc", "--out", "{run_dir}/p"], "corpus: /etc is outside"),
+    (["collect", "--config", "/etc/passwd", "--out", "{run_dir}/c"], "config: /etc/passwd"),
+    (["collect", "--set", "layout=/etc/island.json", "--out", "{run_dir}/c"],
+     "layout: /etc/island.json is outside"),
+    (["collect", "--env", "unity:/usr/bin/true", "--out", "{run_dir}/c"],
+     "env: this server runs no Unity builds"),
+    (["export", "{run_dir}/x", "--name", "x"], "--out: give it"),
+    (["pipeline", "--set", "label.layout=/x.json", "--out", "{run_dir}"], "label.layout"),
+])
+def test_runs_that_would_step_outside_are_refused(client: Client, server: Server, args: list,
+                                                  words: str) -> None:
+    code, details = code_of(lambda: client.start_run(args))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details, details
+    assert not list(server.training.runs_dir.glob("run-*"))  # nothing started, nothing made
 
-    run = Run(name="m", run_dir=tmp_path, args=["rl"], process=None)
-    (tmp_path / "rl").mkdir()
-    (tmp_path / "rl" / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2')
-    (tmp_path / "metrics.json").write_text('{"rates": {"left": 0.25}, "stage": "rl"}')
-    servicer, seen = TrainingServicer(tmp_path), {}
-    servicer._read_metrics(run, seen)
-    servicer._read_metrics(run, seen)  # nothing new: nothing again
-    got = {e.metrics.source: dict(e.metrics.values) for e in run.events}
-    assert len(run.events) == 2
-    assert got == {"metrics.json": {"rates.left": 0.25},
-                   "rl/metrics.jsonl": {"step": 1.0, "loss": 0.5}}
+
+def test_symlinks_out_of_the_runs_folder_are_refused(client: Client, server: Server,
+                                                     tmp_path: Path) -> None:
+    link = server.training.runs_dir / "shortcut"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    try:
+        code, details = code_of(lambda: client.start_run(
+            ["sft", "--init", str(link), "--demos", str(link), "--out", "{run_dir}/s"]))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "is outside" in details
+    finally:
+        link.unlink()
+
+
+def test_builds_must_live_in_the_builds_folder(tmp_path: Path) -> None:
+    from agentalign.server.training import Folders, RefusedRun, check_run
+
+    builds = tmp_path / "builds"
+    builds.mkdir()
+    (builds / "island.x86_64").write_text("")
+    folders = Folders(tmp_path / "runs", tmp_path / "personalities", builds)
+    run_dir = tmp_path / "runs" / "r"
+    check_run(["collect", "--env", f"unity:{builds / 'island.x86_64'}", "--out", str(run_dir)],
+              run_dir, folders)
+    with pytest.raises(RefusedRun, match="env: /usr/bin/true is outside"):
+        check_run(["collect", "--env", "unity:/usr/bin/true", "--out", str(run_dir)], run_dir,
+                  folders)
+
+
+def test_undecodable_requests_are_invalid_argument(server: Server) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    garbage = b"\xff\xff\xff\xff"
+    try:
+        for method in ("/agentalign.v1.TrainingService/StartRun",
+                       "/agentalign.v1.PolicyService/OpenSession"):
+            call = channel.unary_unary(method, request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)
+            code, details = code_of(lambda call=call: call(garbage))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not parse" in details
+        act = channel.stream_stream("/agentalign.v1.PolicyService/Act",
+                                    request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+        code, details = code_of(lambda: list(act(iter([garbage]))))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not parse" in details
+    finally:
+        channel.close()
+
+
+def test_a_bad_frame_does_not_poison_the_session(client: Client) -> None:
+    with client.open("alpha", greedy=True) as agent:
+        good = frames(2)
+        first = agent.act(good[0]).tolist()
+        code, _ = code_of(lambda: agent.act(np.zeros((3, 3, 3), np.uint8)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert agent.act(good[1]).shape == (2,)  # a fresh stream: no replay of the error
+        assert len(first) == 2
 
 
 # -- generated code -------------------------------------------------------------------------------

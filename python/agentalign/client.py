@@ -133,7 +133,14 @@ class AgentSession:
 
             self.responses = self.client.policy.Act(requests(), metadata=self.client.metadata)
         self.requests.put(request)
-        return next(self.responses)
+        try:
+            return next(self.responses)
+        except grpc.RpcError:
+            # An error status ends the stream: the next call opens a fresh one (the session
+            # stays open on the server), instead of re-raising this error for ever.
+            self.requests.put(None)
+            self.requests, self.responses = queue.Queue(), None
+            raise
 
     def act(self, frame: np.ndarray | bytes, episode_start: bool = False) -> np.ndarray:
         """The action (int64 [n_branches]) for one frame (see `observation`)."""
@@ -170,9 +177,10 @@ class AgentSession:
 
 
 class ServerAgents:
-    """N sessions of one personality acting together, with `OnnxAgent`'s interface
-    (`reset(rows)`, `act(frames)`), so the island's rollout can play through the server. The
-    rows' decisions are sent at once from a thread each, so the server batches them."""
+    """N sessions of one personality acting together, an actor of the rollout loop
+    (`begin(starting, episodes)`, `act(frames, info)`), so the island can be played through the
+    server. The rows' decisions are sent at once from a thread each, so the server batches
+    them."""
 
     def __init__(self, client: Client, personality: str, num_agents: int, *,
                  greedy: bool = False, seed: int | None = None) -> None:
@@ -184,10 +192,10 @@ class ServerAgents:
         self.starting = np.ones(num_agents, dtype=bool)
         self.pool = ThreadPoolExecutor(max_workers=num_agents)
 
-    def reset(self, rows: np.ndarray) -> None:
-        self.starting |= np.asarray(rows, dtype=bool)
+    def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None) -> None:
+        self.starting |= np.asarray(starting, dtype=bool)
 
-    def act(self, frames: np.ndarray) -> np.ndarray:
+    def act(self, frames: np.ndarray, info: object = None) -> np.ndarray:
         starting, self.starting = self.starting, np.zeros_like(self.starting)
         return np.stack(list(self.pool.map(lambda i: self.sessions[i].act(
             frames[i], episode_start=bool(starting[i])), range(len(self.sessions)))))

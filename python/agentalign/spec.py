@@ -34,6 +34,15 @@ OUTCOMES: tuple[str, ...] = ("left", "middle", "right", "fell", "timeout")
 OUTCOME_CODES: dict[str, int] = {name: code for code, name in enumerate(OUTCOMES)}
 RUNNING = -1
 
+
+def check_pad(name: str) -> str:
+    """`name` if it names a pad, else a one-line UserError."""
+    from agentalign.errors import UserError
+
+    if name not in PADS:
+        raise UserError(f"unknown target {name!r}: choose one of {', '.join(PADS)}")
+    return name
+
 # Timing: 10 decisions per second, at most 100 decisions (10 s) per episode, as in the paper.
 DECISIONS_PER_SECOND = 10
 MAX_DECISIONS = 100

@@ -33,9 +33,7 @@ Importing keeps each file's own spec (sensors, shapes, action spec) in the shard
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,18 +43,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agentalign import __version__
-from agentalign.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
-from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, write_shard
+from agentalign.atomic import write_atomic
+from agentalign.data.shards import Corpus, Episode
 from agentalign.envs import mlagents_compat
 from agentalign.errors import CorpusError
 from agentalign.spec import (
     ACTION_BRANCHES,
     BEHAVIOR_NAME,
     CAMERA_SENSOR_NAME,
-    NO_TARGET,
     OUTCOME_CODES,
-    OUTCOMES,
 )
 
 META_BYTES = 33  # the meta record is padded to this offset (ML-Agents' INITIAL_POS)
@@ -475,108 +470,6 @@ def _field(episode: Episode | dict[str, Any], name: str, default: Any = None) ->
     if isinstance(episode, dict):
         return episode.get(name, default)
     return getattr(episode, name, default)
-
-
-# -- importing into shards ---------------------------------------------------------------------
-
-def demo_episodes(demo: Demonstration) -> list[tuple[Episode, slice]]:
-    """Our episodes from a demonstration (camera frames and discrete actions), with the step
-    range each came from. Action-less steps (Unity's terminal records) are left out."""
-    camera = demo.spec.camera
-    if camera is None:
-        raise CorpusError(f"demo {demo.name}: has no camera observation; agentalign policies "
-                          "learn from pixels")
-    if demo.spec.branches and (max(demo.spec.branches) > 256):
-        raise CorpusError(f"demo {demo.name}: a discrete branch of {max(demo.spec.branches)} "
-                          "actions does not fit a shard (at most 256 per branch)")
-    timeout = OUTCOME_CODES["timeout"]
-    out = []
-    for steps in demo.episodes():
-        keep = np.arange(steps.start, steps.stop)[demo.has_action[steps]]
-        if not len(keep):
-            continue
-        frames = demo.observations[camera][keep]
-        episode = Episode(
-            frames=frames, actions=demo.discrete_actions[keep].astype(np.uint8),
-            positions=np.full((len(keep), 2), np.nan, np.float32),
-            headings=np.full(len(keep), np.nan, np.float32),
-            # A .demo records no outcome: "timeout" is the placeholder ("none" in reports);
-            # the manifest says outcomes are unknown.
-            outcome=timeout, player=0, spawn=-1, target=NO_TARGET)
-        out.append((episode, steps))
-    return out
-
-
-def import_demos(files: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
-    """Convert .demo files into shards of the corpus folder `out` (one shard per file).
-
-    Each shard's manifest entry keeps the file's own spec and sha256; a file already imported
-    (same sha256) is skipped, so rerunning is safe. Rewards, continuous actions and vector
-    observations, which shards do not hold, go to a `.extra.npz` beside the shard.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    manifest_path = out / MANIFEST
-    if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            raise CorpusError(f"corpus {out}: {MANIFEST} is not valid JSON") from None
-        if manifest.get("config", {}).get("source") != "import-demo":
-            raise CorpusError(f"corpus {out} was not made by import-demo; import into a new "
-                              "folder (mixing recorded and collected play in one corpus is "
-                              "not supported)")
-    else:
-        manifest = {"format_version": FORMAT_VERSION, "agentalign": __version__,
-                    "config": {"source": "import-demo"}, "shards": []}
-    imported = {e["source_sha256"] for e in manifest["shards"]}
-    results = []
-    for file in map(Path, files):
-        digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
-        if digest in imported:
-            results.append({"file": str(file), "skipped": "already imported"})
-            continue
-        demo = read_demo(file)
-        episodes = demo_episodes(demo)
-        if not episodes:
-            raise CorpusError(f"demo {file}: no step carries an action; nothing to import")
-        index = max((e["index"] for e in manifest["shards"]), default=-1) + 1
-        shard = out / f"shard-{index:05d}.safetensors"
-        spec = demo.spec.to_dict()
-        metadata = {"player_types": list(IMPORT_PLAYER_TYPES), "source": file.name,
-                    "demo_spec": spec, "agentalign": __version__}
-        entry = write_shard(shard, [e for e, _ in episodes], metadata)
-        extra = _write_extra(out / f"shard-{index:05d}.extra.npz", demo, episodes)
-        kept = sum(len(e.frames) for e, _ in episodes)
-        entry.update({"index": index, "source": file.name, "source_sha256": digest,
-                      "spec": spec, "outcomes_known": False, "extra": extra,
-                      "outcomes_by_player": {IMPORT_PLAYER_TYPES[0]: np.bincount(
-                          [e.outcome for e, _ in episodes], minlength=len(OUTCOMES)).tolist()}})
-        manifest["shards"].append(entry)
-        write_json_atomic(manifest_path, manifest)
-        imported.add(digest)
-        results.append({"file": str(file), "shard": shard.name, "steps": kept,
-                        "episodes": len(episodes), "spec": spec,
-                        "dropped_terminal_steps": len(demo) - kept})
-    return {"out": str(out), "files": results}
-
-
-def _write_extra(path: Path, demo: Demonstration,
-                 episodes: list[tuple[Episode, slice]]) -> dict[str, Any]:
-    keep = np.concatenate([np.arange(s.start, s.stop)[demo.has_action[s]]
-                           for _, s in episodes])
-    arrays = {"rewards": demo.rewards[keep], "done": demo.done[keep],
-              "max_step_reached": demo.max_step_reached[keep],
-              "continuous_actions": demo.continuous_actions[keep]}
-    for sensor, values in zip(demo.spec.sensors, demo.observations, strict=True):
-        if not sensor.is_visual:
-            arrays[f"vector/{sensor.name}"] = values[keep]
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getvalue()
-    write_atomic(path, lambda f: f.write(data))
-    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 # -- checking a corpus against what a trainer needs --------------------------------------------

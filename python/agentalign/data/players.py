@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from agentalign.config import Settings, at_least, invalid
 from agentalign.envs.layout import Layout
-from agentalign.errors import ConfigError
 from agentalign.spec import DECISIONS_PER_SECOND, PADS
 
 PLAYER_TYPES: tuple[str, ...] = ("pad_seeker", "explorer", "landmark_visitor", "idler",
@@ -306,41 +305,57 @@ PLAYER_CLASSES: dict[str, type[Player]] = {
     cls.kind: cls for cls in (PadSeeker, Explorer, LandmarkVisitor, Idler, EdgeWalker)}
 
 
-class Population:
-    """Draws one player per episode from a config section (a mixture and imperfection ranges)."""
+@dataclass(frozen=True)
+class ImperfectionSettings(Settings):
+    """Ranges [low, high] each player's imperfections are drawn from, uniformly per episode."""
 
-    def __init__(self, section: dict[str, Any], layout: Layout, source: str = "players"):
-        self.layout = layout
-        mixture = _weights(section, "mixture", source)
-        unknown = sorted(set(mixture) - set(PLAYER_TYPES))
-        if unknown:
-            raise ConfigError(f"{source}: unknown player type {unknown[0]!r} in mixture; "
-                              f"known types are {list(PLAYER_TYPES)}")
-        self.kinds = list(mixture)
-        self.kind_p = np.array(list(mixture.values())) / sum(mixture.values())
-        pads = _weights(section, "pad_choice", source)
-        unknown = sorted(set(pads) - set(PADS))
-        if unknown:
-            raise ConfigError(f"{source}: unknown pad {unknown[0]!r} in pad_choice; "
-                              f"pads are {list(PADS)}")
-        self.pad_p = np.array([pads.get(p, 0.0) for p in PADS]) / sum(pads.values())
-        ranges = section.get("imperfections")
-        if not isinstance(ranges, dict):
-            raise ConfigError(f"{source}: imperfections must be a mapping")
-        self.ranges: dict[str, tuple[float, float]] = {}
+    reaction_delay: tuple[int, int] = field(metadata=at_least(0))  # decisions
+    sticky: tuple[float, float] = field(metadata=at_least(0))
+    aim_noise: tuple[float, float] = field(metadata=at_least(0))
+    hesitation: tuple[float, float] = field(metadata=at_least(0))
+    miss: tuple[float, float] = field(metadata=at_least(0))
+    recover: tuple[float, float] = field(metadata=at_least(0))
+    detour: tuple[float, float] = field(metadata=at_least(0))
+
+    def check(self) -> None:
         for name in IMPERFECTIONS:
-            value = ranges.get(name)
-            ok = (isinstance(value, list) and len(value) == 2
-                  and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-                  and 0 <= value[0] <= value[1])
-            if not ok:
-                raise ConfigError(f"{source}: imperfections.{name} must be [low, high] with "
-                                  f"0 <= low <= high, got {value!r}")
-            self.ranges[name] = (float(value[0]), float(value[1]))
-        extra = sorted(set(ranges) - set(IMPERFECTIONS))
-        if extra:
-            raise ConfigError(f"{source}: unknown imperfection {extra[0]!r}; "
-                              f"known ones are {list(IMPERFECTIONS)}")
+            low, high = getattr(self, name)
+            if low > high:
+                raise invalid(name, f"must be [low, high] with low <= high, got {[low, high]}")
+
+
+@dataclass(frozen=True)
+class PopulationSettings(Settings):
+    """One section of configs/players.yaml: who plays (a mixture of intents) and how well."""
+
+    mixture: dict[str, float] = field(metadata=at_least(0))
+    pad_choice: dict[str, float] = field(metadata=at_least(0))
+    imperfections: ImperfectionSettings
+
+    def check(self) -> None:
+        for key, known in (("mixture", PLAYER_TYPES), ("pad_choice", PADS)):
+            weights = getattr(self, key)
+            if unknown := sorted(set(weights) - set(known)):
+                raise invalid(f"{key}.{unknown[0]}", f"unknown name; known ones are "
+                              f"{list(known)}")
+            if sum(weights.values()) <= 0:
+                raise invalid(key, "the weights add up to zero")
+
+
+class Population:
+    """Draws one player per episode from a population (a mixture and imperfection ranges)."""
+
+    def __init__(self, settings: PopulationSettings, layout: Layout):
+        self.layout = layout
+        mixture = settings.mixture
+        self.kinds = list(mixture)
+        self.kind_p = np.array([float(w) for w in mixture.values()]) / sum(mixture.values())
+        pads = settings.pad_choice
+        self.pad_p = np.array([float(pads.get(p, 0.0)) for p in PADS]) / sum(pads.values())
+        self.ranges: dict[str, tuple[float, float]] = {
+            name: (float(low), float(high))
+            for name in IMPERFECTIONS
+            for low, high in [getattr(settings.imperfections, name)]}
 
     def sample(self, rng: np.random.Generator) -> Player:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.kind_p))]
@@ -357,15 +372,3 @@ class Population:
         target = int(rng.choice(len(PADS), p=self.pad_p)) if kind == "pad_seeker" else NO_TARGET
         player_rng = np.random.default_rng(rng.integers(2**63))
         return PLAYER_CLASSES[kind](self.layout, player_rng, flaws, target)
-
-
-def _weights(section: dict[str, Any], key: str, source: str) -> dict[str, float]:
-    value = section.get(key)
-    if not isinstance(value, dict) or not value:
-        raise ConfigError(f"{source}: {key} must be a non-empty mapping of name: weight")
-    for name, w in value.items():
-        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
-            raise ConfigError(f"{source}: {key}.{name} must be a weight >= 0, got {w!r}")
-    if sum(value.values()) <= 0:
-        raise ConfigError(f"{source}: the weights in {key} add up to zero")
-    return {str(k): float(v) for k, v in value.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agentalign.config import InvalidSetting
 from agentalign.errors import UserError
 
 if TYPE_CHECKING:
@@ -29,6 +30,14 @@ def check_env_spec(spec: str) -> None:
 
         if not mlagents_compat.mlagents_available():
             raise mlagents_compat.MissingMLAgentsError(mlagents_compat.missing_message())
+
+
+def check_env_setting(spec: str, key: str = "env") -> None:
+    """`check_env_spec` for a settings key: the loader's message names the file and the key."""
+    try:
+        check_env_spec(spec)
+    except UserError as e:
+        raise InvalidSetting(key, str(e)) from None
 
 
 def make_env(spec: str, num_envs: int, **kwargs: Any) -> VectorEnv:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -311,3 +312,27 @@ def require_valid(source: str | Path | bytes | onnx.ModelProto,
         name = source if isinstance(source, (str, Path)) else "the model"
         raise ContractError(f"{name}: {bad[0].message}{more}")
     return model
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    file: str
+    findings: list[Finding]
+    obs_shape: tuple[int, ...]
+    branches: tuple[int, ...]
+
+
+def run(settings: Any, file: str | Path, *, progress: bool = False) -> CheckResult:
+    """`agentalign check-model`: print each finding; raise ContractError if any is an error."""
+    findings = check_model(file, obs_shape=settings.obs_shape, branches=settings.branches)
+    for finding in findings:
+        print(finding)
+    if bad := errors(findings):
+        raise ContractError(f"{file}: {len(bad)} error(s): Unity's ML-Agents would not run "
+                            "this model as is")
+    return CheckResult(str(file), findings, tuple(settings.obs_shape), tuple(settings.branches))
+
+
+def summary(result: CheckResult) -> str:
+    return (f"ok: {result.file} meets the ML-Agents inference contract (obs_0 "
+            f"{list(result.obs_shape)}, branches {list(result.branches)})")

@@ -89,6 +89,12 @@ def save_step(stage_folder: str | Path, model: torch.nn.Module, model_config: di
     return path
 
 
+def remove_stale_temporaries(stage_folder: str | Path) -> None:
+    """A job killed while saving leaves a hidden temporary folder; it is never read, drop it."""
+    for tmp in (Path(stage_folder) / "checkpoints").glob(".step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve(path: str | Path) -> Path:
     """A checkpoint folder from a checkpoint folder, a `checkpoints/` folder or a stage folder."""
     path = Path(path)

@@ -33,6 +33,8 @@ not used.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +219,44 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
     model = RewardModel(saved)
     load_exactly(model, weights, path, f"{saved.name!r} reward model")
     return model.to(device).eval(), info
+
+
+# (frames per episode, actions per episode) -> one score per episode. Pixels and actions only.
+RewardFn = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RewardFunction:
+    """What alignment optimises: scores of whole episodes from their pixels and actions, and
+    its identity (a reward model's weights sha256), which enters the aligned run's identity."""
+
+    score: RewardFn
+    identity: str
+
+    def __call__(self, frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        scores = np.asarray(self.score(frames, actions), dtype=np.float64)
+        if scores.shape != (len(frames),):
+            raise ValueError(f"the reward function returned shape {scores.shape} for "
+                             f"{len(frames)} episodes")
+        return scores
+
+
+def load_reward_function(path: str | Path, policy_config: PolicyConfig, target: str,
+                         batch_size: int = 64) -> RewardFunction:
+    """The reward model at `path` as a RewardFunction. Refuses a reward model of another policy
+    config or one trained for another target."""
+    from agentalign.errors import UserError
+
+    model, info = load_reward_model(path, config=policy_config)
+    trained_for = (info.get("meta") or {}).get("target")
+    if trained_for is not None and trained_for != target:
+        raise UserError(f"reward model {path} was trained for target {trained_for!r}, "
+                        f"not {target!r}")
+
+    def reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(score_episodes(model, frames, actions, batch_size), dtype=np.float64)
+
+    return RewardFunction(reward, str(info.get("sha256")))
 
 
 def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> dict[str, Any]:

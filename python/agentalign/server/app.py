@@ -9,14 +9,17 @@ grpcio's own packages.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
+import inspect
 import ipaddress
+import os
 import signal
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agentalign.config import (
+    Settings,
+    above,
+    add_config_arguments,
+    add_options,
+    at_least,
+    between,
+    load_from_args,
+)
 from agentalign.errors import UserError
 from agentalign.server.logs import log, setup_json_logs
 from agentalign.server.policy import Batcher, Personalities, PolicyServicer
@@ -35,10 +47,28 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 OPEN_TO_ALL = ("/grpc.health.v1.Health/",)  # probes need no token
 
 
+@dataclass(frozen=True)
+class ServeSettings(Settings):
+    """The server's settings; each key is documented in configs/serve.yaml."""
+
+    YAML = "serve"
+    personalities: str
+    runs: str
+    builds: str | None
+    host: str
+    port: int = field(metadata=between(0, 65535))
+    max_sessions: int = field(metadata=at_least(1))
+    idle_timeout_s: float = field(metadata=above(0))
+    max_batch: int = field(metadata=at_least(1))
+    batch_window_ms: float = field(metadata=at_least(0))
+    max_runs: int = field(metadata=at_least(1))
+
+
 @dataclass
 class ServerConfig:
     personalities: Path
     runs: Path = Path("runs/server")
+    builds: Path | None = None  # headless Unity builds runs may launch (--env unity:PATH)
     host: str = "127.0.0.1"
     port: int = 50051  # 0 = any free port (see Server.port)
     token: str | None = None  # bearer token required on every call (but health) when set
@@ -95,6 +125,89 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(deny)
 
 
+class _Unparsed:
+    """What a request whose bytes do not parse deserializes to: `RequestGuard` refuses it."""
+
+    def __init__(self, method: str, error: Exception) -> None:
+        self.message = (f"the request to {method} does not parse as its message type "
+                        f"({type(error).__name__}: {error}); send a serialized request message")
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):
+    """A request whose bytes do not parse is INVALID_ARGUMENT (grpc's own answer is UNKNOWN
+    with the decoder's exception): each method's deserializer hands the handler a marker
+    instead of raising, and the handler, wrapped here, refuses it."""
+
+    async def intercept_service(self, continuation: Callable[[Any], Any],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse, method = handler.request_deserializer, details.method
+
+        def safe(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as e:  # protobuf's DecodeError, or anything a decoder raises
+                return _Unparsed(method, e)
+
+        kind = ("unary_unary" if handler.unary_unary else "unary_stream"
+                if handler.unary_stream else "stream_unary" if handler.stream_unary
+                else "stream_stream")
+        behaviour = getattr(handler, kind)
+        wrapped = _guard_stream(behaviour) if handler.request_streaming else _guard(behaviour)
+        return handler._replace(request_deserializer=safe, **{kind: wrapped})
+
+
+def _guard(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """`behaviour` (a unary-request handler of any kind) refusing an unparsed request."""
+    if inspect.isasyncgenfunction(behaviour):
+        async def async_stream(request: Any, context: Any) -> Any:
+            if isinstance(request, _Unparsed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            async for item in behaviour(request, context):
+                yield item
+        return async_stream
+    if inspect.iscoroutinefunction(behaviour):
+        async def coroutine(request: Any, context: Any) -> Any:
+            if isinstance(request, _Unparsed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return await behaviour(request, context)
+        return coroutine
+    if inspect.isgeneratorfunction(behaviour):
+        def stream(request: Any, context: Any) -> Any:
+            if isinstance(request, _Unparsed):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            yield from behaviour(request, context)
+        return stream
+
+    def plain(request: Any, context: Any) -> Any:
+        if isinstance(request, _Unparsed):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        return behaviour(request, context)
+    return plain
+
+
+def _guard_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """`behaviour` (a streaming-request handler under grpc.aio) refusing an unparsed request
+    when it arrives in the stream."""
+    async def checked(requests: Any, context: Any) -> Any:
+        async for request in requests:
+            if isinstance(request, _Unparsed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+        async def async_stream(requests: Any, context: Any) -> Any:
+            async for item in behaviour(checked(requests, context), context):
+                yield item
+        return async_stream
+
+    async def coroutine(requests: Any, context: Any) -> Any:
+        return await behaviour(checked(requests, context), context)
+    return coroutine
+
+
 class Server:
     """A started server, its event loop running in a thread; `stop()` shuts it down
     gracefully. `port` is the bound port."""
@@ -108,7 +221,9 @@ class Server:
             raise UserError("TLS needs both --tls-cert and --tls-key")
         self.config = config
         self.personalities = Personalities(config.personalities, config.threads)
-        self.training = TrainingServicer(config.runs, config.max_runs)
+        self.training = TrainingServicer(config.runs, config.max_runs,
+                                         personalities=config.personalities,
+                                         builds=config.builds)
         self.stopped = False
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="grpc-loop",
@@ -137,7 +252,8 @@ class Server:
                   ("grpc.max_send_message_length", config.max_message_bytes)]
         self.grpc = grpc.aio.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
-            interceptors=[TokenAuth(config.token)] if config.token else [], options=limits,
+            interceptors=[*([TokenAuth(config.token)] if config.token else []),
+                          RequestGuard()], options=limits,
             maximum_concurrent_rpcs=config.max_sessions + 64)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(self.policy, self.grpc)
         training_pb2_grpc.add_TrainingServiceServicer_to_server(self.training, self.grpc)
@@ -194,3 +310,40 @@ def serve(config: ServerConfig) -> None:
           f"{config.host}:{server.port}", flush=True)
     done.wait()
     server.stop()
+
+
+OPTIONS = {"personalities": "folder of NAME.onnx + NAME.json (from agentalign export)",
+           "runs": "folder of the training runs started through the server",
+           "builds": "folder of headless Unity builds that training runs may launch",
+           "host": "address to bind", "port": "port to bind",
+           "max_sessions": "most open agent sessions",
+           "idle_timeout_s": "seconds before an idle session is closed",
+           "max_batch": "most decisions in one pass",
+           "batch_window_ms": "how long a decision may wait for others to join its batch"}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "The agent server (docs/server.md): play the personalities of a folder for many "
+        "sessions, batched; start and watch training runs; gRPC health and reflection. Binds "
+        "127.0.0.1 unless a token is set (AGENTALIGN_SERVER_TOKEN or --token-file). JSON logs "
+        "on stderr. Defaults: configs/serve.yaml.")
+    add_options(parser, ServeSettings, OPTIONS)
+    parser.add_argument("--token-file", type=Path, help="file holding the bearer token")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key")
+    add_config_arguments(parser)
+
+
+def serve_from_args(args: argparse.Namespace) -> None:
+    settings = load_from_args(ServeSettings, args, OPTIONS)
+    token = os.environ.get("AGENTALIGN_SERVER_TOKEN")
+    if args.token_file is not None:
+        token = args.token_file.read_text().strip()
+    serve(ServerConfig(
+        personalities=Path(settings.personalities), runs=Path(settings.runs),
+        builds=Path(settings.builds) if settings.builds else None, host=settings.host,
+        port=settings.port, token=token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        max_sessions=settings.max_sessions, idle_timeout_s=settings.idle_timeout_s,
+        max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000.0,
+        max_runs=settings.max_runs))

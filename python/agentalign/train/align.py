@@ -9,66 +9,63 @@ on the personality card) with out/metrics.json.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentalign.atomic import write_json_atomic
-from agentalign.errors import ConfigError
+from agentalign.lifecycle import METRICS, StageRun, read_json, result_from
 from agentalign.models.checkpoint import load_policy, save_step
-from agentalign.train.prefft import RewardFn, check_target, finished, prefft, rates_text
-from agentalign.train.rl import rl
-
-METRICS = "metrics.json"
-
-
-def load_align_config(overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """configs/prefft.yaml and configs/rl.yaml as the sections prefft and rl, with overrides
-    `prefft.key=value` / `rl.key=value`."""
-    from agentalign.config import load_config
-
-    parts: dict[str, list[str]] = {"prefft": [], "rl": []}
-    for item in overrides:
-        section, _, rest = item.partition(".")
-        if section not in parts or not rest:
-            raise ConfigError(f"override {item!r}: align keys start with prefft. or rl.")
-        parts[section].append(rest)
-    return {name: load_config(name, None, items) for name, items in parts.items()}
+from agentalign.models.reward import RewardFunction
+from agentalign.rollout import rates_line
+from agentalign.spec import check_pad
+from agentalign.train import prefft, rl
+from agentalign.train.align_config import AlignSettings
 
 
-def align(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, target: str,
-          out: str | Path, reward_id: str = "", progress: bool = True) -> dict[str, Any]:
-    """`config` = {"prefft": prefft settings, "rl": rl settings}; returns metrics.json."""
-    check_target(target)
-    if set(config) != {"prefft", "rl"}:
-        raise ConfigError(f"align config must have the sections prefft and rl, got "
-                          f"{sorted(config)}")
+@dataclass(frozen=True)
+class AlignResult:
+    """An aligned policy (its metrics.json)."""
+
+    target: str
+    prefft: dict[str, Any]  # evaluation, rounds, wall_seconds
+    rl: dict[str, Any]  # evaluation, iteration, score, kl, wall_seconds
+    evaluation: dict[str, Any] | None  # the aligned policy's true outcome rates
+    wall_seconds: float
+    checkpoint: str
+
+
+def run(settings: AlignSettings, policy: str | Path, reward: str | Path | RewardFunction,
+        target: str, out: str | Path, *, progress: bool = True) -> AlignResult:
+    check_pad(target)
     out = Path(out)
-    first = prefft(config["prefft"], policy_path, reward_fn, target, out / "prefft", reward_id,
-                   progress)
-    second = rl(config["rl"], out / "prefft", reward_fn, target, out / "rl", reward_id, progress)
-    run = json.loads(json.dumps({"prefft": first["run"], "rl": second["run"]}))
-    if (done := finished(out, run)) is not None:
-        return done
-    policy, info = load_policy(out / "rl")
-    path = save_step(out, policy, policy.config.to_dict(), kind="policy", stage="align",
+    score = prefft.reward_function(reward, policy, target)
+    first = prefft.run(settings.prefft, policy, score, target, out / "prefft",
+                       progress=progress)
+    second = rl.run(settings.rl, out / "prefft", score, target, out / "rl", progress=progress)
+    life = StageRun(out, "align", {"prefft": read_json(out / "prefft" / METRICS)["run"],
+                                   "rl": read_json(out / "rl" / METRICS)["run"]})
+    if (done := life.begin()) is not None:
+        return result_from(AlignResult, done)
+    model, info = load_policy(out / "rl")
+    path = save_step(out, model, model.config.to_dict(), kind="policy", stage="align",
                      step=int(info.get("step") or 0),
-                     meta={"target": target, "stage": "align", "run": run,
-                           "evaluation": second.get("evaluation")})
-    metrics = {"stage": "align", "final": True, "target": target,
-               "prefft": {k: first[k] for k in ("evaluation", "rounds", "wall_seconds")},
-               "rl": {k: second[k] for k in ("evaluation", "iteration", "score", "kl",
-                                             "wall_seconds")},
-               "evaluation": second.get("evaluation") or first.get("evaluation"),
-               "wall_seconds": first["wall_seconds"] + second["wall_seconds"],
-               "checkpoint": str(path.relative_to(out)), "run": run}
-    write_json_atomic(out / METRICS, metrics)
-    return metrics
+                     meta={"target": target, "stage": "align", "run": life.identity,
+                           "evaluation": second.evaluation})
+    return result_from(AlignResult, life.finish({
+        "target": target,
+        "prefft": {"evaluation": first.evaluation, "rounds": first.rounds,
+                   "wall_seconds": first.wall_seconds},
+        "rl": {"evaluation": second.evaluation, "iteration": second.iteration,
+               "score": second.score, "kl": second.kl, "wall_seconds": second.wall_seconds},
+        "evaluation": second.evaluation or first.evaluation,
+        "wall_seconds": first.wall_seconds + second.wall_seconds,
+        "checkpoint": str(path.relative_to(out))}))
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    lines = [f"align -> {metrics['target']}: {metrics['wall_seconds']:.1f} s of training"]
+def summary(result: AlignResult) -> str:
+    lines = [f"align -> {result.target}: {result.wall_seconds:.1f} s of training"]
     for stage in ("prefft", "rl"):
-        if (ev := metrics[stage].get("evaluation")) is not None:
-            lines.append(f"  after {stage:6s}: {rates_text(ev)}")
+        if (ev := getattr(result, stage).get("evaluation")) is not None:
+            lines.append(f"  after {stage:6s}: {rates_line(ev['rates'])}")
+    lines.append(f"checkpoint: {result.checkpoint}")
     return "\n".join(lines)

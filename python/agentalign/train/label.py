@@ -20,19 +20,23 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, write_shard
-from agentalign.envs.factory import check_env_spec
+from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
-from agentalign.evaluate.rollout import Actor, PolicyActor, Starts, rollout, spawn_starts
+from agentalign.lifecycle import StageRun, result_from
+from agentalign.rollout import Actor, PolicyActor, play, spawn_starts
 from agentalign.spec import PADS
+from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
+    STORE,
     LabelStore,
     SyntheticLabeller,
     TrajectorySummary,
@@ -40,44 +44,18 @@ from agentalign.train.preferences import (
     sample_pairs,
 )
 
-STORE = "labels.sqlite"
 SPLITS = {"train": "rollouts-train", "heldout": "rollouts-heldout"}
 SHARD_EPISODES = 100
 
 
 @dataclass(frozen=True)
-class LabelSettings:
-    """What `agentalign label` makes; every field is a command-line option."""
+class LabelResult:
+    """What a label folder holds (its metrics.json)."""
 
-    train_episodes: int = 400  # SFT rollouts whose pairs give training labels
-    heldout_episodes: int = 400  # separate rollouts (another seed) for held-out pairs
-    pairs: int = 5000  # training pairs drawn from the 79,800 the 400 train episodes allow
-    heldout_pairs: int = 2000  # held-out pairs (>= 1,000 after ties are dropped)
-    temperature: float = 0.0  # labeller noise; 0 = the designer's rule exactly
-    seed: int = 0  # train rollouts use seed, held-out ones seed + 1_000_003, pairs seed + 1/2
-    num_envs: int = 64  # environments stepped together while rolling out
-    greedy: bool = False  # argmax actions instead of sampling (the paper samples)
-    layout: str = "jumppad_island"
-    env: str = "island"  # the backend the rollouts play in (envs.factory.make_env)
-    num_threads: int = 1  # torch CPU threads while acting (0 = torch's default, every core).
-    # Acting is many tiny ops per decision, so 1 thread is the fast choice when jobs share a
-    # machine: on a 16-core machine running ~15 jobs, labelling with torch's default of 16
-    # threads each did not finish in 7 minutes (it takes ~20 s on 2 idle cores)
-
-    def check(self) -> None:
-        for key, low in (("train_episodes", 1), ("heldout_episodes", 1), ("pairs", 1),
-                         ("heldout_pairs", 1), ("num_envs", 1), ("num_threads", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UserError(f"label: {key} must be an integer >= {low}, got {value!r}")
-        if min(self.train_episodes, self.heldout_episodes) < 2:
-            raise UserError("label: pairing needs at least 2 episodes per split")
-        check_env_spec(self.env)
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that shape the labels: not `env`, as both backends play the same
-        episodes for the same seeds, nor `num_threads`."""
-        return {k: v for k, v in asdict(self).items() if k not in ("env", "num_threads")}
+    splits: dict[str, dict[str, Any]]  # per split: corpus, episodes, outcome counts, pairs
+    targets: dict[str, dict[str, Any]]  # per target and split: labels, ties, easy, hard
+    counts: dict[str, int]  # the store's trajectories, pairs and labels
+    seconds: float
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -86,7 +64,7 @@ def split_seed(seed: int, split: str) -> int:
 
 def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
                     num_envs: int, source: dict[str, Any], progress: bool = True,
-                    env: str = "island") -> Corpus:
+                    env: str = "island", obs: tuple[int, int] = (64, 64)) -> Corpus:
     """Play `episodes` episodes with `actor` from the game's spawns and write them as a corpus
     at `out`, one shard per SHARD_EPISODES episodes (so frames never pile up in memory). A
     finished corpus with the same source is reused."""
@@ -98,15 +76,14 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         if manifest.get("complete"):
             return Corpus(out)
     out.mkdir(parents=True, exist_ok=True)
-    starts = spawn_starts(_layout(layout), episodes, seed)
+    starts = spawn_starts(load_layout(layout), episodes, seed)
     manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
     for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
         part = slice(first, min(first + SHARD_EPISODES, episodes))
-        chunk = Starts(starts.spawns[part], starts.positions[part], starts.headings[part],
-                       starts.kinds[part])
-        played = rollout(actor, chunk, num_envs=num_envs, layout=layout,
-                         seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
-                         env=env)
+        chunk = starts.part(part)
+        played = play(actor, chunk, num_envs=num_envs, layout=layout, height=obs[0],
+                      width=obs[1], seed=seed * 1009 + index, record_frames=len(chunk),
+                      progress=progress, env=env, stage="label")
         recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
                             positions=e.positions[:e.length],
                             headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
@@ -134,15 +111,13 @@ def summaries(corpus: Corpus) -> list[TrajectorySummary]:
                                strict=True)]
 
 
-def make_labels(actor: Actor, out: str | Path, targets: list[str],
-                settings: LabelSettings = LabelSettings(), *, source: dict[str, Any],
-                progress: bool = True) -> dict[str, Any]:
-    """Roll out (or reuse), pair and label; returns the summary also written to label.json."""
-    import torch
+def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: LabelSettings,
+                *, source: dict[str, Any], progress: bool = True,
+                obs: tuple[int, int] = (64, 64)) -> dict[str, Any]:
+    """Roll out with `actor` (or reuse the rollouts), pair and label for `targets`; returns the
+    summary (metrics.json). Targets add up: a rerun labels only those the store lacks."""
+    from agentalign.train.distributed import cpu_settings
 
-    from agentalign.train.bc import cpu_settings
-
-    settings.check()
     targets = list(dict.fromkeys(targets))
     if not targets:
         raise UserError("label: give at least one --target")
@@ -151,19 +126,15 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
             raise UserError(f"label: unknown target {target!r}: choose one of {list(PADS)}")
     out = Path(out)
     clock = time.perf_counter()
-    run = {"settings": settings.identity(), "source": source}
-    summary_path = out / "label.json"
-    if summary_path.exists():
-        previous = json.loads(summary_path.read_text())
-        if previous.get("run") != run:
-            raise UserError(f"label: {out} was made with other settings ({summary_path}); use "
-                            "another --out or the same options")
-    layout = _layout(settings.layout)
+    life = StageRun(out, "label", {"settings": settings.identity(), "source": source})
+    done = life.finished()
+    if done is not None and set(targets) <= set(done["targets"]):
+        return life.skip(done)
+    life.claim()
+    layout = load_layout(settings.layout)
     pads = [p.position for p in layout.pads]
     store = LabelStore(out / STORE, create=True)
-    result: dict[str, Any] = {"run": run, "splits": {}, "targets": {}}
-    if summary_path.exists():  # keep what earlier runs labelled
-        result["targets"] = json.loads(summary_path.read_text()).get("targets", {})
+    result: dict[str, Any] = {"splits": {}, "targets": dict(done["targets"]) if done else {}}
     try:
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
         for split, folder in SPLITS.items():
@@ -174,7 +145,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
                     layout=settings.layout, num_envs=settings.num_envs,
                     source={**source, "split": split, "episodes": n,
                             "seed": split_seed(settings.seed, split), "greedy": settings.greedy},
-                    progress=progress, env=settings.env)
+                    progress=progress, env=settings.env, obs=obs)
             ids = store.add_trajectories(folder, range(corpus.num_episodes), split)
             trajectories[split] = (ids, summaries(corpus))
             result["splits"][split] = {
@@ -197,8 +168,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str],
     finally:
         store.close()
     result["seconds"] = time.perf_counter() - clock
-    write_json_atomic(summary_path, result)
-    return result
+    return life.finish(result)
 
 
 def _label_target(store: LabelStore, target: str, settings: LabelSettings,
@@ -232,35 +202,30 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
     return done
 
 
-def label(policy: str | Path, out: str | Path, targets: list[str],
-          settings: LabelSettings = LabelSettings(), progress: bool = True) -> dict[str, Any]:
+def run(settings: LabelSettings, policy: str | Path, out: str | Path, targets: list[str], *,
+        progress: bool = True) -> LabelResult:
     """`agentalign label`: the SFT policy at `policy` acts, sampling its actions."""
-    import torch
-
     from agentalign.models.checkpoint import load_policy
 
     model, info = load_policy(policy)
     torch.manual_seed(settings.seed)
     actor = PolicyActor(model, greedy=settings.greedy, seed=settings.seed)
     source = {"policy": info.get("sha256"), "stage": info.get("stage")}
-    return make_labels(actor, out, targets, settings, source=source, progress=progress)
+    result = make_labels(actor, out, targets, settings, source=source, progress=progress,
+                         obs=(model.config.obs_height, model.config.obs_width))
+    return result_from(LabelResult, result)
 
 
-def format_summary(result: dict[str, Any]) -> str:
+def summary(result: LabelResult) -> str:
     lines = []
-    for split, s in result["splits"].items():
+    for split, s in result.splits.items():
         lines.append(f"{split}: {s['episodes']} episodes in {s['corpus']} (outcomes left/middle/"
                      f"right/fell/timeout {s['outcomes']}), {s['pairs']} pairs")
-    for target, splits in result["targets"].items():
+    for target, splits in result.targets.items():
         parts = [f"{split} {v['labels']} labels"
                  + (" (already there)" if v.get("reused") else
                     f" ({v['ties']} ties dropped, {v['easy']} easy / {v['hard']} hard)")
                  for split, v in splits.items()]
         lines.append(f"target {target}: " + ", ".join(parts))
+    lines.append(f"({result.seconds:.1f} s)")
     return "\n".join(lines)
-
-
-def _layout(name: str) -> Any:
-    from agentalign.envs.layout import load_layout
-
-    return load_layout(name)

@@ -24,6 +24,7 @@ import numpy as np
 from agentalign.errors import UserError
 from agentalign.spec import PADS
 
+STORE = "labels.sqlite"  # the label store's file name in a label folder
 SCHEMA_VERSION = 1
 SOURCES = ("synthetic", "human")
 

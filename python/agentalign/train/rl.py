@@ -43,109 +43,53 @@ checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from agentalign.atomic import write_json_atomic
-from agentalign.config import checked_values
-from agentalign.envs.factory import check_env_spec
+from agentalign import events
 from agentalign.envs.layout import load_layout
-from agentalign.errors import ConfigError, UserError
-from agentalign.evaluate.metrics import outcome_rates
-from agentalign.evaluate.rollout import rollout_env, spawn_starts
+from agentalign.errors import UserError
+from agentalign.lifecycle import StageRun, result_from
 from agentalign.models.checkpoint import (
     latest_or_none,
     load_policy,
     load_weights,
+    remove_stale_temporaries,
     restore_training,
     save_step,
 )
 from agentalign.models.policy import Policy, no_previous_action, window_start
-from agentalign.spec import PADS
-from agentalign.train.prefft import (
-    RewardFn,
-    Trajectory,
-    check_same_run,
-    check_target,
-    finished,
-    play,
-    policy_identity,
-    rates_text,
-    repeat_starts,
-    score,
-    true_rates,
-)
-
-METRICS = "metrics.json"
-# Keys that change no weight, so a resumed run may change them. `env` too: both backends play
-# the same episodes for the same seeds (evaluate/rollout.py).
-RESUMABLE_CHANGES = ("eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
-                     "num_threads", "env")
+from agentalign.models.reward import RewardFunction
+from agentalign.rollout import outcome_rates, rates_line, rollout_env, spawn_starts
+from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
+from agentalign.spec import PADS, check_pad
+from agentalign.train.distributed import cpu_settings, summary_writer
+from agentalign.train.prefft import policy_identity, reward_function
+from agentalign.train.rl_config import RLSettings
 
 
 @dataclass(frozen=True)
-class RLConfig:
-    """The hyper-parameters of `agentalign rl`; each is documented where its default is
-    declared, in configs/rl.yaml; this class only types and checks."""
+class RLResult:
+    """A finished RL run (its metrics.json)."""
 
-    iterations: int
-    starts_per_iteration: int
-    samples_per_start: int
-    lr: float
-    weight_decay: float
-    beta1: float
-    beta2: float
-    grad_clip: float
-    kl_coef: float
-    normalize_advantages: bool
-    update_epochs: int
-    clip_range: float
-    minibatch_episodes: int
-    num_envs: int
-    env: str
-    max_steps: int
-    spawn_jitter: float
-    layout: str
-    eval_episodes: int
-    eval_interval: int
-    checkpoint_interval: int
-    keep_checkpoints: int
-    seed: int
-    num_threads: int
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> RLConfig:
-        numbers = ("lr", "weight_decay", "beta1", "beta2", "grad_clip", "kl_coef", "clip_range",
-                   "spawn_jitter")
-        config = {"env": "island", **config}  # configs from before the key: the island
-        values = checked_values(
-            cls, config, "rl", numbers,
-            {"iterations": 0, "starts_per_iteration": 1, "samples_per_start": 2,
-             "update_epochs": 1, "minibatch_episodes": 1, "num_envs": 1, "max_steps": 1,
-             "eval_episodes": 0, "eval_interval": 0, "checkpoint_interval": 1,
-             "keep_checkpoints": 0, "seed": 0, "num_threads": 0}, prefix="rl: ")
-        for key in numbers:
-            if not values[key] >= 0:
-                raise ConfigError(f"rl: {key} must be >= 0, got {values[key]}")
-        if values["lr"] <= 0:
-            raise ConfigError("rl: lr must be > 0")
-        if not isinstance(values["normalize_advantages"], bool):
-            raise ConfigError("rl: normalize_advantages must be true or false")
-        check_env_spec(values["env"])
-        return cls(**values)
-
-    def identity(self) -> dict[str, Any]:
-        """The keys that shape the weights: a resume must agree on all of them."""
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+    target: str
+    iteration: int
+    score: float | None
+    kl: float | None
+    entropy: float | None
+    evaluation: dict[str, Any] | None  # true outcome rates at the end (separate starts)
+    decisions: int
+    train_seconds: float
+    wall_seconds: float
+    checkpoint: str
+    history: list[dict[str, float]]  # per iteration: score, reward, KL, rates, ...
 
 
 # --- log-probs over the windows the KV cache held ------------------------------------------------
@@ -227,7 +171,7 @@ def rloo_advantages(rewards: np.ndarray, k: int) -> np.ndarray:
 
 
 def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
-           trajectories: list[Trajectory], scores: np.ndarray, cfg: RLConfig) -> dict[str, float]:
+           trajectories: list[Trajectory], scores: np.ndarray, cfg: RLSettings) -> dict[str, float]:
     """One RLOO update on a batch of `starts_per_iteration * samples_per_start` episodes
     (grouped by start, k in a row); returns its statistics. Raises on a non-finite loss
     before touching the weights."""
@@ -286,30 +230,27 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
 # --- the stage -----------------------------------------------------------------------------------
 
 
-def rl(config: dict[str, Any], policy_path: str | Path, reward_fn: RewardFn, target: str,
-       out: str | Path, reward_id: str = "", progress: bool = True) -> dict[str, Any]:
-    """Run (or resume, or skip if finished) RL from the policy at `policy_path` (also the KL
-    reference) against `reward_fn`, into the stage folder `out`; returns metrics.json."""
-    from agentalign.train.bc import cpu_settings, summary_writer
-
-    check_target(target)
-    cfg = RLConfig.from_dict(config)
+def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFunction,
+        target: str, out: str | Path, *, progress: bool = True) -> RLResult:
+    """Run (or resume, or skip if finished) RL from the policy at `policy` (also the KL
+    reference) against `reward` (a reward model checkpoint, or a RewardFunction), into `out`."""
+    check_pad(target)
+    score = reward_function(reward, policy, target)
     out = Path(out)
-    reference, _ = load_policy(policy_path)
-    run = json.loads(json.dumps({"stage": "rl", "config": cfg.identity(), "target": target,
-                                 "init": policy_identity(policy_path), "reward": reward_id,
-                                 "policy": reference.config.to_dict()}))
-    if (done := finished(out, run)) is not None:
-        print(f"rl: {out} already finished at iteration {done['iteration']}; skipping")
-        return done
-    check_same_run(out, run, "rl")
-    threads = cfg.num_threads or len(os.sched_getaffinity(0))
+    reference, _ = load_policy(policy)
+    life = StageRun(out, "rl", {"stage": "rl", "config": settings.identity(), "target": target,
+                                 "init": policy_identity(policy), "reward": score.identity,
+                                 "policy": reference.config.to_dict()})
+    if (done := life.begin()) is not None:
+        return result_from(RLResult, done)
+    threads = settings.num_threads or len(os.sched_getaffinity(0))
     with cpu_settings(threads):
-        return _rl(cfg, run, reference, reward_fn, target, out, progress, summary_writer)
+        return result_from(RLResult, _rl(settings, life, reference, score, target, out,
+                                         progress))
 
 
-def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: RewardFn, target: str,
-        out: Path, progress: bool, summary_writer: Any) -> dict[str, Any]:
+def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunction, target: str,
+        out: Path, progress: bool) -> dict[str, Any]:
     clock = time.perf_counter()
     layout = load_layout(cfg.layout)
     reference.requires_grad_(False)
@@ -318,18 +259,19 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
     policy.eval()  # no dropout: acting and learning must compute the same function
     optimizer = policy.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     state: dict[str, Any] = {"iteration": 0, "decisions": 0, "seconds": 0.0, "history": []}
+    remove_stale_temporaries(out)
     if (latest := latest_or_none(out)) is not None:
-        state = _resume(latest, run, policy, optimizer)
+        state = _resume(latest, life, policy, optimizer)
         print(f"rl: resuming at iteration {state['iteration']} from {latest}")
     print(f"rl -> {target}: {policy.summary()}; {cfg.iterations} iterations x "
           f"{cfg.starts_per_iteration} starts x {cfg.samples_per_start} samples, "
           f"kl_coef {cfg.kl_coef}, lr {cfg.lr}")
     writer = summary_writer(out, state["iteration"])
-    bar = tqdm(total=cfg.iterations, initial=state["iteration"], unit="it", desc="rl",
-               disable=not progress, dynamic_ncols=True)
+    bar = events.progress("rl", cfg.iterations, initial=state["iteration"], unit="it",
+                          show=progress)
     evaluation = None
     # One environment for every iteration's rollout (all of the same size), so a Unity build
-    # is launched once, not per iteration; the island is made per rollout as before.
+    # is launched once, not per iteration; the island is made per rollout.
     rows = min(cfg.num_envs, cfg.starts_per_iteration * cfg.samples_per_start)
     env = cfg.env if cfg.env == "island" or state["iteration"] >= cfg.iterations else \
         rollout_env(cfg.env, rows, layout, reference.config.obs_height,
@@ -337,7 +279,8 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
 
     def save(iteration: int) -> Path:
         return save_step(out, policy, policy.config.to_dict(), kind="policy", stage="rl",
-                         step=iteration, meta={"target": target, "stage": "rl", "run": run},
+                         step=iteration, meta={"target": target, "stage": "rl",
+                                               "run": life.identity},
                          trainer_state={"optimizer": optimizer.state_dict(), **state},
                          keep=cfg.keep_checkpoints)
 
@@ -346,11 +289,12 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
             iteration = state["iteration"] + 1
             started = time.perf_counter()
             seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0])
-            starts = repeat_starts(spawn_starts(layout, cfg.starts_per_iteration, seed,
-                                                cfg.spawn_jitter), cfg.samples_per_start)
-            trajectories, outcomes, lengths = play(policy, starts, layout, num_envs=cfg.num_envs,
-                                                   max_steps=cfg.max_steps, seed=seed, env=env)
-            scores = score(reward_fn, trajectories)
+            starts = spawn_starts(layout, cfg.starts_per_iteration, seed,
+                                  cfg.spawn_jitter).repeated(cfg.samples_per_start)
+            trajectories, outcomes, lengths = sample_trajectories(
+                policy, starts, layout, num_envs=cfg.num_envs, max_steps=cfg.max_steps,
+                seed=seed, env=env)
+            scores = score([t.frames for t in trajectories], [t.actions for t in trajectories])
             try:
                 stats = update(policy, reference, optimizer, trajectories, scores, cfg)
             except FloatingPointError as e:
@@ -389,19 +333,18 @@ def _rl(cfg: RLConfig, run: dict[str, Any], reference: Policy, reward_fn: Reward
         if not isinstance(env, str):
             env.close()
     last = state["history"][-1] if state["history"] else {}
-    metrics = {"stage": "rl", "final": True, "target": target, "iteration": state["iteration"],
-               "score": last.get("score"), "kl": last.get("kl"), "entropy": last.get("entropy"),
-               "evaluation": evaluation, "decisions": state["decisions"],
-               "train_seconds": state["seconds"], "wall_seconds": time.perf_counter() - clock,
-               "checkpoint": f"checkpoints/step-{state['iteration']:08d}",
-               "history": state["history"], "run": run}
-    write_json_atomic(out / METRICS, metrics)
-    return metrics
+    return life.finish({
+        "target": target, "iteration": state["iteration"], "score": last.get("score"),
+        "kl": last.get("kl"), "entropy": last.get("entropy"), "evaluation": evaluation,
+        "decisions": state["decisions"], "train_seconds": state["seconds"],
+        "wall_seconds": time.perf_counter() - clock,
+        "checkpoint": f"checkpoints/step-{state['iteration']:08d}",
+        "history": state["history"]})
 
 
-def _evaluate(policy: Policy, layout: Any, cfg: RLConfig) -> dict[str, Any]:
-    return true_rates(policy, layout, cfg.eval_episodes, cfg.seed, cfg.num_envs, cfg.max_steps,
-                      cfg.spawn_jitter, cfg.env)
+def _evaluate(policy: Policy, layout: Any, cfg: RLSettings) -> dict[str, Any]:
+    return measure_rates(policy, layout, cfg.eval_episodes, cfg.seed, cfg.num_envs,
+                         cfg.max_steps, cfg.spawn_jitter, cfg.env)
 
 
 def _log(writer: Any, stats: dict[str, float], lr: float, iteration: int) -> None:
@@ -418,23 +361,21 @@ def _log_eval(writer: Any, summary: dict[str, Any], iteration: int) -> None:
         writer.add_scalar(f"eval/rate_{key}", summary["rates"][key]["rate"], iteration)
 
 
-def _resume(latest: Path, run: dict[str, Any], policy: Policy,
+def _resume(latest: Path, life: StageRun, policy: Policy,
             optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     weights, info = load_weights(latest, kind="policy")
-    if (info.get("meta") or {}).get("run") != run:
-        raise UserError(f"{latest.parent.parent} holds an rl run with other settings; use "
-                        "another --out, or the same settings to resume")
+    life.refuse_other((info.get("meta") or {}).get("run"), latest.parent.parent)
     return restore_training(latest, weights, policy, optimizer,
                             ("iteration", "decisions", "seconds", "history"))
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    ev = metrics.get("evaluation")
-    rates = f"; outcome rates (sampled): {rates_text(ev)}" if ev else ""
+def summary(result: RLResult) -> str:
+    ev = result.evaluation
+    rates = f"; outcome rates (sampled): {rates_line(ev['rates'])}" if ev else ""
 
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    return (f"rl -> {metrics['target']}: {metrics['iteration']} iterations, score "
-            f"{number(metrics['score'])}, KL {number(metrics['kl'])} in "
-            f"{metrics['wall_seconds']:.1f} s{rates}")
+    return (f"rl -> {result.target}: {result.iteration} iterations, score "
+            f"{number(result.score)}, KL {number(result.kl)} in "
+            f"{result.wall_seconds:.1f} s{rates}\ncheckpoint: {result.checkpoint}")

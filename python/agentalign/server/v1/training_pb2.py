@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentalign/v1/training.proto\x12\ragentalign.v1\"\'\n\tRunConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\";\n\x0fStartRunRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.agentalign.v1.RunConfig\"\xa0\x01\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.agentalign.v1.RunState\x12\x0f\n\x07run_dir\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x03(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07started\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x42\x0c\n\n_exit_code\"\x1f\n\x0fWatchRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb2\x01\n\x08RunEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x17.agentalign.v1.RunStateH\x00\x12\r\n\x03log\x18\x03 \x01(\tH\x00\x12+\n\x08progress\x18\x04 \x01(\x0b\x32\x17.agentalign.v1.ProgressH\x00\x12)\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.agentalign.v1.MetricsH\x00\x42\x07\n\x05\x65vent\"6\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x01\x12\r\n\x05total\x18\x03 \x01(\x01\"|\n\x07Metrics\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x32\n\x06values\x18\x02 \x03(\x0b\x32\".agentalign.v1.Metrics.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\" \n\x10\x43\x61ncelRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListRunsRequest\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.agentalign.v1.Run*\\\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tSUCCEEDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tCANCELLED\x10\x04\x32\xa7\x02\n\x0fTrainingService\x12>\n\x08StartRun\x12\x1e.agentalign.v1.StartRunRequest\x1a\x12.agentalign.v1.Run\x12\x45\n\x08WatchRun\x12\x1e.agentalign.v1.WatchRunRequest\x1a\x17.agentalign.v1.RunEvent0\x01\x12@\n\tCancelRun\x12\x1f.agentalign.v1.CancelRunRequest\x1a\x12.agentalign.v1.Run\x12K\n\x08ListRuns\x12\x1e.agentalign.v1.ListRunsRequest\x1a\x1f.agentalign.v1.ListRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentalign/v1/training.proto\x12\ragentalign.v1\"\'\n\tRunConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x02 \x03(\t\";\n\x0fStartRunRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.agentalign.v1.RunConfig\"\xa0\x01\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.agentalign.v1.RunState\x12\x0f\n\x07run_dir\x18\x03 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x04 \x03(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07started\x18\x06 \x01(\x01\x12\r\n\x05\x65nded\x18\x07 \x01(\x01\x42\x0c\n\n_exit_code\"\x1f\n\x0fWatchRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xe4\x01\n\x08RunEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x17.agentalign.v1.RunStateH\x00\x12\r\n\x03log\x18\x03 \x01(\tH\x00\x12+\n\x08progress\x18\x04 \x01(\x0b\x32\x17.agentalign.v1.ProgressH\x00\x12)\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.agentalign.v1.MetricsH\x00\x12\x30\n\x0bstage_state\x18\x06 \x01(\x0b\x32\x19.agentalign.v1.StageStateH\x00\x42\x07\n\x05\x65vent\"6\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x01\x12\r\n\x05total\x18\x03 \x01(\x01\"*\n\nStageState\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"|\n\x07Metrics\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x32\n\x06values\x18\x02 \x03(\x0b\x32\".agentalign.v1.Metrics.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\" \n\x10\x43\x61ncelRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListRunsRequest\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.agentalign.v1.Run*\\\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tSUCCEEDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\r\n\tCANCELLED\x10\x04\x32\xa7\x02\n\x0fTrainingService\x12>\n\x08StartRun\x12\x1e.agentalign.v1.StartRunRequest\x1a\x12.agentalign.v1.Run\x12\x45\n\x08WatchRun\x12\x1e.agentalign.v1.WatchRunRequest\x1a\x17.agentalign.v1.RunEvent0\x01\x12@\n\tCancelRun\x12\x1f.agentalign.v1.CancelRunRequest\x1a\x12.agentalign.v1.Run\x12K\n\x08ListRuns\x12\x1e.agentalign.v1.ListRunsRequest\x1a\x1f.agentalign.v1.ListRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METRICS_VALUESENTRY']._loaded_options = None
   _globals['_METRICS_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATE']._serialized_start=815
-  _globals['_RUNSTATE']._serialized_end=907
+  _globals['_RUNSTATE']._serialized_start=909
+  _globals['_RUNSTATE']._serialized_end=1001
   _globals['_RUNCONFIG']._serialized_start=47
   _globals['_RUNCONFIG']._serialized_end=86
   _globals['_STARTRUNREQUEST']._serialized_start=88
@@ -45,19 +45,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHRUNREQUEST']._serialized_start=312
   _globals['_WATCHRUNREQUEST']._serialized_end=343
   _globals['_RUNEVENT']._serialized_start=346
-  _globals['_RUNEVENT']._serialized_end=524
-  _globals['_PROGRESS']._serialized_start=526
-  _globals['_PROGRESS']._serialized_end=580
-  _globals['_METRICS']._serialized_start=582
-  _globals['_METRICS']._serialized_end=706
-  _globals['_METRICS_VALUESENTRY']._serialized_start=661
-  _globals['_METRICS_VALUESENTRY']._serialized_end=706
-  _globals['_CANCELRUNREQUEST']._serialized_start=708
-  _globals['_CANCELRUNREQUEST']._serialized_end=740
-  _globals['_LISTRUNSREQUEST']._serialized_start=742
-  _globals['_LISTRUNSREQUEST']._serialized_end=759
-  _globals['_LISTRUNSRESPONSE']._serialized_start=761
-  _globals['_LISTRUNSRESPONSE']._serialized_end=813
-  _globals['_TRAININGSERVICE']._serialized_start=910
-  _globals['_TRAININGSERVICE']._serialized_end=1205
+  _globals['_RUNEVENT']._serialized_end=574
+  _globals['_PROGRESS']._serialized_start=576
+  _globals['_PROGRESS']._serialized_end=630
+  _globals['_STAGESTATE']._serialized_start=632
+  _globals['_STAGESTATE']._serialized_end=674
+  _globals['_METRICS']._serialized_start=676
+  _globals['_METRICS']._serialized_end=800
+  _globals['_METRICS_VALUESENTRY']._serialized_start=755
+  _globals['_METRICS_VALUESENTRY']._serialized_end=800
+  _globals['_CANCELRUNREQUEST']._serialized_start=802
+  _globals['_CANCELRUNREQUEST']._serialized_end=834
+  _globals['_LISTRUNSREQUEST']._serialized_start=836
+  _globals['_LISTRUNSREQUEST']._serialized_end=853
+  _globals['_LISTRUNSRESPONSE']._serialized_start=855
+  _globals['_LISTRUNSRESPONSE']._serialized_end=907
+  _globals['_TRAININGSERVICE']._serialized_start=1004
+  _globals['_TRAININGSERVICE']._serialized_end=1299
 # @@protoc_insertion_point(module_scope)

@@ -60,18 +60,20 @@ class WatchRunRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("time", "state", "log", "progress", "metrics")
+    __slots__ = ("time", "state", "log", "progress", "metrics", "stage_state")
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_STATE_FIELD_NUMBER: _ClassVar[int]
     time: float
     state: RunState
     log: str
     progress: Progress
     metrics: Metrics
-    def __init__(self, time: _Optional[float] = ..., state: _Optional[_Union[RunState, str]] = ..., log: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ...) -> None: ...
+    stage_state: StageState
+    def __init__(self, time: _Optional[float] = ..., state: _Optional[_Union[RunState, str]] = ..., log: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., stage_state: _Optional[_Union[StageState, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total")
@@ -82,6 +84,14 @@ class Progress(_message.Message):
     done: float
     total: float
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+
+class StageState(_message.Message):
+    __slots__ = ("stage", "state")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    state: str
+    def __init__(self, stage: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
     __slots__ = ("source", "values")

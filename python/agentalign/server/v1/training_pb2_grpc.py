@@ -61,8 +61,12 @@ class TrainingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartRun(self, request, context):
-        """Start a run. INVALID_ARGUMENT for a bad config, ALREADY_EXISTS for a taken run name,
-        RESOURCE_EXHAUSTED when the server's limit of concurrent runs is reached.
+        """Start a run. INVALID_ARGUMENT for a command that is not a training stage (collect,
+        pretrain, sft, label, reward, prefft, rl, align, evaluate, export, pipeline), arguments or
+        settings that do not parse, an output path outside the run's folder, an input path outside
+        the server's runs or personalities folders, or a Unity build outside its builds folder (the
+        message names the argument); ALREADY_EXISTS for a taken run name, RESOURCE_EXHAUSTED when
+        the server's limit of concurrent runs is reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -3,38 +3,49 @@
 The heatmap colours each spot by the share of episodes that passed through it (each episode
 counts once per spot, so an agent that dithers in one place does not outshine a hundred that
 walked by), on a log scale from one episode to all of them, over a dimmed map so the colours
-read against grass, sand and water alike.
+read against grass, sand and water alike. The colours, the title strip and the colour bar come
+from matplotlib (imported when a heatmap is drawn); the map itself is the island's own picture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from agentalign.atomic import atomic_path
 from agentalign.envs.layout import Layout
-from agentalign.envs.preview import annotate, to_map_pixels, top_down_map
+from agentalign.envs.map import annotate, to_map_pixels, top_down_map
 from agentalign.envs.render import IslandRenderer
 
-# Matplotlib's "inferno" at 11 points: perceptually uniform, readable in grey and by most
-# colour-blind readers, and its dark-to-bright ramp stands out from the island's greens and blues.
-INFERNO = np.array([
-    (0, 0, 4), (22, 11, 57), (66, 10, 104), (106, 23, 110), (147, 38, 103), (188, 55, 84),
-    (221, 81, 58), (243, 120, 25), (252, 165, 10), (246, 215, 70), (252, 255, 164)],
-    dtype=np.float64)
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+
+# Matplotlib's "inferno": perceptually uniform, readable in grey and by most colour-blind readers,
+# and its dark-to-bright ramp stands out from the island's greens and blues.
 COLOUR_FLOOR = 0.25  # the ramp starts at dark purple: black would read as a hole in the map
+BACKGROUND = "#181a22"  # the strips around the map
+TEXT, FAINT = "#f0f0f0", "#c8c8cd"
 
 
 def colour_map(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> RGB uint8 [..., 3] along INFERNO (from COLOUR_FLOOR up)."""
-    t = COLOUR_FLOOR + (1 - COLOUR_FLOOR) * np.clip(values, 0.0, 1.0)
-    x = t * (len(INFERNO) - 1)
-    i = np.minimum(x.astype(np.int64), len(INFERNO) - 2)
-    f = (x - i)[..., None]
-    return np.round(INFERNO[i] * (1 - f) + INFERNO[i + 1] * f).astype(np.uint8)
+    """Values in [0, 1] -> RGB uint8 [..., 3] along matplotlib's inferno, from COLOUR_FLOOR up."""
+    import matplotlib
+
+    t = COLOUR_FLOOR + (1 - COLOUR_FLOOR) * np.clip(np.asarray(values, dtype=np.float64), 0, 1)
+    return np.asarray(matplotlib.colormaps["inferno"](t, bytes=True))[..., :3]
+
+
+def _ramp(steps: int = 256) -> Colormap:
+    """The part of inferno that colour_map uses, as a colormap for the colour bar."""
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+
+    inferno = matplotlib.colormaps["inferno"]
+    return ListedColormap(inferno(np.linspace(COLOUR_FLOOR, 1.0, steps)), name="inferno_floor")
 
 
 def visit_shares(layout: Layout, tracks: Sequence[np.ndarray], cell: float = 0.5) -> np.ndarray:
@@ -97,14 +108,51 @@ def trajectory_heatmap(renderer: IslandRenderer, tracks: Sequence[np.ndarray], t
     dim = dim.crop((max(0, round(lo[0])), max(0, round(hi[1])),
                     min(dim.width, round(hi[0])), min(dim.height, round(lo[1]))))
 
-    width, header, footer = dim.width, 54, 40
-    canvas = Image.new("RGB", (width, header + dim.height + footer), (24, 26, 34))
-    canvas.paste(dim, (0, header))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((10, 8), title, fill=(240, 240, 240), font=_font(17))
-    draw.text((10, 31), subtitle, fill=(200, 200, 205), font=_font(14))
-    _colour_bar(draw, n, top=header + dim.height + 8, width=width)
-    return canvas
+    return _frame(dim, title, subtitle, n)
+
+
+def _frame(map_image: Image.Image, title: str, subtitle: str, episodes: int) -> Image.Image:
+    """The map at its own pixel size under a title strip and over a colour bar, drawn by
+    matplotlib (Agg) and returned as an RGB image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    dpi, header, footer = 100, 54, 40
+    width, height = map_image.width, header + map_image.height + footer
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=BACKGROUND)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, footer / height, 1.0, map_image.height / height))
+    ax.imshow(np.asarray(map_image), interpolation="nearest")
+    ax.set_axis_off()
+    pt = 72 / dpi  # points per pixel: sizes below are in pixels
+    fig.text(10 / width, 1 - 8 / height, title, color=TEXT, fontsize=17 * pt, va="top",
+             parse_math=False)
+    fig.text(10 / width, 1 - 31 / height, subtitle, color=FAINT, fontsize=13 * pt, va="top",
+             parse_math=False)
+
+    # The colour bar: shares of episodes on a log scale from one episode to all of them (the
+    # overlay's level), ticks at 1 episode and at 1%, 10%, 100% of episodes where they fit.
+    top, bar = 8, 10
+    caption = fig.text(10 / width, (footer - top - bar / 2) / height, "share of episodes passing",
+                       color=FAINT, fontsize=13 * pt, va="center")
+    caption_end = caption.get_window_extent(canvas.get_renderer()).x1
+    left, right = max(min(220, width // 2), round(caption_end) + 16), width - 20
+    cax = fig.add_axes((left / width, (footer - top - bar) / height, (right - left) / width,
+                        bar / height))
+    norm = LogNorm(vmin=1.0 / episodes, vmax=max(episodes, 2) / episodes)
+    colour_bar = fig.colorbar(ScalarMappable(norm=norm, cmap=_ramp()), cax=cax,
+                              orientation="horizontal")
+    ticks = [(1.0 / episodes, "1 ep")] + [(s, f"{100 * s:g}%") for s in (0.01, 0.1, 1.0)
+                                          if s > 3.0 / episodes]
+    colour_bar.set_ticks([s for s, _ in ticks], labels=[label for _, label in ticks])
+    colour_bar.minorticks_off()
+    colour_bar.outline.set_visible(False)
+    cax.tick_params(colors=FAINT, labelcolor=FAINT, labelsize=11 * pt, length=3, width=1,
+                    pad=1)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
 def _outline_pads(layout: Layout, image: Image.Image) -> None:
@@ -116,25 +164,6 @@ def _outline_pads(layout: Layout, image: Image.Image) -> None:
         r = pad.radius * scale
         draw.ellipse((px - r, py - r, px + r, py + r), outline=(0, 0, 0), width=4)
         draw.ellipse((px - r, py - r, px + r, py + r), outline=layout.palette[pad.colour], width=2)
-
-
-def _colour_bar(draw: ImageDraw.ImageDraw, episodes: int, top: int, width: int) -> None:
-    """The ramp with ticks at 1 episode and at 1%, 10%, 100% of episodes where they fit."""
-    left, right, height = 220, width - 20, 10
-    ramp = colour_map(np.linspace(0.0, 1.0, right - left))
-    for x, colour in enumerate(ramp):
-        draw.line((left + x, top, left + x, top + height), fill=tuple(int(c) for c in colour))
-    draw.text((10, top - 2), "share of episodes passing", fill=(200, 200, 205), font=_font(13))
-    font = _font(11)
-    ticks = [(1.0 / episodes, "1 ep")] + [(s, f"{100 * s:g}%") for s in (0.01, 0.1, 1.0)
-                                         if s > 3.0 / episodes]
-    for share, label in ticks:
-        t = np.log(share * episodes) / np.log(max(episodes, 2))
-        x = left + t * (right - left - 1)
-        draw.line((x, top + height, x, top + height + 3), fill=(200, 200, 205))
-        w = draw.textlength(label, font=font)
-        draw.text((min(max(x - w / 2, left - 10), right - w), top + height + 4), label,
-                  fill=(200, 200, 205), font=font)
 
 
 def save_heatmap(path: str | Path, image: Image.Image) -> Path:

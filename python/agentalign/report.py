@@ -8,6 +8,7 @@ file can be mailed or attached to a ticket as is.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import json
@@ -17,6 +18,8 @@ from typing import Any
 import yaml
 
 from agentalign.atomic import write_atomic
+from agentalign.command import Command
+from agentalign.errors import UserError
 
 # Outcome colours: grey for none, then the pads' palette colours, as in the paper's bar charts.
 OUTCOME_COLOURS = {"none": "#9a9a9a", "left": "#e13232", "middle": "#f5cd28", "right": "#9b3ce1"}
@@ -31,81 +34,98 @@ def _png(path: Path) -> str:
     return f'<img alt="{_esc(path.name)}" src="data:image/png;base64,{data}">'
 
 
+# Fixed settings for the report's charts: a fixed hash salt so the SVG's ids (clip paths,
+# markers) do not change from run to run, labels taken as plain text (a "$" in a run's name is
+# not math), and small fonts that fit charts a few hundred pixels wide.
+_CHART_RC = {"svg.hashsalt": "agentalign-report", "text.parse_math": False, "font.size": 8,
+             "axes.titlesize": 9, "axes.titleweight": "bold", "legend.fontsize": 8}
+
+
+def _svg(fig: Any, label: str) -> str:
+    """The figure as SVG markup to inline in HTML (no XML prolog or doctype), then closed."""
+    import io
+
+    from matplotlib import pyplot as plt
+
+    buffer = io.StringIO()
+    try:
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    finally:
+        plt.close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{_esc(label)}" ', 1)
+
+
 def outcome_bars(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """Grouped bars (none, left, middle, right) per agent with 95% interval whiskers, in SVG."""
+    """Grouped bars (none, left, middle, right) per agent with 95% interval whiskers, as inline
+    SVG drawn by matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
     keys = list(OUTCOME_COLOURS)
-    bar, gap, group_gap, height, top, left = 18, 3, 34, 220, 20, 44
-    group_w = len(keys) * (bar + gap) + group_gap
-    width = max(left + group_w * max(len(rows), 1) + 20, left + 10 + 80 * len(keys))
-    y = lambda v: top + height * (1 - v)  # noqa: E731
-    parts = [f'<svg width="{width}" height="{top + height + 60}" role="img" '
-             'aria-label="outcome rates per stage">']
-    for tick in range(0, 101, 25):
-        yy = y(tick / 100)
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{yy}" y2="{yy}" '
-                     'stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{yy + 4}" text-anchor="end" '
-                     f'font-size="11">{tick}%</text>')
-    for g, (label, rates) in enumerate(rows):
-        x0 = left + 10 + g * group_w
+    bar = 0.8 / len(keys)
+    with matplotlib.rc_context(_CHART_RC):
+        fig, ax = plt.subplots(figsize=(max(4.6, 1.3 + 1.15 * len(rows)), 3.1),
+                               layout="constrained")
         for k, key in enumerate(keys):
-            r = rates.get(key, {"rate": 0, "low": 0, "high": 0})
-            x = x0 + k * (bar + gap)
-            parts.append(f'<rect x="{x}" y="{y(r["rate"])}" width="{bar}" '
-                         f'height="{height * r["rate"]}" fill="{OUTCOME_COLOURS[key]}">'
-                         f'<title>{_esc(label)} {key}: {100 * r["rate"]:.1f}% '
-                         f'[{100 * r["low"]:.1f}, {100 * r["high"]:.1f}]</title></rect>')
-            cx = x + bar / 2
-            parts.append(f'<line x1="{cx}" x2="{cx}" y1="{y(r["low"])}" y2="{y(r["high"])}" '
-                         'stroke="#222"/>')
-            parts.append(f'<text x="{cx}" y="{y(r["rate"]) - 4}" text-anchor="middle" '
-                         f'font-size="9">{100 * r["rate"]:.0f}</text>')
-        parts.append(f'<text x="{x0 + (group_w - group_gap) / 2}" y="{top + height + 18}" '
-                     f'text-anchor="middle" font-size="12">{_esc(label)}</text>')
-    for k, key in enumerate(keys):
-        x = left + 10 + k * 80
-        parts.append(f'<rect x="{x}" y="{top + height + 34}" width="12" height="12" '
-                     f'fill="{OUTCOME_COLOURS[key]}"/><text x="{x + 16}" '
-                     f'y="{top + height + 44}" font-size="12">{key}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            blank = {"rate": 0.0, "low": 0.0, "high": 0.0}
+            rates = [r.get(key, blank) for _, r in rows]
+            rate = [float(r["rate"]) for r in rates]
+            whiskers = [[max(0.0, v - float(r["low"])) for v, r in zip(rate, rates, strict=True)],
+                        [max(0.0, float(r["high"]) - v) for v, r in zip(rate, rates, strict=True)]]
+            x = [g - 0.4 + (k + 0.5) * bar for g in range(len(rows))]
+            bars = ax.bar(x, rate, bar * 0.9, yerr=whiskers, color=OUTCOME_COLOURS[key],
+                          label=key, error_kw={"ecolor": "#222222", "elinewidth": 0.9},
+                          zorder=2)
+            ax.bar_label(bars, [f"{100 * v:.0f}" for v in rate], padding=1.5, fontsize=6.5,
+                         color="#444444")
+        ax.set_xticks(range(len(rows)), [label for label, _ in rows])
+        ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
+        ax.set_ylim(0.0, 1.08)  # room for the value labels over a 100% bar
+        ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel("share of episodes")
+        ax.grid(axis="y", color="#dddddd", zorder=0)
+        ax.tick_params(axis="x", length=0)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=len(keys),
+                  frameon=False)
+        return _svg(fig, "outcome rates per stage")
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], ylabel: str = "",
                width: int = 420, height: int = 200) -> str:
-    """A small SVG line chart of named (x, y) series."""
+    """A small line chart of named (x, y) series, `width` x `height` CSS pixels, as inline SVG
+    drawn by matplotlib. `ylabel` is written under the x axis, as before (the callers pass the
+    x quantity, e.g. "RL iteration")."""
     points = [p for s in series.values() for p in s]
     if not points:
         return f"<p>{_esc(title)}: no data</p>"
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    pad_l, pad_t, w, h = 48, 22, width - 60, height - 62
-    sx = lambda v: pad_l + w * (v - x0) / (x1 - x0)  # noqa: E731
-    sy = lambda v: pad_t + h * (1 - (v - y0) / (y1 - y0))  # noqa: E731
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
-             f'<text x="{pad_l}" y="14" font-size="12" font-weight="bold">{_esc(title)}</text>',
-             f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{h}" fill="none" '
-             'stroke="#ccc"/>',
-             f'<text x="{pad_l - 4}" y="{pad_t + 8}" text-anchor="end" font-size="10">'
-             f'{y1:.3g}</text>',
-             f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end" font-size="10">'
-             f'{y0:.3g}</text>',
-             f'<text x="{pad_l}" y="{pad_t + h + 14}" font-size="10">{x0:.3g}</text>',
-             f'<text x="{pad_l + w}" y="{pad_t + h + 14}" text-anchor="end" font-size="10">'
-             f'{x1:.3g}</text>',
-             f'<text x="{pad_l + w / 2}" y="{pad_t + h + 14}" text-anchor="middle" '
-             f'font-size="10">{_esc(ylabel)}</text>']
-    for i, (name, s) in enumerate(series.items()):
-        colour = OUTCOME_COLOURS.get(name, palette[i % len(palette)])
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                     'stroke-width="1.5"/>')
-        parts.append(f'<text x="{pad_l + 6 + 90 * i}" y="{pad_t + h + 30}" font-size="11" '
-                     f'fill="{colour}">{_esc(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    with matplotlib.rc_context(_CHART_RC):
+        # SVG sizes are in points (1/72 in) and a browser draws 96 CSS pixels per inch.
+        fig, ax = plt.subplots(figsize=(width / 96, height / 96), layout="constrained")
+        for i, (name, s) in enumerate(series.items()):
+            colour = OUTCOME_COLOURS.get(name, palette[i % len(palette)])
+            ax.plot([p[0] for p in s], [p[1] for p in s], color=colour, linewidth=1.5,
+                    marker="o" if len(s) == 1 else None, markersize=3, label=name)
+        ax.set_title(title, loc="left")
+        ax.set_xlabel(ylabel)
+        ax.grid(color="#e6e6e6")
+        ax.tick_params(labelsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if ylabel else -0.14),
+                  ncols=min(len(series), 4), frameon=False, fontsize=7, handlelength=1.5)
+        return _svg(fig, title)
 
 
 def _rates_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
@@ -246,3 +266,34 @@ preferences, align each personality (preference fine-tuning, then RL), export to
 
 def _fmt_pct(value: Any) -> str:
     return "" if value is None else f"{100 * float(value):.1f}%"
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def run(folder: str | Path, *, progress: bool = False) -> Path:
+    """`agentalign report`: (re)write a run's report.html from its pipeline.json."""
+    folder = Path(folder)
+    if not (folder / "pipeline.json").exists():
+        raise UserError(f"{folder}: no pipeline.json here; pass a run folder made by "
+                        "`agentalign pipeline`")
+    return build_report(folder)
+
+
+def summary(path: Path) -> str:
+    return f"wrote {path}"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Write RUN/report.html from RUN/pipeline.json and the artifacts it "
+                          "points to: a self-contained page for a browser.")
+    parser.add_argument("run", type=Path, help="a run folder made by agentalign pipeline")
+
+
+def request(args: argparse.Namespace) -> tuple[None, dict[str, Any]]:
+    return None, {"folder": args.run}
+
+
+COMMAND = Command("report", "(re)write a run's report.html", arguments, request,
+                  "agentalign.report:run", "agentalign.report:summary", inputs=("folder",),
+                  settings=False)

@@ -103,6 +103,13 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rates_line(rates: dict[str, dict[str, Any]]) -> str:
+    """'left 12.0%  middle 40.5%  right 9.5%  none 38.0% (fell 4.0%, timeout 34.0%)'."""
+    r = {k: 100 * v["rate"] for k, v in rates.items()}
+    return (f"left {r['left']:.1f}%  middle {r['middle']:.1f}%  right {r['right']:.1f}%  "
+            f"none {r['none']:.1f}% (fell {r['fell']:.1f}%, timeout {r['timeout']:.1f}%)")
+
+
 def _row(label: str, block: dict[str, Any]) -> str:
     cells = "".join(f"{100 * block['rates'][c]['rate']:>8.1f}%" for c in TABLE_COLUMNS)
     return f"{label:16s}{block['episodes']:>9d}{cells}{block['mean_length']:>9.1f}"

@@ -1,0 +1,410 @@
+"""`agentalign pipeline`: every stage of the recipe in order, resumable, with a report.
+
+The pipeline calls the same stage functions the commands call (`collect.run`, `train.bc.pretrain`,
+..., `export.personality.run`), with settings built by the one loader, so it can do nothing a
+user could not. `pipeline.json` in the run folder records each finished stage with its wall
+time; a rerun skips those and reruns the unfinished ones, which resume from their own
+checkpoints.
+
+Stages that spread over every core themselves (collect, pretrain, sft, the study) run one at a
+time in this process. The rest, labelling, each target's reward model and alignment, every
+evaluation and export, mostly act on one thread, so `workers` of them run side by side in worker
+processes, each pinned to its share of the cores (`agentalign.workers`). A stage starts once
+the stages it needs are done; its output goes to `logs/<stage>.log` in the run folder. A stage
+that would use every core (the reward model's default) uses its share: float rounding, and so
+the numbers, can differ slightly from a run with `workers: 1`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from agentalign import __version__, events
+from agentalign.atomic import write_json_atomic
+from agentalign.collect_config import CollectSettings
+from agentalign.config import Settings, load
+from agentalign.errors import UserError
+from agentalign.evaluate_config import EvaluateSettings
+from agentalign.export.export_config import ExportSettings
+from agentalign.lifecycle import StageRun, read_json
+from agentalign.pipeline_config import PipelineSettings
+from agentalign.train.align_config import AlignSettings
+from agentalign.train.bc_config import ImitationSettings, SftSettings
+from agentalign.train.reward_config import RewardSettings
+from agentalign.workers import pinned_pool
+
+
+class StageFailed(UserError):
+    """A stage of the pipeline stopped; its own message was printed above."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    call: Callable[..., Any]  # the stage function with its arguments (picklable: a partial)
+    needs: tuple[str, ...] = ()  # stages whose outputs it reads
+    solo: bool = False  # uses every core itself: runs alone, in this process
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What pipeline.json holds: the stages' records and where their artifacts are."""
+
+    name: str
+    stages: list[dict[str, Any]]  # name, status, seconds
+    wall_seconds: float
+    evaluations: dict[str, str]
+    reward: dict[str, str]
+    rl: dict[str, str]
+    personalities: dict[str, str]
+    report: str
+
+
+def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[Stage]:
+    """The stages of a run, in order, each a stage function with its settings."""
+    from agentalign import collect, evaluate
+    from agentalign.export import personality
+    from agentalign.train import align, bc, label, reward, reward_study
+
+    seed, env = settings.seed, settings.env
+    on_env = {"env": env} if env != "island" else {}  # stages that play episodes
+
+    def extra(stage: str) -> list[str]:
+        return list(settings.stages.get(stage, ()))
+
+    def path(*parts: str) -> Path:
+        return run.joinpath(*parts)
+
+    def settings_of(cls: type[Settings], overrides: list[str], **options: Any) -> Any:
+        return load(cls, None, overrides, options)
+
+    worker = {"progress": False}  # stages in worker processes log to files: no bars
+    here = {"progress": progress}
+    stages = [
+        Stage("collect", partial(collect.run, settings_of(
+            CollectSettings, extra("collect"), seed=seed, **on_env), path("corpus"), **here),
+            solo=True),
+        Stage("demos", partial(collect.run, settings_of(
+            CollectSettings, extra("demos"), population="direct",
+            episodes=settings.demo_episodes, seed=seed + 1000, **on_env), path("demos"),
+            **here), solo=True),
+        Stage("pretrain", partial(bc.pretrain, settings_of(
+            ImitationSettings, [f"seed={seed}", *extra("pretrain")]), path("corpus"),
+            path("pretrain"), **here), ("collect",), solo=True),
+        Stage("sft", partial(bc.sft, settings_of(SftSettings, [f"seed={seed}", *extra("sft")]),
+                             path("demos"), path("sft"), init=path("pretrain"), **here),
+              ("pretrain", "demos"), solo=True),
+    ]
+    if settings.ablation:
+        stages.append(Stage("sft-scratch", partial(
+            bc.sft, settings_of(SftSettings, [f"seed={seed}", *extra("sft")]), path("demos"),
+            path("sft-scratch"), **here), ("demos",), solo=True))
+    targets = list(settings.targets)
+    labels = settings.label.replace(seed=seed, env=env)
+    stages.append(Stage("label", partial(label.run, labels, path("sft"), path("label"),
+                                         targets, **worker), ("sft",)))
+    reward_settings = settings_of(RewardSettings, [f"seed={seed}", *extra("reward")])
+    env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
+    align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
+                                                 *extra("align"), *env_align])
+    for t in targets:
+        stages.append(Stage(f"reward-{t}", partial(
+            reward.run, reward_settings, path("label"), t, path(f"reward-{t}"),
+            path("pretrain"), settings.labels_used, **worker), ("label", "pretrain")))
+        stages.append(Stage(f"align-{t}", partial(
+            align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
+            **worker), ("sft", f"reward-{t}")))
+
+    agents = [("base", "pretrain"), ("sft", "sft")]
+    if settings.ablation:
+        agents.append(("sft-scratch", "sft-scratch"))
+    agents += [(f"{t}-aligned", f"align-{t}") for t in targets]
+    evaluation = settings_of(EvaluateSettings, extra("evaluate"),
+                             episodes=settings.eval_episodes, seed=seed, **on_env)
+    for name, folder in agents:
+        stages.append(Stage(f"evaluate-{name}", partial(
+            evaluate.run, evaluation, path(folder), path("eval", name), **worker), (folder,)))
+    if settings.offlane:
+        offlane = evaluation.replace(starts="offlane")
+        for name, folder in agents[:3 if settings.ablation else 2]:
+            stages.append(Stage(f"evaluate-{name}-offlane", partial(
+                evaluate.run, offlane, path(folder), path("eval", f"{name}-offlane"),
+                **worker), (folder,)))
+    if settings.export:
+        exporting = settings_of(ExportSettings, [], seed=seed,
+                                episodes=settings.export_episodes)
+        for t in targets:
+            stages.append(Stage(f"export-{t}", partial(
+                personality.run, exporting, path(f"align-{t}"), f"{t}-runner",
+                path("personalities"), t), (f"align-{t}",)))
+    if settings.study:
+        stages.append(Stage("reward-study", partial(
+            reward_study.run, settings_of(RewardSettings, extra("reward")), path("label"),
+            targets[0], path("pretrain"), path("study"), **here), ("label", "pretrain"),
+            solo=True))
+    return stages
+
+
+def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True
+        ) -> PipelineResult:
+    """Run (or resume) the whole pipeline into `out`."""
+    from agentalign.report import build_report
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = _state(folder, settings)
+    stages = plan(folder, settings, progress)
+    clock, before = time.perf_counter(), state.get("wall_seconds", 0.0)
+
+    def wall() -> None:  # summed over the invocations that made the run
+        state["wall_seconds"] = round(before + time.perf_counter() - clock, 2)
+
+    try:
+        _Scheduler(folder, state, settings, progress).run(stages)
+        with _timed(state, "report"):
+            _index_outputs(folder, state, settings)
+            wall()
+            write_json_atomic(folder / "pipeline.json", state)
+            build_report(folder)
+    finally:
+        wall()
+        write_json_atomic(folder / "pipeline.json", state)
+    events.state("pipeline", "done")
+    return PipelineResult(state["name"], state["stages"], state["wall_seconds"],
+                          state["evaluations"], state["reward"], state["rl"],
+                          state["personalities"], str(folder / "report.html"))
+
+
+def _state(run: Path, settings: PipelineSettings) -> dict[str, Any]:
+    """pipeline.json of a run to resume (refused if it was started with another config), or a
+    new one."""
+    life = StageRun(run, "pipeline", settings.identity())
+    state = read_json(run / "pipeline.json")
+    if (run / "pipeline.json").exists() and not isinstance(state, dict):
+        raise UserError(f"pipeline: {run / 'pipeline.json'} is not valid JSON; delete it to "
+                        "rerun every stage (finished stages' outputs are reused where they "
+                        "resume)")
+    if state is not None:
+        saved = {k: v for k, v in (state.get("config") or {}).items()
+                 if k not in SCHEDULING_ONLY}
+        life.refuse_other(saved, run)
+        state["config"] = settings.to_dict()
+        return state
+    return {"name": run.name, "config": settings.to_dict(), "agentalign": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "stages": []}
+
+
+SCHEDULING_ONLY = ("workers", "quiet")
+
+
+def _record(state: dict[str, Any], name: str) -> dict[str, Any]:
+    record = {"name": name, "status": "running", "seconds": 0.0}
+    state["stages"] = [s for s in state["stages"] if s["name"] != name] + [record]
+    return record
+
+
+@contextlib.contextmanager
+def _timed(state: dict[str, Any], name: str) -> Iterator[dict[str, Any]]:
+    record = _record(state, name)
+    start = time.perf_counter()
+    try:
+        yield record
+        record["status"] = "done"
+    except BaseException:
+        record["status"] = "failed"
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 2)
+
+
+class _Scheduler:
+    """Runs the stages in plan order, each once the stages it needs are done: `solo` stages
+    alone in this process, the others on `workers` pinned worker processes (workers = 1: all in
+    this process, one after the other)."""
+
+    def __init__(self, run: Path, state: dict[str, Any], settings: PipelineSettings,
+                 progress: bool) -> None:
+        self.run_dir, self.state, self.settings = run, state, settings
+        self.workers, self.progress = settings.workers, progress
+        self.done = {s["name"] for s in state["stages"] if s["status"] == "done"}
+        self.running: dict[Future[int], tuple[Stage, float, dict[str, Any]]] = {}
+        self.failed: list[str] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.bar: events.Progress | None = None  # over the stages in workers, while any run
+        self.in_workers = 0  # stages left to run in workers
+
+    def run(self, stages: list[Stage]) -> None:
+        for stage in stages:
+            if stage.name in self.done:
+                print(f"[pipeline] {stage.name}: done, skipped")
+        pending = [s for s in stages if s.name not in self.done]
+        self.in_workers = 0 if self.workers == 1 else sum(not s.solo for s in pending)
+        try:
+            while pending or self.running:
+                stage = None if self.failed else self._next(pending)
+                if stage is not None:
+                    pending.remove(stage)
+                    if stage.solo or self.workers == 1:
+                        self._close_bar()
+                        self._run_here(stage)
+                    else:
+                        self._submit(stage)
+                elif self.running:
+                    self._collect()
+                elif self.failed:
+                    break
+                else:
+                    raise RuntimeError(f"pipeline: stages {[s.name for s in pending]} need "
+                                       "stages that are not in the plan")
+        finally:
+            self._close_bar()
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+        if self.failed:
+            logs = ", ".join(str(self._log(name)) for name in self.failed)
+            raise StageFailed(f"stage {', '.join(self.failed)} failed (log: {logs}); fix the "
+                              "cause and rerun the same command to resume from it")
+
+    def _next(self, pending: list[Stage]) -> Stage | None:
+        """The first pending stage that may start now; a solo stage waits for the workers."""
+        for stage in pending:
+            if stage.solo or self.workers == 1:
+                ready = not self.running and set(stage.needs) <= self.done
+                return stage if ready else None
+            if set(stage.needs) <= self.done and len(self.running) < self.workers:
+                return stage
+        return None
+
+    def _say(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _save(self) -> None:
+        write_json_atomic(self.run_dir / "pipeline.json", self.state)
+
+    def _run_here(self, stage: Stage) -> None:
+        print(f"[pipeline] {stage.name}: {_describe(stage.call)}", flush=True)
+        with _timed(self.state, stage.name):
+            try:
+                stage.call()
+            except UserError as e:
+                print(f"[pipeline] {stage.name}: error: {e}", flush=True)
+                self.state["stages"][-1]["status"] = "failed"
+                raise StageFailed(f"stage {stage.name} failed; fix the cause and rerun the "
+                                  "same command to resume from it") from None
+            finally:
+                self._save()
+        self.done.add(stage.name)
+        _index_outputs(self.run_dir, self.state, self.settings)
+        self._save()
+
+    def _log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def _submit(self, stage: Stage) -> None:
+        if self.pool is None:
+            self.pool = pinned_pool(self.workers)
+        if self.bar is None:
+            self.bar = events.progress("pipeline stages", self.in_workers, unit="stage",
+                                       show=self.progress)
+        log = self._log(stage.name)
+        log.parent.mkdir(exist_ok=True)
+        self._say(f"[pipeline] {stage.name}: {_describe(stage.call)} (in a worker; log: {log})")
+        record = _record(self.state, stage.name)
+        self._save()
+        future = self.pool.submit(_run_in_worker, stage.call, str(log))
+        self.running[future] = (stage, time.perf_counter(), record)
+
+    def _collect(self) -> None:
+        """Wait for a worker stage to end and record it."""
+        finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            stage, start, record = self.running.pop(future)
+            try:
+                code = future.result()
+            except Exception as e:  # the worker process died (killed, out of memory)
+                self._say(f"[pipeline] {stage.name}: worker lost: {e}")
+                code = 1
+            self.in_workers -= 1
+            record["seconds"] = round(time.perf_counter() - start, 2)
+            record["status"] = "done" if code == 0 else "failed"
+            if code == 0:
+                self.done.add(stage.name)
+                self._say(f"[pipeline] {stage.name}: done in {record['seconds']:.1f} s")
+            else:
+                self.failed.append(stage.name)
+                self._say(f"[pipeline] {stage.name}: failed; the stages already running finish "
+                          "first")
+            if self.bar is not None:
+                self.bar.update(1)
+            _index_outputs(self.run_dir, self.state, self.settings)
+            self._save()
+
+
+def _describe(call: Any) -> str:
+    """'agentalign.train.bc.pretrain(corpus, pretrain)': the function and its path arguments."""
+    func = getattr(call, "func", call)
+    paths = [a.name for a in getattr(call, "args", ()) if isinstance(a, Path)]
+    return f"{func.__module__}.{func.__name__}({', '.join(paths)})"
+
+
+def _run_in_worker(call: Callable[..., Any], log: str) -> int:
+    """One stage in a worker process, its output into `log`; returns 0 if it succeeded."""
+    with open(log, "a", buffering=1) as out, contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(out):
+        print(_describe(call), flush=True)
+        try:
+            call()
+            return 0
+        except (Exception, SystemExit):
+            traceback.print_exc()
+            return 1
+
+
+def _index_outputs(run: Path, state: dict[str, Any], settings: PipelineSettings) -> None:
+    """Point pipeline.json at the artifacts the report shows (paths relative to the run)."""
+    evaluations = {}
+    for found in sorted((run / "eval").glob("*/results.json")) if (run / "eval").exists() \
+            else []:
+        evaluations[found.parent.name] = str(found.relative_to(run))
+    targets = list(settings.targets)
+    order = ["base", "sft", "sft-scratch"] + [f"{t}-aligned" for t in targets]
+    state["evaluations"] = {k: evaluations[k] for k in sorted(
+        evaluations, key=lambda k: (order.index(k.removesuffix("-offlane"))
+                                    if k.removesuffix("-offlane") in order else 99, k))}
+    state["reward"] = {t: str(p.relative_to(run)) for t in targets
+                       if (p := run / f"reward-{t}" / "metrics.json").exists()}
+    state["rl"] = {t: str(p.relative_to(run)) for t in targets
+                   if (p := run / f"align-{t}" / "rl" / "metrics.json").exists()}
+    if (run / "study" / "study.png").exists():
+        state["study_plot"] = "study/study.png"
+    state["personalities"] = {p.stem: str(p.relative_to(run))
+                              for p in sorted((run / "personalities").glob("*.onnx"))} \
+        if (run / "personalities").exists() else {}
+
+
+def summary(result: PipelineResult) -> str:
+    rows = [f"{'stage':28s}{'status':>10s}{'seconds':>10s}"]
+    for s in result.stages:
+        rows.append(f"{s['name']:28s}{s['status']:>10s}{s['seconds']:>10.1f}")
+    rows.append(f"{'total (stages summed)':28s}{'':>10s}"
+                f"{sum(s['seconds'] for s in result.stages):>10.1f}")
+    rows.append(f"{'wall clock':28s}{'':>10s}{result.wall_seconds:>10.1f}")
+    rows.append(f"report: {result.report}")
+    return "\n".join(rows)

@@ -1,0 +1,126 @@
+"""Where episodes start: the game's spawn points, or the fixed off-lane set.
+
+Episode k's start is drawn from its own random stream (seed, STARTS_STREAM, k), so a start set
+does not depend on how many episodes are played at once, and two policies evaluated with the
+same seed face the same starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agentalign.config import Settings, at_least, between, invalid
+from agentalign.envs.layout import Layout
+from agentalign.errors import ConfigError
+
+STARTS_STREAM = 0
+START_KINDS: tuple[str, ...] = ("spawn", "shifted", "turned", "shifted_turned")
+
+
+@dataclass(frozen=True)
+class Starts:
+    """The start state of each of N episodes: episode k starts at row k of every array."""
+
+    spawns: np.ndarray  # int [N]: the spawn point the start belongs to (for per-spawn rates)
+    positions: np.ndarray  # float [N, 2] metres
+    headings: np.ndarray  # float [N] degrees clockwise from north
+    kinds: np.ndarray  # str [N]: "spawn" at a spawn point, else how it was moved off the lanes
+
+    def __len__(self) -> int:
+        return len(self.spawns)
+
+    def repeated(self, k: int) -> Starts:
+        """Each start k times in a row (episodes i*k .. i*k+k-1 share start i)."""
+        return Starts(*(np.repeat(a, k, axis=0) for a in (self.spawns, self.positions,
+                                                          self.headings, self.kinds)))
+
+    def part(self, rows: slice) -> Starts:
+        return Starts(self.spawns[rows], self.positions[rows], self.headings[rows],
+                      self.kinds[rows])
+
+
+@dataclass(frozen=True)
+class OfflaneSettings(Settings):
+    """The off-lane start set (configs/evaluate.yaml `offlane`, which says why these numbers)."""
+
+    kinds: dict[str, float] = field(metadata=at_least(0))
+    shift: tuple[float, float] = field(metadata=between(0.0, 20.0))
+    turn: tuple[float, float] = field(metadata=between(0.0, 180.0))
+    jitter: float = field(metadata=at_least(0))
+    min_edge: float = field(metadata=at_least(0))
+    obstacle_margin: float = field(metadata=at_least(0))
+
+    def check(self) -> None:
+        if set(self.kinds) - set(START_KINDS[1:]) or sum(self.kinds.values()) <= 0:
+            raise invalid("kinds", f"must weigh {list(START_KINDS[1:])} with weights >= 0, "
+                          f"not all 0; got {self.kinds!r}")
+        for key in ("shift", "turn"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise invalid(key, f"must be [low, high] with low <= high, got {[low, high]}")
+
+
+def spawn_starts(layout: Layout, episodes: int, seed: int, jitter: float = 0.5) -> Starts:
+    """The game's own starts: a uniform spawn point, jittered by up to `jitter` metres, facing the
+    spawn's heading (what IslandVectorEnv draws at reset, drawn per episode here)."""
+    xy = np.array([s.position for s in layout.spawns], dtype=np.float64)
+    heading = np.array([s.heading for s in layout.spawns], dtype=np.float64)
+    spawns, positions = np.zeros(episodes, dtype=np.int64), np.zeros((episodes, 2))
+    for k in range(episodes):
+        rng = np.random.default_rng([seed, STARTS_STREAM, k])
+        spawns[k] = rng.integers(len(xy))
+        positions[k] = xy[spawns[k]] + rng.uniform(-jitter, jitter, size=2)
+    return Starts(spawns, positions, heading[spawns], np.full(episodes, "spawn"))
+
+
+def offlane_starts(layout: Layout, episodes: int, seed: int, config: OfflaneSettings) -> Starts:
+    """Starts displaced sideways and/or turned away from the demonstration lanes. Each is
+    redrawn until it is valid."""
+    kinds = [k for k in START_KINDS[1:] if config.kinds.get(k, 0) > 0]
+    weights = np.array([config.kinds[k] for k in kinds], dtype=np.float64)
+    xy = np.array([s.position for s in layout.spawns], dtype=np.float64)
+    heading = np.array([s.heading for s in layout.spawns], dtype=np.float64)
+    spawns, positions = np.zeros(episodes, dtype=np.int64), np.zeros((episodes, 2))
+    headings, names = np.zeros(episodes), np.empty(episodes, dtype=object)
+    for k in range(episodes):
+        rng = np.random.default_rng([seed, STARTS_STREAM, k])
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        for _ in range(1000):
+            spawn = int(rng.integers(len(xy)))
+            position = xy[spawn] + rng.uniform(-config.jitter, config.jitter, size=2)
+            if "shifted" in kind:  # sideways = perpendicular to the spawn's facing
+                side = np.radians(heading[spawn] + 90.0)
+                shift = rng.choice([-1.0, 1.0]) * rng.uniform(*config.shift)
+                position += shift * np.array([np.sin(side), np.cos(side)])
+            turn = rng.choice([-1.0, 1.0]) * rng.uniform(*config.turn) if "turned" in kind \
+                else 0.0
+            if not start_problems(layout, position[None], config.min_edge,
+                                  config.obstacle_margin):
+                break
+        else:
+            raise ConfigError(f"offlane starts: no valid start for episode {k} in 1000 tries; "
+                              "loosen offlane.shift or offlane.min_edge")
+        spawns[k], positions[k], names[k] = spawn, position, kind
+        headings[k] = (heading[spawn] + turn) % 360.0
+    return Starts(spawns, positions, headings, names.astype(str))
+
+
+def start_problems(layout: Layout, positions: np.ndarray, min_edge: float,
+                   obstacle_margin: float) -> list[str]:
+    """Why any of these start positions [N, 2] is unfit (empty if all are fine): each must be on
+    land, `min_edge` metres from the coast, clear of obstacles and off the pads."""
+    x, y = positions[:, 0], positions[:, 1]
+    problems = []
+    if not layout.is_on_island(x, y).all():
+        problems.append("off the island")
+    if (layout.distance_to_edge(x, y) < min_edge).any():
+        problems.append(f"closer than {min_edge} m to the coast")
+    if layout.in_obstacle(x, y, margin=layout.agent.radius + obstacle_margin).any():
+        problems.append("in or against an obstacle")
+    for pad in layout.pads:
+        reach = pad.radius + layout.agent.radius + 1.0
+        if (np.hypot(x - pad.position[0], y - pad.position[1]) < reach).any():
+            problems.append(f"on or next to the {pad.name} pad")
+    return problems

@@ -1,0 +1,67 @@
+"""What a learner may see of its own episodes: `Trajectory` (pixels, actions, acting log-probs),
+sampled by the one rollout loop; and outcome rates measured apart, for logs and evaluation.
+
+Ground truth stays out of the learner's view: outcomes and lengths come back beside the
+trajectories, for logging only, and the rates a trainer reports at its end are measured on
+starts no training batch used (`EVAL_STREAM`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv
+
+from agentalign.envs.layout import Layout
+from agentalign.models.policy import Policy
+from agentalign.rollout.actors import PolicyActor
+from agentalign.rollout.loop import play
+from agentalign.rollout.outcomes import summarise
+from agentalign.rollout.starts import Starts, spawn_starts
+
+EVAL_STREAM = 7_919  # seeds the evaluation starts apart from every training round/iteration
+
+
+@dataclass
+class Trajectory:
+    """What a learner or the reward model may see of one episode: pixels and actions."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]: the observation at each decision
+    actions: np.ndarray  # int64 [T, n_branches]: the action taken at that decision
+    logprobs: np.ndarray  # float32 [T]: log-prob of that action under the acting policy
+
+
+def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_envs: int,
+                        max_steps: int, seed: int, env: str | VectorEnv = "island"
+                        ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
+    """Sampled actions from every start (in the backend `env` names, or an environment made by
+    `rollout_env`); returns the learner's view of each episode and, apart, the true outcomes
+    and lengths, which are for logging only."""
+    actor = PolicyActor(policy, greedy=False, seed=seed, record_logprobs=True)
+    played = play(actor, starts, num_envs=num_envs, layout=layout,
+                  height=policy.config.obs_height, width=policy.config.obs_width,
+                  max_steps=max_steps, seed=seed, record_frames=len(starts), env=env)
+    trajectories = []
+    for e in played.episodes:
+        assert e.frames is not None
+        logprobs = np.asarray(actor.logprobs[e.index][:e.length], dtype=np.float32)
+        trajectories.append(Trajectory(np.ascontiguousarray(e.frames[:e.length]),
+                                       e.actions.astype(np.int64), logprobs))
+    outcomes = np.array([e.outcome for e in played.episodes], dtype=np.int64)
+    lengths = np.array([e.length for e in played.episodes], dtype=np.int64)
+    return trajectories, outcomes, lengths
+
+
+def measure_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_envs: int,
+                  max_steps: int, spawn_jitter: float, env: str = "island") -> dict[str, Any]:
+    """Outcome rates (sampled actions) on starts no training batch used, played in `env`; for
+    evaluation and logs only."""
+    starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
+    actor = PolicyActor(policy, greedy=False, seed=seed + EVAL_STREAM)
+    played = play(actor, starts, num_envs=num_envs, layout=layout,
+                  height=policy.config.obs_height, width=policy.config.obs_width,
+                  max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)
+    return summarise([e.outcome for e in played.episodes], [e.length for e in played.episodes],
+                     {"spawn": [layout.spawns[e.spawn].name for e in played.episodes]})

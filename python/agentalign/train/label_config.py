@@ -1,0 +1,81 @@
+"""`agentalign label`'s settings and arguments (configs/label.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentalign.command import Command
+from agentalign.config import (
+    Settings,
+    add_config_arguments,
+    add_options,
+    at_least,
+    invalid,
+    load_from_args,
+)
+from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.spec import PADS
+
+OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rollouts",
+           "pairs": "train pairs", "heldout_pairs": "held-out pairs",
+           "temperature": "labeller noise (0: exact)", "seed": "rollout and pairing seed",
+           "num_envs": "environments stepped together",
+           "num_threads": "torch CPU threads while acting (0 = every core)", "env": ENV_HELP}
+
+
+@dataclass(frozen=True)
+class LabelSettings(Settings):
+    """What `agentalign label` makes; each key is documented in configs/label.yaml."""
+
+    YAML = "label"
+    train_episodes: int = field(metadata=at_least(2))
+    heldout_episodes: int = field(metadata=at_least(2))
+    pairs: int = field(metadata=at_least(1))
+    heldout_pairs: int = field(metadata=at_least(1))
+    temperature: float = field(metadata=at_least(0))
+    seed: int = field(metadata=at_least(0))
+    num_envs: int = field(metadata=at_least(1))
+    greedy: bool
+    layout: str
+    env: str
+    num_threads: int = field(metadata=at_least(0))
+
+    def check(self) -> None:
+        check_env_setting(self.env)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape the labels: not `env`, as both backends play the same
+        episodes for the same seeds, nor `num_threads`."""
+        return {k: v for k, v in asdict(self).items() if k not in ("env", "num_threads")}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Roll out the SFT policy (sampled actions) into two corpora, OUT/rollouts-train and "
+        "OUT/rollouts-heldout (separate seeds), pair their episodes and label the pairs with "
+        "the synthetic labeller for each --target, in OUT/labels.sqlite (ties dropped). Rerun "
+        "with another --target to add its labels to the same store. Defaults: "
+        "configs/label.yaml.")
+    parser.add_argument("--policy", type=Path, required=True, metavar="SFT_CHECKPOINT",
+                        help="the SFT policy: a checkpoint folder or the sft stage folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/labels"), help="output folder")
+    parser.add_argument("--target", action="append", required=True, choices=list(PADS),
+                        help="pad to label for (repeatable)")
+    add_options(parser, LabelSettings, OPTIONS)
+    add_config_arguments(parser)
+
+
+def request(args: argparse.Namespace) -> tuple[LabelSettings, dict[str, Any]]:
+    targets = list(dict.fromkeys(args.target))
+    if not targets:
+        raise invalid("target", "give at least one --target")
+    return load_from_args(LabelSettings, args, OPTIONS), {
+        "policy": args.policy, "out": args.out, "targets": targets}
+
+
+COMMAND = Command("label", "roll out the SFT agent and label pairs of its runs", arguments,
+                  request, "agentalign.train.label:run", "agentalign.train.label:summary",
+                  inputs=("policy",), outputs=("out",))

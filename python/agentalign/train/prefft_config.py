@@ -1,0 +1,85 @@
+"""`agentalign prefft`'s settings and arguments (configs/prefft.yaml), and the arguments every
+alignment command shares (--policy, --reward, --target, --out)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentalign.command import Command
+from agentalign.config import (
+    Settings,
+    above,
+    add_config_arguments,
+    add_options,
+    at_least,
+    load_from_args,
+)
+from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.spec import PADS
+from agentalign.train.bc_config import SftSettings
+
+OPTIONS = {"env": ENV_HELP, "num_envs": "environments stepped together while sampling"}
+
+
+@dataclass(frozen=True)
+class PrefftSettings(Settings):
+    """Preference fine-tuning; each key is documented in configs/prefft.yaml."""
+
+    YAML = "prefft"
+    rounds: int = field(metadata=at_least(0))
+    episodes: int = field(metadata=at_least(1))
+    top_fraction: float = field(metadata={**above(0.0), "max": 1.0})
+    num_envs: int = field(metadata=at_least(1))
+    env: str
+    max_steps: int = field(metadata=at_least(1))
+    spawn_jitter: float = field(metadata=at_least(0))
+    layout: str
+    eval_episodes: int = field(metadata=at_least(0))
+    seed: int = field(metadata=at_least(0))
+    num_threads: int = field(metadata=at_least(0))
+    finetune: SftSettings  # the imitation trainer's settings for each round's fine-tuning
+
+    def check(self) -> None:
+        check_env_setting(self.env)
+
+    def identity(self) -> dict[str, Any]:
+        """Not `env`: both backends play the same episodes for a seed."""
+        return {k: v for k, v in self.to_dict().items() if k != "env"}
+
+
+def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """--policy, --reward, --target, --out: what prefft, rl and align are given."""
+    parser.add_argument("--policy", type=Path, required=True, metavar="CHECKPOINT",
+                        help="the policy to align: a checkpoint folder or a stage folder")
+    parser.add_argument("--reward", type=Path, required=True, metavar="CHECKPOINT",
+                        help="the target's reward model: a checkpoint or stage folder")
+    parser.add_argument("--target", required=True, choices=list(PADS), help="the pad to align "
+                        "to (the reward model must be trained for it)")
+    parser.add_argument("--out", type=Path, default=Path(out), help="stage folder")
+
+
+def alignment_request(args: argparse.Namespace) -> dict[str, Any]:
+    return {"policy": args.policy, "reward": args.reward, "target": args.target,
+            "out": args.out}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "ReST-like: sample rollouts from the policy, score them with the reward model, "
+        "fine-tune on the top fraction (a few rounds), then measure the true outcome rates. "
+        "Resumable; a finished run is skipped. Defaults: configs/prefft.yaml.")
+    alignment_arguments(parser, "runs/prefft")
+    add_options(parser, PrefftSettings, OPTIONS)
+    add_config_arguments(parser)
+
+
+def request(args: argparse.Namespace) -> tuple[PrefftSettings, dict[str, Any]]:
+    return load_from_args(PrefftSettings, args, OPTIONS), alignment_request(args)
+
+
+COMMAND = Command("prefft", "preference fine-tuning on the best-scored rollouts", arguments,
+                  request, "agentalign.train.prefft:run", "agentalign.train.prefft:summary",
+                  inputs=("policy", "reward"), outputs=("out",))

@@ -1,0 +1,118 @@
+"""`agentalign reward` (and its label-scaling study): settings and arguments
+(configs/reward.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agentalign.command import Command
+from agentalign.config import (
+    Settings,
+    above,
+    add_config_arguments,
+    at_least,
+    between,
+    invalid,
+    load_from_args,
+)
+from agentalign.spec import PADS
+from agentalign.train.bc_config import ModelSettings
+
+INITS = ("agent", "random")
+# Keys that change no weight: not part of a run's identity.
+RESUMABLE_CHANGES = ("log_interval", "checkpoint_interval", "keep_checkpoints", "num_threads",
+                     "device", "study")
+
+
+@dataclass(frozen=True)
+class StudySettings(Settings):
+    """`agentalign reward --study`: the paper's label-scaling figure."""
+
+    label_counts: tuple[int, ...] = field(metadata=at_least(1))
+    seeds: tuple[int, ...] = field(metadata=at_least(0))
+    inits: tuple[Literal["agent", "random"], ...]
+    workers: int = field(metadata=at_least(1))
+
+    def check(self) -> None:
+        for key in ("label_counts", "seeds", "inits"):
+            if not getattr(self, key):
+                raise invalid(key, "must not be empty")
+
+
+@dataclass(frozen=True)
+class RewardSettings(Settings):
+    """The hyper-parameters of the reward model; documented in configs/reward.yaml."""
+
+    YAML = "reward"
+    model: ModelSettings
+    freeze_cnn: bool
+    batch_size: int = field(metadata=at_least(1))
+    epochs: float = field(metadata=above(0))
+    min_steps: int = field(metadata=at_least(1))
+    max_steps: int = field(metadata=at_least(1))
+    lr: float = field(metadata=above(0))
+    min_lr: float = field(metadata=at_least(0))
+    warmup_steps: int = field(metadata=at_least(0))
+    weight_decay: float = field(metadata=at_least(0))
+    beta1: float = field(metadata=between(0.0, 1.0))
+    beta2: float = field(metadata=between(0.0, 1.0))
+    grad_clip: float = field(metadata=at_least(0))
+    log_interval: int = field(metadata=at_least(1))
+    checkpoint_interval: int = field(metadata=at_least(1))
+    keep_checkpoints: int = field(metadata=at_least(0))
+    seed: int = field(metadata=at_least(0))
+    num_threads: int = field(metadata=at_least(0))
+    device: Literal["auto", "cpu", "cuda"]
+    study: StudySettings
+
+    def check(self) -> None:
+        if self.min_steps > self.max_steps:
+            raise invalid("min_steps", f"must be <= max_steps ({self.max_steps})")
+        if self.min_lr > self.lr:
+            raise invalid("min_lr", f"must be <= lr ({self.lr}), got {self.min_lr}")
+
+    def steps_for(self, labels: int) -> int:
+        """Optimisation steps for `labels` labels: `epochs` passes, clamped."""
+        batch = min(self.batch_size, labels)
+        return int(min(self.max_steps, max(self.min_steps,
+                                           math.ceil(self.epochs * labels / batch))))
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train the reward model (the policy's trunk + a scalar head) with the Bradley-Terry "
+        "loss on the first N train labels of a target; report held-out accuracy (all, easy = "
+        "different outcomes, hard = same outcome) in OUT/metrics.json. Resumable like "
+        "pretrain. With --study, run the label-scaling study instead (study.json, study.md, "
+        "study.png). Defaults: configs/reward.yaml.")
+    parser.add_argument("--labels", type=Path, default=Path("runs/labels"),
+                        help="a folder made by `agentalign label`")
+    parser.add_argument("--target", required=True, choices=list(PADS))
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", type=Path, metavar="PRETRAINED_CHECKPOINT",
+                       help="agent-encoder init: the pre-trained policy's checkpoint or folder")
+    start.add_argument("--random-init", action="store_true", help="a random trunk instead")
+    parser.add_argument("--labels-used", type=int, help="train on the first N labels (default: "
+                        "all)")
+    parser.add_argument("--study", action="store_true", help="the label-scaling study (both "
+                        "inits, the label counts and seeds of the config's study section)")
+    parser.add_argument("--out", type=Path, default=Path("runs/reward"), help="stage folder")
+    add_config_arguments(parser)
+
+
+def request(args: argparse.Namespace) -> tuple[RewardSettings, dict[str, Any]]:
+    return load_from_args(RewardSettings, args), {
+        "labels": args.labels, "target": args.target, "out": args.out, "init": args.init,
+        "labels_used": args.labels_used, "study": args.study}
+
+
+COMMAND = Command("reward", "train the reward model on preference labels", arguments, request,
+                  "agentalign.train.reward:command", "agentalign.train.reward:summary",
+                  inputs=("labels", "init"), outputs=("out",))
