@@ -5,15 +5,15 @@
 # `agentalign pipeline --set seed=S` passes), but the three targets' reward+align+evaluate side by
 # side and 1,000 evaluation episodes (500 off-lane). About 12-15 busy processes for 3 seeds.
 #
-#   SEEDS="0 1 2" DIR=/tmp/replicates bash benchmarks/replicates.sh
-#   python benchmarks/replicates_table.py /tmp/replicates    # the tables for docs/results.md
+#   SEEDS="0 1 2" DIR=runs/replicates bash benchmarks/replicates.sh
+#   python benchmarks/replicates_table.py runs/replicates    # the tables for docs/results.md
 #
 # AA overrides the command (default `python -m agentalign`, so a source checkout on PYTHONPATH
 # works). Each seed logs to DIR/sS.log; a finished stage is skipped when rerun (as the stages
 # themselves resume).
 set -u
 SEEDS=${SEEDS:-"0 1 2"}
-DIR=${DIR:-/tmp/replicates}
+DIR=${DIR:-runs/replicates}
 EPISODES=${EPISODES:-1000}
 OFFLANE_EPISODES=${OFFLANE_EPISODES:-500}
 TARGETS=${TARGETS:-"left middle right"}

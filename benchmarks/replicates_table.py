@@ -1,7 +1,7 @@
 """Tables of `benchmarks/replicates.sh`'s runs: outcome rates per agent and seed (mean, min,
 max over seeds, 95% Wilson intervals per seed) and the reward models' held-out accuracy.
 
-    python benchmarks/replicates_table.py /tmp/replicates
+    python benchmarks/replicates_table.py runs/replicates
 """
 
 from __future__ import annotations
@@ -56,4 +56,4 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/replicates"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/replicates"))

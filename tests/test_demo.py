@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from agentalign.data.demo import META_BYTES, check_corpus_spec, read_demo, write_demo
+from agentalign.data.demo import META_BYTES, check_corpus_spec, read_demo
 from agentalign.data.demo_import import run as import_demos
+from agentalign.data.demo_write import write_demo
 from agentalign.data.shards import Corpus, Episode
 from agentalign.envs import mlagents_compat
 from agentalign.envs.island import IslandVectorEnv

@@ -69,5 +69,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["WHERE", "build_parser", "main"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from agentalign.errors import UserError
 from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
 from agentalign.lifecycle import StageRun, read_json
-from agentalign.pipeline_config import PipelineSettings
+from agentalign.pipeline_config import SCHEDULING_KEYS, PipelineSettings
 from agentalign.train.align_config import AlignSettings
 from agentalign.train.bc_config import ImitationSettings, SftSettings
 from agentalign.train.reward_config import RewardSettings
@@ -195,15 +196,12 @@ def _state(run: Path, settings: PipelineSettings) -> dict[str, Any]:
                         "resume)")
     if state is not None:
         saved = {k: v for k, v in (state.get("config") or {}).items()
-                 if k not in SCHEDULING_ONLY}
+                 if k not in SCHEDULING_KEYS}
         life.refuse_other(saved, run)
         state["config"] = settings.to_dict()
         return state
     return {"name": run.name, "config": settings.to_dict(), "agentalign": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "stages": []}
-
-
-SCHEDULING_ONLY = ("workers", "quiet")
 
 
 def _record(state: dict[str, Any], name: str) -> dict[str, Any]:
@@ -302,7 +300,7 @@ class _Scheduler:
         print(f"[pipeline] {stage.name}: {_describe(stage.call)}", flush=True)
         with _timed(self.state, stage.name):
             try:
-                stage.call()
+                print(_summary(stage.call, stage.call()), flush=True)
             except UserError as e:
                 print(f"[pipeline] {stage.name}: error: {e}", flush=True)
                 self.state["stages"][-1]["status"] = "failed"
@@ -364,13 +362,19 @@ def _describe(call: Any) -> str:
     return f"{func.__module__}.{func.__name__}({', '.join(paths)})"
 
 
+def _summary(call: Any, result: Any) -> str:
+    """The stage's result as its command prints it (each stage module has `summary`)."""
+    func = getattr(call, "func", call)
+    return sys.modules[func.__module__].summary(result)
+
+
 def _run_in_worker(call: Callable[..., Any], log: str) -> int:
     """One stage in a worker process, its output into `log`; returns 0 if it succeeded."""
     with open(log, "a", buffering=1) as out, contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(out):
         print(_describe(call), flush=True)
         try:
-            call()
+            print(_summary(call, call()), flush=True)
             return 0
         except (Exception, SystemExit):
             traceback.print_exc()

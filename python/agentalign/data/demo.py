@@ -19,9 +19,9 @@ record goes with the observation of the *same* record (checked in
 Unity-Technologies/ml-agents `ml-agents/mlagents/trainers/demo_loader.py`, `make_demo_buffer`,
 both the BrainInfo-era and the current ObsUtil versions: observations from
 `current_pair_info.agent_info`, actions from `current_pair_info.action_info`; the next record
-gives only `done` and reward). Our reader and `write_demo` follow that, so our files mean what
-they say to ML-Agents' trainer. Episodes end after a step with `done`; an action-less terminal
-step (the final observation) ends the episode without becoming a step of it.
+gives only `done` and reward). Our reader and `write_demo` (`data.demo_write`) follow that, so
+our files mean what they say to ML-Agents' trainer. Episodes end after a step with `done`; an
+action-less terminal step (the final observation) ends the episode without becoming a step of it.
 Caveat, not verified here against the C# source: Unity's recorder writes a record in
 `Agent.SendInfoToBrain` before the brain decides, from `storedActions`, which may still hold the
 previous decision's action, so in editor recordings a record's action may be the one taken
@@ -43,20 +43,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from agentalign.atomic import write_atomic
-from agentalign.data.shards import Corpus, Episode
+from agentalign.data.shards import Corpus
 from agentalign.envs import mlagents_compat
 from agentalign.errors import CorpusError
-from agentalign.spec import (
-    ACTION_BRANCHES,
-    BEHAVIOR_NAME,
-    CAMERA_SENSOR_NAME,
-    OUTCOME_CODES,
-)
+from agentalign.spec import ACTION_BRANCHES, CAMERA_SENSOR_NAME
 
 META_BYTES = 33  # the meta record is padded to this offset (ML-Agents' INITIAL_POS)
 API_VERSIONS = (0, 1)  # DemonstrationMetaProto.api_version values ML-Agents has written
-WRITE_API_VERSION = 1
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DIM_NONE, DIM_TRANSLATIONAL = 1, 2  # ML-Agents' DimensionProperty values for a camera
 IMPORT_PLAYER_TYPES = ("human",)  # imported play is one player type in corpus statistics
@@ -165,16 +158,6 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError("varint too long")
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def _messages() -> dict[str, type]:
@@ -386,92 +369,6 @@ def _decode_pngs(data: bytes, channels: int, mapping: list[int]) -> np.ndarray:
     return stacked[..., :channels]
 
 
-# -- writing -----------------------------------------------------------------------------------
-
-def write_demo(path: str | Path, episodes: Sequence[Episode | dict[str, Any]],
-               name: str | None = None, behavior_name: str = f"{BEHAVIOR_NAME}?team=0",
-               branches: Sequence[int] = ACTION_BRANCHES,
-               rewards: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-    """Write our trajectories as a .demo file a Unity project (or ML-Agents' trainers) reads.
-
-    Each episode's frames (uint8 [T, H, W, 3]) become CameraSensor observations, PNG-compressed
-    and declared CHW as the Unity 4.0 camera sensor declares them, paired with its discrete
-    actions [T, len(branches)]; the last step carries `done` (and `max_step_reached` if the
-    episode timed out). Returns the meta fields written.
-    """
-    messages = _messages()
-    from mlagents_envs.communicator_objects.agent_info_action_pair_pb2 import (
-        AgentInfoActionPairProto,
-    )
-    from mlagents_envs.communicator_objects.agent_info_pb2 import AgentInfoProto
-    from mlagents_envs.communicator_objects.brain_parameters_pb2 import ActionSpecProto
-    from mlagents_envs.communicator_objects.observation_pb2 import PNG, ObservationProto
-
-    from agentalign.envs.player import CAMERA_DIMENSION_PROPERTIES, encode_png
-
-    path = Path(path)
-    name = name or path.stem
-    records: list[bytes] = []
-    total_reward = 0.0
-    timeout = OUTCOME_CODES["timeout"]
-    for e, episode in enumerate(episodes):
-        frames = np.asarray(_field(episode, "frames"))
-        actions = np.asarray(_field(episode, "actions"))
-        outcome = _field(episode, "outcome", -1)
-        reward = np.zeros(len(frames), np.float32) if rewards is None else \
-            np.asarray(rewards[e], dtype=np.float32)
-        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"episode {e}: frames must be uint8 [T, H, W, 3], got "
-                             f"{frames.dtype} {list(frames.shape)}")
-        if actions.shape != (len(frames), len(branches)):
-            raise ValueError(f"episode {e}: actions must be [{len(frames)}, {len(branches)}]")
-        total_reward += float(reward.sum())
-        for t, frame in enumerate(frames):
-            last = t + 1 == len(frames)
-            camera = ObservationProto(
-                shape=[3, frame.shape[0], frame.shape[1]], compression_type=PNG,
-                compressed_data=encode_png(frame), name=CAMERA_SENSOR_NAME,
-                dimension_properties=list(CAMERA_DIMENSION_PROPERTIES))
-            info = AgentInfoProto(reward=float(reward[t]), done=last,
-                                  max_step_reached=last and outcome == timeout, id=e + 1,
-                                  observations=[camera])
-            pair = AgentInfoActionPairProto(agent_info=info)
-            pair.action_info.discrete_actions.extend(int(a) for a in actions[t])
-            records.append(pair.SerializeToString())
-    steps, count = len(records), len(episodes)
-    meta = messages["meta"](api_version=WRITE_API_VERSION, demonstration_name=name,
-                            number_steps=steps, number_episodes=count,
-                            mean_reward=total_reward / max(count, 1))
-    head = _delimited(meta.SerializeToString())
-    while len(head) > META_BYTES and meta.demonstration_name:  # the name must fit the header
-        meta.demonstration_name = meta.demonstration_name[:-1]
-        head = _delimited(meta.SerializeToString())
-    brain = messages["brain"](brain_name=behavior_name, action_spec=ActionSpecProto(
-        num_continuous_actions=0, num_discrete_actions=len(branches),
-        discrete_branch_sizes=list(branches)))
-
-    def write(f: Any) -> None:
-        f.write(head + b"\0" * (META_BYTES - len(head)))
-        f.write(_delimited(brain.SerializeToString()))
-        for r in records:
-            f.write(_delimited(r))
-        f.write(head)  # the stray trailing copy Unity's writer leaves; readers ignore it
-
-    write_atomic(path, write)
-    return {"name": meta.demonstration_name, "steps": steps, "episodes": count,
-            "mean_reward": meta.mean_reward}
-
-
-def _delimited(payload: bytes) -> bytes:
-    return _encode_varint(len(payload)) + payload
-
-
-def _field(episode: Episode | dict[str, Any], name: str, default: Any = None) -> Any:
-    if isinstance(episode, dict):
-        return episode.get(name, default)
-    return getattr(episode, name, default)
-
-
 # -- checking a corpus against what a trainer needs --------------------------------------------
 
 def check_corpus_spec(corpus: Corpus | str | Path, obs_shape: Sequence[int],
@@ -508,4 +405,3 @@ def check_corpus_spec(corpus: Corpus | str | Path, obs_shape: Sequence[int],
             raise CorpusError(f"corpus {corpus.folder}: shard {entry['file']}{source} has "
                               f"{' and '.join(problems)}; record it with the island's "
                               f"agent{fix}")
-

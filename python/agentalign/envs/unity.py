@@ -34,17 +34,9 @@ more than `max_restarts` times, or the editor (which cannot be restarted from he
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import socket
-import tempfile
-import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -54,17 +46,26 @@ from gymnasium.vector.utils import batch_space
 
 from agentalign.envs import mlagents_compat
 from agentalign.envs.layout import Layout, load_layout
-from agentalign.errors import UserError
+from agentalign.envs.unity_builds import (
+    BUILD_BASE_PORT,
+    EDITOR_PORT,
+    EngineError,
+    _Ended,
+    _layout_argument,
+    _resolve_executable,
+    _RowState,
+    _Worker,
+    _write_state,
+    free_worker_ids,
+)
+from agentalign.envs.unity_workers import UnityWorkers
 from agentalign.spec import (
     ACTION_BRANCHES,
-    BEHAVIOR_NAME,
     DECISIONS_PER_SECOND,
     NO_TARGET,
     OUTCOME_CHANNEL_ID,
     PADS,
     RUNNING,
-    SEED_MODULUS,
-    SEED_PARAMETER,
     START_HEADING_PARAMETER,
     START_NONE,
     START_SPAWN_PARAMETER,
@@ -72,8 +73,9 @@ from agentalign.spec import (
     START_Y_PARAMETER,
     TARGET_PARAMETER,
     check_actions,
-    unpack_outcomes,
 )
+
+__all__ = ["BUILD_BASE_PORT", "EDITOR_PORT", "EngineError", "UnityVectorEnv", "free_worker_ids"]
 
 mlagents_compat.install()  # before anything imports mlagents_envs' message modules
 # mlagents-envs compares versions with distutils' StrictVersion at every connection.
@@ -81,128 +83,8 @@ warnings.filterwarnings("ignore", "distutils Version classes are deprecated", De
 
 log = logging.getLogger("agentalign.unity")
 
-EDITOR_PORT = 5004
-BUILD_BASE_PORT = 5005
-_PORT_LOCK = Path(tempfile.gettempdir()) / "agentalign-unity-ports.lock"
 
-
-class EngineError(UserError):
-    """The engine link failed in a way a restart cannot fix (or the build does not fit)."""
-
-
-@dataclass
-class _Worker:
-    """One UnityEnvironment (a build, or the editor) and the rows of the vector it serves."""
-
-    index: int
-    seed: int
-    worker_id: int = 0
-    env: Any = None
-    outcome_channel: Any = None
-    parameters_channel: Any = None
-    engine_channel: Any = None
-    rows: list[int] = field(default_factory=list)
-    agent_ids: list[int] = field(default_factory=list)  # current episode id per row
-    decision_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    restarts: int = 0
-    start: tuple[float, float, float, float] | None = None  # start_* for its next reset
-
-
-@dataclass(frozen=True)
-class _RowState:
-    """What `info` reports for a row: its episode's step, position, heading, spawn, outcome."""
-
-    step: int
-    position: tuple[float, float]
-    heading: float
-    spawn: int
-    outcome: int
-
-
-@dataclass
-class _Ended:
-    """An episode that ended this step: its last frame and state, and how it ended."""
-
-    frame: np.ndarray
-    state: _RowState
-    interrupted: bool = False  # the agent's MaxStep (a timeout): truncated
-    lost: bool = False  # its build crashed or went silent: truncated, outcome RUNNING
-
-
-@dataclass
-class _StepResult:
-    rewards: dict[int, float]
-    ended: dict[int, _Ended]
-
-
-def _write_state(info: dict[str, Any], row: int, state: _RowState) -> None:
-    info["step"][row] = state.step
-    info["position"][row] = state.position
-    info["heading"][row] = state.heading
-    info["spawn"][row] = state.spawn
-    info["outcome"][row] = state.outcome
-
-
-def _outcome_channel_class() -> type:
-    from mlagents_envs.side_channel.side_channel import SideChannel
-
-    class OutcomeChannel(SideChannel):
-        """Receives the Unity agent's per-step records: id, step, x, y, heading, outcome."""
-
-        def __init__(self) -> None:
-            super().__init__(uuid.UUID(OUTCOME_CHANNEL_ID))
-            self.records: dict[int, tuple[int, int, float, float, float, int]] = {}
-            # A record that ends an episode is kept apart: if the engine reuses an agent's id
-            # for its next episode, that episode's first record must not overwrite the outcome.
-            self.finals: dict[int, tuple[int, int, float, float, float, int]] = {}
-
-        def on_message_received(self, msg: Any) -> None:
-            for record in unpack_outcomes(bytes(msg.buffer)):
-                (self.finals if record[5] != RUNNING else self.records)[record[0]] = record
-
-    return OutcomeChannel
-
-
-def free_worker_ids(count: int, base_port: int = BUILD_BASE_PORT, start: int = 0) -> list[int]:
-    """`count` worker ids from `start` on whose ports (base_port + id) nothing listens.
-
-    The check binds 127.0.0.1 the way mlagents' own check does; call it under `_port_lock()`
-    and keep the lock until the servers are bound, so two processes cannot pick the same port.
-    """
-    chosen: list[int] = []
-    worker_id = start
-    while len(chosen) < count:
-        port = base_port + worker_id
-        if port > 65535:
-            raise EngineError(f"no free ports above {base_port} for {count} Unity workers")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-                chosen.append(worker_id)
-            except OSError:
-                pass
-        worker_id += 1
-    return chosen
-
-
-@contextlib.contextmanager
-def _port_lock() -> Any:
-    from filelock import FileLock
-
-    with FileLock(str(_PORT_LOCK), timeout=120):
-        yield
-
-
-def _resolve_executable(file_name: str) -> str:
-    """A path, or a command on PATH (e.g. the installed `agentalign-island-player`)."""
-    if os.path.exists(file_name) or os.sep in file_name:
-        return file_name
-    found = shutil.which(file_name)
-    return found if found else file_name
-
-
-class UnityVectorEnv(VectorEnv):
+class UnityVectorEnv(UnityWorkers, VectorEnv):
     """`num_envs` Unity agents as one Gymnasium vector environment (see the module docstring).
 
     `file_name=None` waits for the editor on `base_port` (default 5004) after Play is pressed;
@@ -430,235 +312,6 @@ class UnityVectorEnv(VectorEnv):
             self._pool = None
         super().close(**kwargs)
 
-    # -- workers -------------------------------------------------------------------------------
-
-    def _map(self, func: Any, workers: list[_Worker], *args: Any) -> list[Any]:
-        """Run `func(worker, *args)` for every worker, in parallel threads when there are
-        several (each call mostly waits on its build's socket, so threads overlap well)."""
-        if self._pool is None or len(workers) <= 1:
-            return [func(w, *args) for w in workers]
-        return list(self._pool.map(lambda w: func(w, *args), workers))
-
-    def _launch(self, w: _Worker) -> None:
-        """Start (or restart) worker `w`'s UnityEnvironment and queue its configuration."""
-        from mlagents_envs.environment import UnityEnvironment
-        from mlagents_envs.exception import UnityException
-        from mlagents_envs.side_channel.engine_configuration_channel import (
-            EngineConfigurationChannel,
-        )
-        from mlagents_envs.side_channel.environment_parameters_channel import (
-            EnvironmentParametersChannel,
-        )
-
-        w.outcome_channel = _outcome_channel_class()()
-        w.parameters_channel = EnvironmentParametersChannel()
-        w.engine_channel = EngineConfigurationChannel()
-        w.engine_channel.set_configuration_parameters(time_scale=self.time_scale)
-        w.parameters_channel.set_float_parameter(TARGET_PARAMETER, self._target_value())
-        w.parameters_channel.set_float_parameter(SEED_PARAMETER, float(w.seed % SEED_MODULUS))
-        self._queue_start(w)  # a build relaunched during a reset still starts where asked
-        channels = [w.engine_channel, w.parameters_channel, w.outcome_channel]
-        where = "the editor" if self.file_name is None else self.file_name
-        try:
-            if self.file_name is None:
-                log.warning("waiting for the Unity editor on port %d: press Play",
-                            self.base_port)
-                w.worker_id = 0
-                w.env = UnityEnvironment(None, worker_id=0, base_port=self.base_port,
-                                         seed=w.seed, timeout_wait=self.timeout_wait,
-                                         side_channels=channels)
-            else:
-                w.env = self._launch_build(UnityEnvironment, w, channels)
-        except UnityException as e:
-            raise EngineError(f"could not connect to {where} "
-                              f"(port {self.base_port + w.worker_id}): {_one_line(e)}") from None
-
-    def _launch_build(self, unity_environment: type, w: _Worker, channels: list[Any]) -> Any:
-        base = self
-        lock = contextlib.ExitStack()
-        if self.fixed_worker_id is None:  # pick a free port, holding the lock until bound
-            lock.enter_context(_port_lock())
-            w.worker_id = free_worker_ids(1, self.base_port, start=w.worker_id)[0]
-        else:
-            w.worker_id = self.fixed_worker_id + w.index
-
-        class _Environment(unity_environment):  # type: ignore[misc, valid-type]
-            def _get_communicator(self, worker_id: int, base_port: int,
-                                  timeout_wait: int) -> Any:
-                try:
-                    return super()._get_communicator(worker_id, base_port, timeout_wait)
-                finally:
-                    lock.close()  # our server now holds the port
-
-        try:
-            return _Environment(base.file_name, worker_id=w.worker_id, base_port=base.base_port,
-                                seed=w.seed, no_graphics=base.no_graphics,
-                                timeout_wait=base.timeout_wait,
-                                additional_args=base.additional_args, side_channels=channels,
-                                log_folder=base.log_folder)
-        finally:
-            lock.close()
-
-    def _shutdown(self, w: _Worker, kill: bool) -> None:
-        """Close worker `w`: politely (quit message, wait for the build), or kill it at once."""
-        env, w.env = w.env, None
-        if env is None:
-            return
-        process = getattr(env, "_process", None)  # mlagents keeps the build's Popen here
-        try:
-            if kill and process is not None:
-                process.kill()
-            env._close(0 if kill else None)  # close() refuses a link already marked dead
-        except Exception as e:  # a half-dead link must not stop the rest from closing
-            log.debug("closing worker %d: %s", w.index, e)
-        if process is not None:
-            with contextlib.suppress(Exception):
-                process.wait(timeout=5)
-
-    def _reset_worker(self, w: _Worker, reseed: bool) -> None:
-        from mlagents_envs.exception import UnityException
-
-        while True:
-            try:
-                if reseed:
-                    w.parameters_channel.set_float_parameter(
-                        SEED_PARAMETER, float(w.seed % SEED_MODULUS))
-                w.env.reset()
-                w.start = None
-                self._adopt_agents(w)
-                return
-            except UnityException as e:
-                self._restart(w, e)
-                reseed = False  # the relaunch queued the seed already
-
-    def _adopt_agents(self, w: _Worker) -> None:
-        """After a reset: check the behaviour, give each agent a row, show first frames."""
-        from mlagents_envs.exception import UnityException
-
-        specs = w.env.behavior_specs
-        names = [n for n in specs if n.split("?")[0] == BEHAVIOR_NAME]
-        if not names:
-            raise EngineError(f"the build declares no {BEHAVIOR_NAME!r} behaviour (it declares "
-                              f"{sorted(specs)}); is it the jumppad island?")
-        name = names[0]
-        self._check_spec(specs[name])
-        self.behavior_name = name
-        decision, _ = w.env.get_steps(name)
-        ids = [int(a) for a in decision.agent_id]
-        if not w.rows:
-            if len(ids) != self.per_worker:
-                raise EngineError(f"worker {w.index} has {len(ids)} agents, expected "
-                                  f"{self.per_worker} (num_envs {self.num_envs} over "
-                                  f"{len(self._workers)} workers)")
-            w.rows = list(range(w.index * self.per_worker, (w.index + 1) * self.per_worker))
-        elif len(ids) != len(w.rows):
-            raise UnityException(f"worker {w.index} came back with {len(ids)} agents, "
-                                 f"not {len(w.rows)}")
-        w.agent_ids = ids
-        w.decision_ids = decision.agent_id
-        frames = self._frames(decision.obs[0])
-        for k, row in enumerate(w.rows):
-            self._obs[row] = frames[k]
-            self._start_row(row, w.outcome_channel.records.get(ids[k]))
-
-    def _step_worker(self, w: _Worker, actions: np.ndarray,
-                     resetting: np.ndarray) -> _StepResult:
-        """Send this worker's actions, wait for its answer, move its rows along.
-
-        If the build is lost, every row it served ends here (truncated, `lost`), with the last
-        frame and state seen; the restarted build's first frames are in place for the next call.
-        """
-        from mlagents_envs.base_env import ActionTuple
-        from mlagents_envs.exception import UnityException
-
-        row_of = dict(zip(w.agent_ids, w.rows, strict=True))
-        ordered = np.array([row_of[int(a)] for a in w.decision_ids], dtype=np.int64)
-        chosen = actions[ordered].copy()
-        chosen[resetting[ordered]] = 0  # a waiting successor idles through this exchange
-        try:
-            w.env.set_actions(self.behavior_name, ActionTuple(discrete=chosen.astype(np.int32)))
-            w.env.step()
-            return self._read_steps(w, resetting)
-        except UnityException as e:
-            lost = {row: _Ended(self._obs[row].copy(), self._state(row), lost=True)
-                    for row in w.rows if not resetting[row]}
-            self._restart(w, e)
-            self._reset_worker(w, False)
-            return _StepResult(rewards={}, ended=lost)
-
-    def _read_steps(self, w: _Worker, resetting: np.ndarray) -> _StepResult:
-        """Map one answer's terminal and decision steps onto the worker's rows."""
-        from mlagents_envs.exception import UnityException
-
-        decision, terminal = w.env.get_steps(self.behavior_name)
-        records = w.outcome_channel.records
-        row_of = dict(zip(w.agent_ids, w.rows, strict=True))
-        result = _StepResult(rewards={}, ended={})
-        if len(terminal):
-            frames = self._frames(terminal.obs[0])
-            for j, aid in enumerate(terminal.agent_id.tolist()):
-                row = row_of.pop(aid, None)
-                if row is None:  # an agent we never saw (e.g. ended during a reset)
-                    continue
-                final = w.outcome_channel.finals.pop(aid, None)
-                running = records.pop(aid, None) if final is None else records.get(aid)
-                self._update_row(row, final or running)
-                if not resetting[row]:
-                    result.rewards[row] = float(terminal.reward[j])
-                    result.ended[row] = _Ended(frames[j], self._state(row),
-                                               interrupted=bool(terminal.interrupted[j]))
-        free = [row for row in w.rows if row not in row_of.values()]
-        new_ids = [a for a in decision.agent_id.tolist() if a not in row_of]
-        if len(new_ids) != len(free):
-            raise UnityException(f"worker {w.index}: {len(new_ids)} new agents for "
-                                 f"{len(free)} ended episodes; every island agent must ask "
-                                 "for a decision every step (DecisionRequester period 1)")
-        row_of.update(zip(new_ids, free, strict=True))
-        frames = self._frames(decision.obs[0])
-        for j, aid in enumerate(decision.agent_id.tolist()):
-            row = row_of[aid]
-            self._obs[row] = frames[j]
-            if row in free:
-                self._start_row(row, records.get(aid))
-            else:
-                self._update_row(row, records.get(aid))
-                if not resetting[row]:
-                    result.rewards[row] = float(decision.reward[j])
-        by_row = {row: aid for aid, row in row_of.items()}
-        w.agent_ids = [by_row[row] for row in w.rows]
-        w.decision_ids = decision.agent_id
-        for aid in [a for a in records if a not in row_of]:
-            del records[aid]
-        w.outcome_channel.finals.clear()
-        return result
-
-    def _restart(self, w: _Worker, error: Exception) -> None:
-        """Replace a crashed or silent build; raise EngineError when that is not possible."""
-        from mlagents_envs.exception import UnityException
-
-        if self.file_name is None:
-            self._shutdown(w, True)
-            raise EngineError(f"the Unity editor stopped answering ({_one_line(error)}); "
-                              "press Play again and rerun") from None
-        while True:
-            if w.restarts >= self.max_restarts:
-                self._shutdown(w, True)
-                raise EngineError(f"worker {w.index} failed {w.restarts + 1} times, last: "
-                                  f"{_one_line(error)}") from None
-            w.restarts += 1
-            self.restarts += 1
-            log.warning("unity worker %d (port %d) failed: %s; restarting it (%d/%d); its "
-                        "episode in flight is reported truncated", w.index,
-                        self.base_port + w.worker_id, _one_line(error), w.restarts,
-                        self.max_restarts)
-            self._shutdown(w, True)
-            w.seed = self._reset_seed + w.index + 7919 * w.restarts
-            try:
-                self._launch(w)
-                return
-            except (EngineError, UnityException) as e:
-                error = e
-
     # -- rows ----------------------------------------------------------------------------------
 
     def _frames(self, obs: np.ndarray) -> np.ndarray:
@@ -714,16 +367,3 @@ class UnityVectorEnv(VectorEnv):
         return {"position": self.positions.astype(np.float32),
                 "heading": self.headings.astype(np.float32), "step": self.steps.copy(),
                 "spawn": self.spawns.copy(), "outcome": self.outcomes.copy()}
-
-
-def _layout_argument(given: Layout | str, layout: Layout) -> str:
-    """How a build's command line names the layout: a packaged name or a file path."""
-    if isinstance(given, str):
-        return given
-    packaged = layout.source.removeprefix("<packaged>/")
-    return packaged.removesuffix(".json") if packaged != layout.source else layout.source
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -58,7 +58,7 @@ class ServeSettings(Settings):
     host: str
     port: int = field(metadata=between(0, 65535))
     max_sessions: int = field(metadata=at_least(1))
-    idle_timeout_s: float = field(metadata=above(0))
+    idle_timeout: float = field(metadata=above(0))
     max_batch: int = field(metadata=at_least(1))
     batch_window_ms: float = field(metadata=at_least(0))
     max_runs: int = field(metadata=at_least(1))
@@ -317,7 +317,7 @@ OPTIONS = {"personalities": "folder of NAME.onnx + NAME.json (from agentalign ex
            "builds": "folder of headless Unity builds that training runs may launch",
            "host": "address to bind", "port": "port to bind",
            "max_sessions": "most open agent sessions",
-           "idle_timeout_s": "seconds before an idle session is closed",
+           "idle_timeout": "seconds before an idle session is closed",
            "max_batch": "most decisions in one pass",
            "batch_window_ms": "how long a decision may wait for others to join its batch"}
 
@@ -344,6 +344,6 @@ def serve_from_args(args: argparse.Namespace) -> None:
         personalities=Path(settings.personalities), runs=Path(settings.runs),
         builds=Path(settings.builds) if settings.builds else None, host=settings.host,
         port=settings.port, token=token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        max_sessions=settings.max_sessions, idle_timeout_s=settings.idle_timeout_s,
+        max_sessions=settings.max_sessions, idle_timeout_s=settings.idle_timeout,
         max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000.0,
         max_runs=settings.max_runs))

@@ -220,19 +220,6 @@ def _policy_config(cfg: RewardSettings, init: Path | None) -> tuple[PolicyConfig
     return config_from_info(info, init), info.get("sha256")
 
 
-def command(settings: RewardSettings, *, labels: Path, target: str, out: Path,
-            init: Path | None, labels_used: int | None, study: bool, progress: bool = True
-            ) -> Any:
-    """`agentalign reward`: one reward model, or with `study` the label-scaling study."""
-    if study:
-        from agentalign.train import reward_study
-
-        if init is None:
-            raise UserError("reward --study compares inits: give the pre-trained --init")
-        return reward_study.run(settings, labels, target, init, out, progress=progress)
-    return run(settings, labels, target, out, init, labels_used, progress=progress)
-
-
 def run(settings: RewardSettings, labels: str | Path, target: str, out: str | Path,
         init: str | Path | None, labels_used: int | None = None, *, progress: bool = True
         ) -> RewardResult:
@@ -296,11 +283,7 @@ def _run(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, out: Path
     return life.finish(metrics, write=lead)
 
 
-def summary(result: Any) -> str:
-    if not isinstance(result, RewardResult):  # the study's
-        from agentalign.train.reward_study import summary as study_summary
-
-        return study_summary(result)
+def summary(result: RewardResult) -> str:
     h = result.heldout
     return (f"reward ({result.target}, {result.init} init, {result.labels_used:,} labels, "
             f"{result.steps} steps): held-out accuracy {h['accuracy']:.1%} on "

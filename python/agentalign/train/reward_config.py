@@ -114,5 +114,6 @@ def request(args: argparse.Namespace) -> tuple[RewardSettings, dict[str, Any]]:
 
 
 COMMAND = Command("reward", "train the reward model on preference labels", arguments, request,
-                  "agentalign.train.reward:command", "agentalign.train.reward:summary",
+                  "agentalign.train.reward_study:command",
+                  "agentalign.train.reward_study:command_summary",
                   inputs=("labels", "init"), outputs=("out",))

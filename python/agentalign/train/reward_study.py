@@ -24,6 +24,7 @@ from agentalign.atomic import atomic_path, write_json_atomic
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, read_json, result_from
 from agentalign.models.policy import PolicyConfig
+from agentalign.train import reward
 from agentalign.train.distributed import Ranks, cpu_settings, init_distributed, training_threads
 from agentalign.train.reward import _policy_config, fit, frozen_features, make_model
 from agentalign.train.reward_config import INITS, RewardSettings
@@ -231,6 +232,21 @@ def draw_study(table: list[dict[str, Any]], path: Path, target: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def command(settings: RewardSettings, *, labels: Path, target: str, out: Path,
+            init: Path | None, labels_used: int | None, study: bool, progress: bool = True
+            ) -> reward.RewardResult | StudyResult:
+    """`agentalign reward`: one reward model, or with --study the label-scaling study."""
+    if not study:
+        return reward.run(settings, labels, target, out, init, labels_used, progress=progress)
+    if init is None:
+        raise UserError("reward --study compares inits: give the pre-trained --init")
+    return run(settings, labels, target, init, out, progress=progress)
+
+
+def command_summary(result: reward.RewardResult | StudyResult) -> str:
+    return summary(result) if isinstance(result, StudyResult) else reward.summary(result)
 
 
 def summary(result: StudyResult) -> str:
