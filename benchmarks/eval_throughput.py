@@ -34,9 +34,9 @@ class Timed:
     def __init__(self, actor: Actor) -> None:
         self.actor, self.seconds = actor, 0.0
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray) -> None:
+    def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int) -> None:
         t = time.perf_counter()
-        self.actor.begin(starting, episodes)
+        self.actor.begin(starting, episodes, seed)
         self.seconds += time.perf_counter() - t
 
     def act(self, frames: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -65,8 +65,8 @@ def main() -> None:
     print(f"{args.episodes} episodes, {args.num_envs} envs, {torch.get_num_threads()} torch "
           f"threads; {policy.summary()}")
     population = Population(defaults(CollectSettings).players["corpus"], layout)
-    actors = {f"policy {c.name} (sampled)": PolicyActor(policy, seed=args.seed),
-              f"policy {c.name} (greedy)": PolicyActor(policy, greedy=True, seed=args.seed),
+    actors = {f"policy {c.name} (sampled)": PolicyActor(policy),
+              f"policy {c.name} (greedy)": PolicyActor(policy, greedy=True),
               "scripted corpus players": PlayerActor(population, seed=args.seed)}
     warm = PolicyActor(policy)  # first calls pay for oneDNN's kernel selection
     rollout(warm, spawn_starts(layout, 8, 0), num_envs=8, layout=layout, height=c.obs_height,

@@ -179,7 +179,7 @@ def test_policy_rollout_runs_and_is_deterministic_for_a_seed(layout):
     starts = spawn_starts(layout, 10, seed=0)
 
     def play(seed: int):
-        return rollout(PolicyActor(policy, seed=seed), starts, num_envs=4, layout=layout,
+        return rollout(PolicyActor(policy), starts, num_envs=4, layout=layout,
                        height=32, width=32, max_steps=30, seed=seed, progress=False)
 
     a, b, c = play(0), play(0), play(1)
@@ -188,6 +188,35 @@ def test_policy_rollout_runs_and_is_deterministic_for_a_seed(layout):
                                                                     strict=True))
     assert any(not np.array_equal(x.actions, y.actions) for x, y in zip(a.episodes, c.episodes,
                                                                         strict=True))
+
+
+def test_a_sampled_episode_is_the_same_whatever_batch_plays_it(layout):
+    """Actions come from each episode's own stream: 10 episodes played 1, 3 or 10 at a time (and
+    a longer run whose first 10 episodes they are) are the same episodes, action for action."""
+    policy = tiny_policy()
+    starts = spawn_starts(layout, 14, seed=4)
+    runs = [rollout(PolicyActor(policy), starts if n == 14 else starts.part(slice(0, 10)),
+                    num_envs=min(n, 10), layout=layout, height=32, width=32, max_steps=30,
+                    seed=4, progress=False) for n in (1, 3, 10, 14)]
+    first = runs[0].episodes
+    assert len({tuple(e.actions[0]) for e in first}) > 1  # sampled, not all alike
+    for other in runs[1:]:
+        for a, b in zip(first, other.episodes[:10], strict=True):
+            np.testing.assert_array_equal(a.actions, b.actions)
+            assert a.outcome == b.outcome
+
+
+def test_episode_streams_are_uniform_and_keyed():
+    from agentalign.rollout.actors import episode_uniforms
+
+    draws = episode_uniforms(3, np.repeat(np.arange(200), 50), np.tile(np.arange(50), 200), 2)
+    assert draws.shape == (10_000, 2) and (draws >= 0).all() and (draws < 1).all()
+    counts = np.histogram(draws, bins=10, range=(0, 1))[0]
+    assert counts.min() > 1800 and counts.max() < 2200  # 2,000 expected per tenth
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 0.05
+    again = episode_uniforms(3, np.array([7]), np.array([11]), 2)
+    np.testing.assert_array_equal(again[0], draws[7 * 50 + 11])  # a function of its key
+    assert not np.array_equal(episode_uniforms(4, np.array([7]), np.array([11]), 2), again)
 
 
 def test_kv_cached_acting_takes_the_actions_of_the_full_forward(layout):

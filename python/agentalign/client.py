@@ -192,7 +192,8 @@ class ServerAgents:
         self.starting = np.ones(num_agents, dtype=bool)
         self.pool = ThreadPoolExecutor(max_workers=num_agents)
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None) -> None:
+    def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None,
+              seed: int | None = None) -> None:
         self.starting |= np.asarray(starting, dtype=bool)
 
     def act(self, frames: np.ndarray, info: object = None) -> np.ndarray:

@@ -72,7 +72,7 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
     policy, info = load_policy(checkpoint, device=device)
     layout = load_layout(settings.layout)
     starts = make_starts(layout, settings)
-    actor = PolicyActor(policy, greedy=settings.greedy, seed=settings.seed)
+    actor = PolicyActor(policy, greedy=settings.greedy)
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads or threads)
     try:

@@ -63,7 +63,8 @@ class OnnxAgent:
         self.memory = np.zeros((num_agents, 1, self.memory_size), np.float32)
         self.masks = np.ones((num_agents, sum(ACTION_BRANCHES)), np.float32)
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None) -> None:
+    def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None,
+              seed: int | None = None) -> None:
         """Start new episodes in the `starting` rows (bool [N]): Unity zeroes an agent's
         memory then."""
         self.memory[starting] = 0.0

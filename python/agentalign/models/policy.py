@@ -147,6 +147,19 @@ def sample(logits: list[Tensor], greedy: bool = False, generator: torch.Generato
     return torch.stack(actions, dim=-1)
 
 
+def sample_from(logits: list[Tensor], uniforms: Tensor) -> Tensor:
+    """Actions long [B, n_branches] by inverse CDF: branch b's action is the first whose
+    cumulative probability exceeds uniforms[:, b] (float64 in [0, 1)), so given draws give the
+    same actions whatever else is in the batch (up to the logits' own float rounding)."""
+    actions = []
+    for b, branch in enumerate(logits):
+        cdf = torch.softmax(branch.double(), dim=-1).cumsum(-1)
+        draws = uniforms[:, b:b + 1].contiguous().to(cdf)
+        drawn = torch.searchsorted(cdf, draws, right=True)[:, 0]
+        actions.append(drawn.clamp_(max=branch.shape[-1] - 1))
+    return torch.stack(actions, dim=-1)
+
+
 def action_loss(logits: list[Tensor], actions: Tensor) -> Tensor:
     """Imitation loss: cross-entropy per branch, summed over branches, mean over steps."""
     losses = [F.cross_entropy(b.flatten(0, -2), actions[..., i].flatten())

@@ -1,8 +1,11 @@
 """Who acts in a rollout: a policy through its KV cache, or scripted players.
 
 An actor plays a batch of environment rows, one decision per row per call, and is told when a
-row begins an episode and which one (its index k), so anything an episode draws at random can
-come from a stream of its own.
+row begins an episode, which one (its index k) and the rollout's seed, so anything an episode
+draws at random comes from a stream of its own: a policy's sampled actions from (seed, k, the
+decision's number), a scripted player from (seed, k). An episode is then the same whatever
+batch, worker or machine plays it (up to the float rounding of the policy's logits, which can
+differ between batch sizes and move a draw that falls right on a boundary).
 """
 
 from __future__ import annotations
@@ -13,49 +16,76 @@ import numpy as np
 import torch
 
 from agentalign.data.players import Player, Population
-from agentalign.models.policy import KVCache, Policy, no_previous_action, sample
+from agentalign.models.policy import KVCache, Policy, no_previous_action, sample_from
 
 PLAYER_STREAM = 1  # players are drawn from (seed, PLAYER_STREAM, episode index)
+ACTION_STREAM = 2  # a policy's sampled actions from (seed, ACTION_STREAM, episode, decision)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of uint64 that scatters nearby keys."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def episode_uniforms(seed: int, episodes: np.ndarray, steps: np.ndarray, n: int) -> np.ndarray:
+    """float64 [R, n] in [0, 1): the n draws of decision `steps[r]` of episode `episodes[r]`,
+    from a counter-based generator keyed by (seed, ACTION_STREAM, episode, decision, draw): each
+    draw is a function of its key alone, not of the batch it is computed in."""
+    with np.errstate(over="ignore"):
+        key = _mix(np.uint64(seed % 2**64) ^ np.uint64(0x9E3779B97F4A7C15 * ACTION_STREAM % 2**64))
+        key = _mix(key ^ np.asarray(episodes).astype(np.uint64))
+        key = _mix(key ^ (np.asarray(steps).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+        draws = _mix(key[:, None] ^ (np.arange(1, n + 1, dtype=np.uint64)
+                                     * np.uint64(0x9E3779B97F4A7C15))[None])
+    return (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 class Actor(Protocol):
     """Anything that plays a batch of environment rows, one decision per row per call."""
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray) -> None:
-        """Rows where `starting` (bool [R]) begin episode `episodes[row]` now; the first call
-        has every row starting and tells the actor how many rows there are."""
+    def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int) -> None:
+        """Rows where `starting` (bool [R]) begin episode `episodes[row]` of the rollout seeded
+        `seed` now; the first call has every row starting and tells the actor how many rows
+        there are."""
 
     def act(self, frames: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """Actions int [R, 2] from frames uint8 [R, H, W, 3] and the env's info."""
 
 
 class PolicyActor:
-    """A Policy acting through its KV cache: one new token per decision and row.
+    """A Policy acting through its KV cache: one new token per decision and row, its sampled
+    actions drawn from each episode's own stream (`episode_uniforms`), or greedy.
 
     Puts the policy in eval mode (acting uses no dropout). With `record_logprobs`, it keeps the
     log-prob of each sampled action (summed over branches) from the very logits it sampled from,
     per episode: the "old" log-probs of RL."""
 
-    def __init__(self, policy: Policy, greedy: bool = False, seed: int = 0,
-                 record_logprobs: bool = False) -> None:
+    def __init__(self, policy: Policy, greedy: bool = False, record_logprobs: bool = False
+                 ) -> None:
         self.policy, self.greedy = policy.eval(), greedy
         self.device = policy.rope_cos.device
-        self.generator = torch.Generator(self.device).manual_seed(seed)
         self.cache: KVCache | None = None
         self.previous = torch.empty(0)
         self.record = record_logprobs
+        self.seed = 0
         self.episode_of = np.zeros(0, dtype=np.int64)
+        self.steps = np.zeros(0, dtype=np.int64)  # decisions taken in each row's episode
         self.logprobs: dict[int, list[float]] = {}
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray) -> None:
+    def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int) -> None:
         rows = torch.as_tensor(starting, device=self.device)
         branches = self.policy.config.action_branches
         if self.cache is None or self.cache.batch_size != len(starting):
             self.cache = self.policy.new_cache(len(starting))
             self.previous = no_previous_action(len(starting), branches, self.device)
             self.episode_of = np.full(len(starting), -1, dtype=np.int64)
+            self.steps = np.zeros(len(starting), dtype=np.int64)
+        self.seed = seed
         self.cache.reset_rows(rows)
         self.previous[rows] = no_previous_action(int(rows.sum()), branches, self.device)
+        self.steps[starting] = 0
         for row in np.flatnonzero(starting):
             self.episode_of[row] = int(episodes[row])
             if self.record:
@@ -65,7 +95,13 @@ class PolicyActor:
         pixels = torch.from_numpy(frames).to(self.device)
         assert self.cache is not None, "begin() comes before act()"
         logits, self.cache = self.policy.step(pixels, self.previous, self.cache)
-        self.previous = actions = sample(logits, self.greedy, self.generator)
+        if self.greedy:
+            actions = torch.stack([b.argmax(-1) for b in logits], dim=-1)
+        else:
+            draws = episode_uniforms(self.seed, self.episode_of, self.steps, len(logits))
+            actions = sample_from(logits, torch.from_numpy(draws).to(self.device))
+        self.previous = actions
+        self.steps += 1
         if self.record:
             logp = sum(torch.log_softmax(b.float(), -1).gather(1, actions[:, i:i + 1])[:, 0]
                        for i, b in enumerate(logits))
@@ -85,7 +121,7 @@ class PlayerActor:
         self.players: list[Player | None] = []
         self.by_episode: dict[int, Player] = {}  # the player of each episode begun
 
-    def begin(self, starting: np.ndarray, episodes: np.ndarray) -> None:
+    def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int = 0) -> None:
         if len(self.players) != len(starting):
             self.players = [None] * len(starting)
         for row in np.flatnonzero(starting):

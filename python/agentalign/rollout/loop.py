@@ -141,7 +141,7 @@ class _Loop:
             self._check_placed(info, starting, k)
         elif obs is None or info is None:
             obs, info = self.env.reset(seed=seed)
-        self.actor.begin(starting, self.episode_of)
+        self.actor.begin(starting, self.episode_of, self.seed)
         for row in np.flatnonzero(starting):
             self.tracks[row], self.moves[row] = [info["position"][row].copy()], []
             self.turns[row] = [np.float32(info["heading"][row])]
@@ -162,6 +162,7 @@ class _Loop:
     def run(self, seed: int, show: bool, stage: str, settings: dict[str, Any]) -> Rollout:
         rows, total = self.env.num_envs, self.total
         started_at, env_steps, next_episode = time.perf_counter(), 0, rows
+        self.seed = seed
         with torch.inference_mode(), events.progress(stage, total, unit="ep", show=show) as bar:
             obs, info = self.start(np.ones(rows, dtype=bool), None, None, seed=seed)
             while len(self.finished) < total:

@@ -39,7 +39,7 @@ def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_e
     """Sampled actions from every start (in the backend `env` names, or an environment made by
     `rollout_env`); returns the learner's view of each episode and, apart, the true outcomes
     and lengths, which are for logging only."""
-    actor = PolicyActor(policy, greedy=False, seed=seed, record_logprobs=True)
+    actor = PolicyActor(policy, greedy=False, record_logprobs=True)
     played = play(actor, starts, num_envs=num_envs, layout=layout,
                   height=policy.config.obs_height, width=policy.config.obs_width,
                   max_steps=max_steps, seed=seed, record_frames=len(starts), env=env)
@@ -59,7 +59,7 @@ def measure_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_
     """Outcome rates (sampled actions) on starts no training batch used, played in `env`; for
     evaluation and logs only."""
     starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
-    actor = PolicyActor(policy, greedy=False, seed=seed + EVAL_STREAM)
+    actor = PolicyActor(policy, greedy=False)
     played = play(actor, starts, num_envs=num_envs, layout=layout,
                   height=policy.config.obs_height, width=policy.config.obs_width,
                   max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)

@@ -208,8 +208,7 @@ def run(settings: LabelSettings, policy: str | Path, out: str | Path, targets: l
     from agentalign.models.checkpoint import load_policy
 
     model, info = load_policy(policy)
-    torch.manual_seed(settings.seed)
-    actor = PolicyActor(model, greedy=settings.greedy, seed=settings.seed)
+    actor = PolicyActor(model, greedy=settings.greedy)
     source = {"policy": info.get("sha256"), "stage": info.get("stage")}
     result = make_labels(actor, out, targets, settings, source=source, progress=progress,
                          obs=(model.config.obs_height, model.config.obs_width))
