@@ -303,6 +303,7 @@ class _Scheduler:
                 print(_summary(stage.call, stage.call()), flush=True)
             except UserError as e:
                 print(f"[pipeline] {stage.name}: error: {e}", flush=True)
+                events.state(stage.name, "failed")
                 self.state["stages"][-1]["status"] = "failed"
                 raise StageFailed(f"stage {stage.name} failed; fix the cause and rerun the "
                                   "same command to resume from it") from None
@@ -326,6 +327,7 @@ class _Scheduler:
         self._say(f"[pipeline] {stage.name}: {_describe(stage.call)} (in a worker; log: {log})")
         record = _record(self.state, stage.name)
         self._save()
+        events.state(stage.name, "started")  # a worker's own events stay in the worker
         future = self.pool.submit(_run_in_worker, stage.call, str(log))
         self.running[future] = (stage, time.perf_counter(), record)
 
@@ -342,6 +344,7 @@ class _Scheduler:
             self.in_workers -= 1
             record["seconds"] = round(time.perf_counter() - start, 2)
             record["status"] = "done" if code == 0 else "failed"
+            events.state(stage.name, record["status"])
             if code == 0:
                 self.done.add(stage.name)
                 self._say(f"[pipeline] {stage.name}: done in {record['seconds']:.1f} s")
