@@ -103,7 +103,7 @@ def play(actor: Actor, starts: Starts | None, *, episodes: int | None = None,
     else:
         vector = env
     try:
-        return _Loop(actor, starts, total, vector, record_frames).run(seed, progress, stage, {
+        return _Loop(actor, starts, total, vector, record_frames, seed).run(progress, stage, {
             "num_envs": rows, "height": height, "width": width, "max_steps": max_steps,
             "seed": seed})
     finally:
@@ -115,9 +115,9 @@ class _Loop:
     """The state of one `play` call: which episode each row plays and what it recorded."""
 
     def __init__(self, actor: Actor, starts: Starts | None, total: int, env: VectorEnv,
-                 record_frames: int) -> None:
+                 record_frames: int, seed: int) -> None:
         self.actor, self.starts, self.total, self.env = actor, starts, total, env
-        self.record_frames = record_frames
+        self.record_frames, self.seed = record_frames, seed
         rows = env.num_envs
         self.episode_of = np.arange(rows)  # the episode each row plays; -1 once the row idles
         self.tracks: list[list[np.ndarray]] = [[] for _ in range(rows)]
@@ -130,17 +130,17 @@ class _Loop:
             self.headings = starts.headings.astype(np.float32).astype(np.float64)
 
     def start(self, starting: np.ndarray, obs: np.ndarray | None, info: dict[str, Any] | None,
-              seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+              reset_seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Begin episodes on the `starting` rows: reset them to their chosen starts, or (own
         starts) take the state the environment's reset or autoreset gave them."""
         if self.starts is not None:
             k = np.where(starting, self.episode_of, 0)
             options = {"reset_mask": starting, "spawns": self.starts.spawns[k],
                        "positions": self.positions[k], "headings": self.headings[k]}
-            obs, info = self.env.reset(seed=seed, options=options)
+            obs, info = self.env.reset(seed=reset_seed, options=options)
             self._check_placed(info, starting, k)
         elif obs is None or info is None:
-            obs, info = self.env.reset(seed=seed)
+            obs, info = self.env.reset(seed=reset_seed)
         self.actor.begin(starting, self.episode_of, self.seed)
         for row in np.flatnonzero(starting):
             self.tracks[row], self.moves[row] = [info["position"][row].copy()], []
@@ -159,12 +159,11 @@ class _Loop:
                             "build must honour the start_* environment parameters "
                             "(docs/unity.md)")
 
-    def run(self, seed: int, show: bool, stage: str, settings: dict[str, Any]) -> Rollout:
+    def run(self, show: bool, stage: str, settings: dict[str, Any]) -> Rollout:
         rows, total = self.env.num_envs, self.total
         started_at, env_steps, next_episode = time.perf_counter(), 0, rows
-        self.seed = seed
         with torch.inference_mode(), events.progress(stage, total, unit="ep", show=show) as bar:
-            obs, info = self.start(np.ones(rows, dtype=bool), None, None, seed=seed)
+            obs, info = self.start(np.ones(rows, dtype=bool), None, None, reset_seed=self.seed)
             while len(self.finished) < total:
                 actions = np.asarray(self.actor.act(obs, info), dtype=np.int64)
                 actions[self.episode_of < 0] = 0  # idle rows stand still
