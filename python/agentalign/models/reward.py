@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from agentalign.errors import UserError
 from agentalign.models.checkpoint import (
     CheckpointError,
     config_from_info,
@@ -245,8 +246,6 @@ def load_reward_function(path: str | Path, policy_config: PolicyConfig, target: 
                          batch_size: int = 64) -> RewardFunction:
     """The reward model at `path` as a RewardFunction. Refuses a reward model of another policy
     config or one trained for another target."""
-    from agentalign.errors import UserError
-
     model, info = load_reward_model(path, config=policy_config)
     trained_for = (info.get("meta") or {}).get("target")
     if trained_for is not None and trained_for != target:

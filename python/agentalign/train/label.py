@@ -33,7 +33,7 @@ from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, play, spawn_starts
-from agentalign.spec import PADS
+from agentalign.spec import PADS, check_pad
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
     STORE,
@@ -122,8 +122,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
     if not targets:
         raise UserError("label: give at least one --target")
     for target in targets:
-        if target not in PADS:
-            raise UserError(f"label: unknown target {target!r}: choose one of {list(PADS)}")
+        check_pad(target)
     out = Path(out)
     clock = time.perf_counter()
     life = StageRun(out, "label", {"settings": settings.identity(), "source": source})

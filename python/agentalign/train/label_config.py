@@ -13,7 +13,6 @@ from agentalign.config import (
     add_config_arguments,
     add_options,
     at_least,
-    invalid,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -69,9 +68,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def request(args: argparse.Namespace) -> tuple[LabelSettings, dict[str, Any]]:
-    targets = list(dict.fromkeys(args.target))
-    if not targets:
-        raise invalid("target", "give at least one --target")
+    targets = list(dict.fromkeys(args.target))  # --target is required: never empty
     return load_from_args(LabelSettings, args, OPTIONS), {
         "policy": args.policy, "out": args.out, "targets": targets}
 

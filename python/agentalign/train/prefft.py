@@ -35,7 +35,8 @@ from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import MANIFEST, Episode, write_shard
 from agentalign.envs.layout import load_layout
 from agentalign.lifecycle import StageRun, read_json, result_from
-from agentalign.models.checkpoint import load_policy, read_info, save_step
+from agentalign.models.checkpoint import config_from_info, load_policy, read_info, save_step
+from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import RewardFunction, load_reward_function
 from agentalign.rollout import rates_line, spawn_starts
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
@@ -60,14 +61,15 @@ def policy_identity(path: str | Path) -> str:
     return str(read_info(path, kind="policy")[1].get("sha256"))
 
 
-def reward_function(reward: str | Path | RewardFunction, policy: str | Path, target: str
-                    ) -> RewardFunction:
-    """The reward to align to: a reward model checkpoint (checked against the policy's config
-    and the target), or a RewardFunction given as is."""
+def reward_function(reward: str | Path | RewardFunction, policy: str | Path | PolicyConfig,
+                    target: str) -> RewardFunction:
+    """The reward to align to: a reward model checkpoint (checked against the policy's config,
+    given or read from its checkpoint.json, and the target), or a RewardFunction as is."""
     if isinstance(reward, RewardFunction):
         return reward
-    model, _ = load_policy(policy)
-    return load_reward_function(reward, model.config, target)
+    if not isinstance(policy, PolicyConfig):
+        policy = config_from_info(read_info(policy, kind="policy")[1], policy)
+    return load_reward_function(reward, policy, target)
 
 
 def select_top(scores: np.ndarray, fraction: float) -> np.ndarray:

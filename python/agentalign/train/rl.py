@@ -235,9 +235,9 @@ def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFun
     """Run (or resume, or skip if finished) RL from the policy at `policy` (also the KL
     reference) against `reward` (a reward model checkpoint, or a RewardFunction), into `out`."""
     check_pad(target)
-    score = reward_function(reward, policy, target)
     out = Path(out)
     reference, _ = load_policy(policy)
+    score = reward_function(reward, reference.config, target)
     life = StageRun(out, "rl", {"stage": "rl", "config": settings.identity(), "target": target,
                                  "init": policy_identity(policy), "reward": score.identity,
                                  "policy": reference.config.to_dict()})
