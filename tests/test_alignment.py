@@ -137,6 +137,34 @@ def test_recomputed_logprobs_equal_the_acting_ones_across_slides(layout):
     assert torch.allclose(recomputed, acting, atol=1e-5, rtol=0)
 
 
+def test_recorded_frame_encodings_give_the_acting_logprobs(layout):
+    policy = tiny_policy()
+    starts = spawn_starts(layout, 3, seed=1)
+    trajectories, _, _ = play(policy, starts, layout, num_envs=3, max_steps=21, seed=1,
+                              features=True)
+    for t in trajectories:  # each frame's CNN encoding, as encoding it alone gives
+        with torch.no_grad():
+            encoded = policy.encode_frames(torch.from_numpy(t.frames)[None])[0]
+        assert torch.allclose(torch.from_numpy(t.features), encoded, atol=1e-5, rtol=0)
+    acting = torch.from_numpy(np.concatenate([t.logprobs for t in trajectories]))
+    recomputed = sequence_logprobs(policy, trajectories, minibatch=2, encoded=True)
+    assert torch.allclose(recomputed, acting, atol=1e-5, rtol=0)
+
+
+def test_minibatches_take_one_optimizer_step_each(layout):
+    cfg = load(RLSettings, None, ["starts_per_iteration=2", "samples_per_start=2",
+                                  "minibatches=2", "update_epochs=2", "freeze_cnn=false"])
+    policy = tiny_policy()
+    optimizer = policy.configure_optimizer(0.0, cfg.lr, (cfg.beta1, cfg.beta2))
+    starts = spawn_starts(layout, 2, seed=3).repeated(2)
+    trajectories, _, _ = play(policy, starts, layout, num_envs=4, max_steps=12, seed=3)
+    stats = update(policy, tiny_policy(), optimizer, trajectories,
+                   np.array([1.0, 0.0, 0.5, 2.0]), cfg)
+    steps = {int(state["step"]) for state in optimizer.state.values()}
+    assert steps == {4}  # 2 passes x 2 minibatches
+    assert stats["logprob_mismatch"] < 1e-5  # measured before the first step only
+
+
 def test_rloo_baseline_is_the_mean_of_the_others():
     advantages = rloo_advantages(np.array([1.0, 2.0, 3.0, 5.0, 5.0, 5.0]), 3)
     np.testing.assert_allclose(advantages, [-1.5, 0.0, 1.5, 0.0, 0.0, 0.0])
@@ -145,7 +173,8 @@ def test_rloo_baseline_is_the_mean_of_the_others():
 def train_toy(layout, kl_coef: float, iterations: int) -> tuple[Policy, list[dict]]:
     cfg = load(RLSettings, None, [
         "lr=1e-2", f"kl_coef={kl_coef}", "starts_per_iteration=4", "samples_per_start=4",
-        "max_steps=30", "normalize_advantages=true"])  # toy scores are tiny: rescale them
+        "max_steps=30", "normalize_advantages=true",  # toy scores are tiny: rescale them
+        "freeze_cnn=false"])  # the toy reward is a pixel count: let the CNN learn it too
     reference = tiny_policy()
     policy = tiny_policy()
     optimizer = policy.configure_optimizer(0.0, cfg.lr, (cfg.beta1, cfg.beta2))
@@ -193,13 +222,27 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
         assert all(f.dtype == np.uint8 and f.ndim == 4 for f in frames)
         assert all(a.shape == (len(f), 2) for f, a in zip(frames, actions, strict=True))
     for t in (t for batch in learned for t in batch):  # so does the learner
-        assert set(vars(t)) == {"frames", "actions", "logprobs"} and isinstance(t, Trajectory)
+        assert set(vars(t)) == {"frames", "actions", "logprobs", "features"}
+        assert isinstance(t, Trajectory) and t.features.shape == (len(t.frames), 32)
     _, info = read_info(tmp_path / "a")
     assert info["meta"]["target"] == "right" and info["meta"]["stage"] == "align"
     assert metrics.evaluation["episodes"] == 4
     calls = len(seen)
     align(config, policy_path, spy_reward(seen), "right", tmp_path / "a", progress=False)
     assert len(seen) == calls  # finished sub-stages are skipped
+
+
+def test_rl_with_the_cnn_frozen_trains_the_transformer_only(policy_path, tmp_path):
+    start, _ = load_policy(policy_path)
+    rl(small_rl(lr=1e-2), policy_path, TOY, "left", tmp_path / "rl", progress=False)
+    trained, _ = load_policy(tmp_path / "rl")
+    for (name, before), after in zip(start.state_dict().items(),
+                                     trained.state_dict().values(), strict=True):
+        assert torch.equal(before, after) == name.startswith("cnn."), name
+    rl(small_rl(lr=1e-2, freeze_cnn=False), policy_path, TOY, "left", tmp_path / "rl2",
+       progress=False)
+    unfrozen, _ = load_policy(tmp_path / "rl2")
+    assert not torch.equal(unfrozen.cnn[0].weight, start.cnn[0].weight)
 
 
 def test_rl_resumes_and_a_nan_loss_keeps_the_last_good_checkpoint(policy_path, tmp_path):

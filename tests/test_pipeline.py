@@ -81,6 +81,14 @@ def test_the_run_seed_seeds_every_stage(tmp_path):
     assert stages["pretrain"].seed == 9  # the stage's own override wins
 
 
+def test_the_default_aligns_three_personalities_reward_models_first(tmp_path):
+    names = [s.name for s in plan(tmp_path, load(PipelineSettings))]
+    rewards = [i for i, n in enumerate(names) if n.startswith("reward-")]
+    aligns = [i for i, n in enumerate(names) if n.startswith("align-")]
+    assert [names[i] for i in aligns] == ["align-left", "align-middle", "align-right"]
+    assert len(rewards) == 3 and max(rewards) < min(aligns)  # the third model does not wait
+
+
 def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):
     config = load(PipelineSettings, overrides=["workers=2"])
     stages = {s.name: s for s in plan(tmp_path, config)}

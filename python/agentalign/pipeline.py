@@ -117,10 +117,13 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
     align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
                                                  *extra("align"), *env_align])
+    # Every reward model before any alignment: a worker that finishes a reward model starts the
+    # next one, so the alignments (the longest stages) start as early as their inputs allow.
     for t in targets:
         stages.append(Stage(f"reward-{t}", partial(
             reward.run, reward_settings, path("label"), t, path(f"reward-{t}"),
             path("pretrain"), settings.labels_used, **worker), ("label", "pretrain")))
+    for t in targets:
         stages.append(Stage(f"align-{t}", partial(
             align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
             **worker), ("sft", f"reward-{t}")))

@@ -353,10 +353,13 @@ class Policy(nn.Module):
         x = frames.flatten(0, 1).to(self.rope_cos.dtype).div_(255.0).permute(0, 3, 1, 2)
         return self.cnn(x).view(B, T, -1)
 
+    def embed_actions(self, prev_actions: Tensor) -> Tensor:
+        """long [..., n_branches] -> [..., n_embd]: the previous action's part of a token."""
+        return sum(emb(prev_actions[..., i]) for i, emb in enumerate(self.action_emb))
+
     def embed(self, frames: Tensor, prev_actions: Tensor) -> Tensor:
         """The transformer's input tokens [B, T, n_embd]: frame embedding + previous action's."""
-        actions = sum(emb(prev_actions[..., i]) for i, emb in enumerate(self.action_emb))
-        return self.encode_frames(frames) + actions
+        return self.encode_frames(frames) + self.embed_actions(prev_actions)
 
     def _logits(self, x: Tensor) -> list[Tensor]:
         return list(self.head(self.ln_f(x)).split(self.config.action_branches, dim=-1))
@@ -424,9 +427,16 @@ class Policy(nn.Module):
         self._check(frames[:, None], prev_actions[:, None])
         if frames.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {frames.shape[0]} != cache of {cache.batch_size} rows")
+        return self.step_encoded(self.encode_frames(frames[:, None])[:, 0], prev_actions, cache)
+
+    @torch.no_grad()
+    def step_encoded(self, features: Tensor, prev_actions: Tensor, cache: KVCache
+                     ) -> tuple[list[Tensor], KVCache]:
+        """`step` from frames already through the CNN (`encode_frames`, [B, n_embd]): for a
+        caller that keeps each frame's encoding (RL reuses acting's in its update)."""
         if (full := cache.lengths >= self.config.context).any():
             self._slide(cache, full.nonzero().squeeze(1))
-        x = self.embed(frames[:, None], prev_actions[:, None])[:, 0]  # [B, n_embd]
+        x = features + self.embed_actions(prev_actions)  # [B, n_embd]
         slots = cache.lengths
         at = (torch.arange(x.shape[0], device=x.device), slots, cache.visible)
         cache.tokens[at[0], slots] = x

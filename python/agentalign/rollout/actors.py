@@ -60,10 +60,11 @@ class PolicyActor:
 
     Puts the policy in eval mode (acting uses no dropout). With `record_logprobs`, it keeps the
     log-prob of each sampled action (summed over branches) from the very logits it sampled from,
-    per episode: the "old" log-probs of RL."""
+    per episode: the "old" log-probs of RL; with `record_features`, each frame's CNN encoding
+    (float32 [n_embd]), so an RL update with the CNN frozen need not encode the frames again."""
 
-    def __init__(self, policy: Policy, greedy: bool = False, record_logprobs: bool = False
-                 ) -> None:
+    def __init__(self, policy: Policy, greedy: bool = False, record_logprobs: bool = False,
+                 record_features: bool = False) -> None:
         self.policy, self.greedy = policy.eval(), greedy
         self.device = policy.rope_cos.device
         self.cache: KVCache | None = None
@@ -73,6 +74,8 @@ class PolicyActor:
         self.episode_of = np.zeros(0, dtype=np.int64)
         self.steps = np.zeros(0, dtype=np.int64)  # decisions taken in each row's episode
         self.logprobs: dict[int, list[float]] = {}
+        self.keep_features = record_features
+        self.features: dict[int, list[np.ndarray]] = {}
 
     def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int) -> None:
         rows = torch.as_tensor(starting, device=self.device)
@@ -90,11 +93,20 @@ class PolicyActor:
             self.episode_of[row] = int(episodes[row])
             if self.record:
                 self.logprobs[int(episodes[row])] = []
+            if self.keep_features:
+                self.features[int(episodes[row])] = []
 
     def act(self, frames: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         pixels = torch.from_numpy(frames).to(self.device)
         assert self.cache is not None, "begin() comes before act()"
-        logits, self.cache = self.policy.step(pixels, self.previous, self.cache)
+        if self.keep_features:
+            features = self.policy.encode_frames(pixels[:, None])[:, 0]
+            logits, self.cache = self.policy.step_encoded(features, self.previous, self.cache)
+            kept = features.float().cpu().numpy()
+            for row, episode in enumerate(self.episode_of.tolist()):
+                self.features[episode].append(kept[row])  # idle rows too, cut off later
+        else:
+            logits, self.cache = self.policy.step(pixels, self.previous, self.cache)
         if self.greedy:
             actions = torch.stack([b.argmax(-1) for b in logits], dim=-1)
         else:

@@ -31,15 +31,17 @@ class Trajectory:
     frames: np.ndarray  # uint8 [T, H, W, 3]: the observation at each decision
     actions: np.ndarray  # int64 [T, n_branches]: the action taken at that decision
     logprobs: np.ndarray  # float32 [T]: log-prob of that action under the acting policy
+    features: np.ndarray | None = None  # float32 [T, n_embd]: the acting CNN's frame encodings
 
 
 def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_envs: int,
-                        max_steps: int, seed: int, env: str | VectorEnv = "island"
+                        max_steps: int, seed: int, env: str | VectorEnv = "island",
+                        features: bool = False
                         ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
     """Sampled actions from every start (in the backend `env` names, or an environment made by
-    `rollout_env`); returns the learner's view of each episode and, apart, the true outcomes
-    and lengths, which are for logging only."""
-    actor = PolicyActor(policy, greedy=False, record_logprobs=True)
+    `rollout_env`); returns the learner's view of each episode (with `features`, each frame's
+    CNN encoding too) and, apart, the true outcomes and lengths, which are for logging only."""
+    actor = PolicyActor(policy, greedy=False, record_logprobs=True, record_features=features)
     played = play(actor, starts, num_envs=num_envs, layout=layout,
                   height=policy.config.obs_height, width=policy.config.obs_width,
                   max_steps=max_steps, seed=seed, record_frames=len(starts), env=env)
@@ -47,8 +49,9 @@ def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_e
     for e in played.episodes:
         assert e.frames is not None
         logprobs = np.asarray(actor.logprobs[e.index][:e.length], dtype=np.float32)
+        encoded = np.stack(actor.features[e.index][:e.length]) if features else None
         trajectories.append(Trajectory(np.ascontiguousarray(e.frames[:e.length]),
-                                       e.actions.astype(np.int64), logprobs))
+                                       e.actions.astype(np.int64), logprobs, encoded))
     outcomes = np.array([e.outcome for e in played.episodes], dtype=np.int64)
     lengths = np.array([e.length for e in played.episodes], dtype=np.int64)
     return trajectories, outcomes, lengths

@@ -43,6 +43,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -114,15 +115,25 @@ def previous_actions(actions: Tensor, branches: tuple[int, ...]) -> Tensor:
     return torch.cat([first, actions[:-1]])
 
 
-def step_logits(policy: Policy, trajectories: list[Trajectory]) -> list[Tensor]:
+def step_logits(policy: Policy, trajectories: list[Trajectory], encoded: bool = False
+                ) -> list[Tensor]:
     """Per-branch logits [sum of T, n_b] of every step of every episode, in order, exactly as
-    the KV-cached acting computed them (see the module doc). Differentiable."""
+    the KV-cached acting computed them (see the module doc). Differentiable. `encoded`: take
+    each frame's CNN encoding from the trajectory (recorded while acting; right only while
+    `policy`'s CNN is the acting one's, i.e. frozen) instead of encoding the frames again."""
     context, branches = policy.config.context, policy.config.action_branches
     device = policy.rope_cos.device
-    frames = torch.from_numpy(np.concatenate([t.frames for t in trajectories])).to(device)
     actions = [torch.from_numpy(t.actions).to(device) for t in trajectories]
     prev = torch.cat([previous_actions(a, branches) for a in actions])
-    tokens = policy.embed(frames[None], prev[None])[0]  # each frame through the CNN once
+    if encoded:
+        if any(t.features is None for t in trajectories):
+            raise ValueError("step_logits(encoded=True) needs trajectories sampled with "
+                             "features=True")
+        features = np.concatenate([t.features for t in trajectories])  # type: ignore[misc]
+        tokens = torch.from_numpy(features).to(device) + policy.embed_actions(prev)
+    else:  # each frame through the CNN once
+        frames = torch.from_numpy(np.concatenate([t.frames for t in trajectories])).to(device)
+        tokens = policy.embed(frames[None], prev[None])[0]
     windows, rows, cols, offset = [], [], [], 0
     for t in trajectories:
         for s, first, stop in window_groups(len(t.actions), context):
@@ -147,15 +158,15 @@ def action_logprobs(logits: list[Tensor], actions: Tensor) -> tuple[Tensor, Tens
     return logp, entropy
 
 
-def sequence_logprobs(policy: Policy, trajectories: list[Trajectory], minibatch: int = 16
-                      ) -> Tensor:
+def sequence_logprobs(policy: Policy, trajectories: list[Trajectory], minibatch: int = 16,
+                      encoded: bool = False) -> Tensor:
     """float [sum of T]: log-prob of every taken action under `policy` (no gradient)."""
     out = []
     with torch.no_grad():
         for i in range(0, len(trajectories), minibatch):
             part = trajectories[i:i + minibatch]
             actions = torch.from_numpy(np.concatenate([t.actions for t in part]))
-            out.append(action_logprobs(step_logits(policy, part),
+            out.append(action_logprobs(step_logits(policy, part, encoded),
                                        actions.to(policy.rope_cos.device))[0].cpu())
     return torch.cat(out)
 
@@ -177,7 +188,8 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
     before touching the weights."""
     lengths = np.array([len(t.actions) for t in trajectories])
     old_logp = torch.from_numpy(np.concatenate([t.logprobs for t in trajectories]))
-    ref_logp = sequence_logprobs(reference, trajectories, cfg.minibatch_episodes)
+    ref_logp = sequence_logprobs(reference, trajectories, cfg.minibatch_episodes,
+                                 cfg.freeze_cnn)
     episode_of_step = np.repeat(np.arange(len(trajectories)), lengths)
     kl = np.bincount(episode_of_step, (old_logp - ref_logp).double().numpy(),
                      minlength=len(trajectories))
@@ -191,39 +203,48 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
     stats = {"score": float(scores.mean()), "reward": float(rewards.mean()),
              "kl": float(kl.mean()), "episode_length": float(lengths.mean())}
     offsets = np.concatenate([[0], np.cumsum(lengths)])
+    # Optimizer steps per pass: `minibatches` contiguous shares of the batch (whole starts when
+    # the start count divides evenly); each step's loss is the mean over its own steps.
+    bounds = np.linspace(0, len(trajectories), cfg.minibatches + 1).round().astype(int)
+    loss_sum, entropy_sum, clipped, mismatch, norms = 0.0, 0.0, 0.0, 0.0, []
     for epoch in range(cfg.update_epochs):
-        loss_sum, entropy_sum, clipped, mismatch = 0.0, 0.0, 0.0, 0.0
-        for i in range(0, len(trajectories), cfg.minibatch_episodes):
-            part = trajectories[i:i + cfg.minibatch_episodes]
-            lo, hi = offsets[i], offsets[i + len(part)]
-            actions = torch.from_numpy(np.concatenate([t.actions for t in part])).to(device)
-            logp, entropy = action_logprobs(step_logits(policy, part), actions)
-            ratio = torch.exp(logp - old_logp[lo:hi].to(device))
-            adv = step_advantages[lo:hi].to(device)
-            clipped_ratio = ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
-            loss = -torch.minimum(ratio * adv, clipped_ratio * adv).sum() / total_steps
-            if not torch.isfinite(loss):
-                bad = int((~np.isfinite(scores)).sum())
-                raise FloatingPointError(f"loss is {loss.item()} ({bad} non-finite reward-model "
-                                         "scores in the batch)" if bad else
-                                         f"loss is {loss.item()}")
-            loss.backward()
-            loss_sum += loss.item()
-            entropy_sum += entropy.detach().sum().item()
-            clipped += ((ratio - 1).abs() > cfg.clip_range).sum().item()
-            if epoch == 0:
-                mismatch = max(mismatch, (logp.detach().cpu() - old_logp[lo:hi]).abs().max()
-                               .item())
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        if not torch.isfinite(grad_norm):
+        for first, stop in itertools.pairwise(bounds.tolist()):
+            share = float(offsets[stop] - offsets[first])
+            for i in range(first, stop, cfg.minibatch_episodes):  # chunks: memory only
+                part = trajectories[i:min(i + cfg.minibatch_episodes, stop)]
+                lo, hi = offsets[i], offsets[i + len(part)]
+                actions = torch.from_numpy(np.concatenate([t.actions for t in part])).to(device)
+                logp, entropy = action_logprobs(step_logits(policy, part, cfg.freeze_cnn),
+                                                actions)
+                ratio = torch.exp(logp - old_logp[lo:hi].to(device))
+                adv = step_advantages[lo:hi].to(device)
+                clipped_ratio = ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
+                loss = -torch.minimum(ratio * adv, clipped_ratio * adv).sum() / share
+                if not torch.isfinite(loss):
+                    bad = int((~np.isfinite(scores)).sum())
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} ({bad} non-finite reward-model scores in the "
+                        "batch)" if bad else f"loss is {loss.item()}")
+                loss.backward()
+                loss_sum += loss.item() * share / total_steps
+                clipped += ((ratio - 1).abs() > cfg.clip_range).sum().item()
+                if epoch == 0:
+                    entropy_sum += entropy.detach().sum().item()
+                if epoch == 0 and first == 0:  # before any step: acting's own numbers
+                    mismatch = max(mismatch, (logp.detach().cpu() - old_logp[lo:hi]).abs()
+                                   .max().item())
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if not torch.isfinite(grad_norm):
+                optimizer.zero_grad(set_to_none=True)
+                raise FloatingPointError(f"gradient norm is {grad_norm.item()}")
+            optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"gradient norm is {grad_norm.item()}")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if epoch == 0:
-            stats.update(logprob_mismatch=mismatch, entropy=entropy_sum / total_steps)
-    stats.update(loss=loss_sum, grad_norm=float(grad_norm), clip_fraction=clipped / total_steps)
+            norms.append(float(grad_norm))
+    passes = cfg.update_epochs
+    stats.update(logprob_mismatch=mismatch, entropy=entropy_sum / total_steps,
+                 loss=loss_sum / passes, grad_norm=float(np.mean(norms)),
+                 clip_fraction=clipped / (total_steps * passes))
     return stats
 
 
@@ -257,6 +278,8 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
     policy = Policy(reference.config)
     policy.load_state_dict(reference.state_dict())
     policy.eval()  # no dropout: acting and learning must compute the same function
+    if cfg.freeze_cnn:  # the reference's CNN, so acting's frame encodings serve both
+        policy.cnn.requires_grad_(False)
     optimizer = policy.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     state: dict[str, Any] = {"iteration": 0, "decisions": 0, "seconds": 0.0, "history": []}
     remove_stale_temporaries(out)
@@ -293,7 +316,7 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
                                   cfg.spawn_jitter).repeated(cfg.samples_per_start)
             trajectories, outcomes, lengths = sample_trajectories(
                 policy, starts, layout, num_envs=cfg.num_envs, max_steps=cfg.max_steps,
-                seed=seed, env=env)
+                seed=seed, env=env, features=cfg.freeze_cnn)
             scores = score([t.frames for t in trajectories], [t.actions for t in trajectories])
             try:
                 stats = update(policy, reference, optimizer, trajectories, scores, cfg)

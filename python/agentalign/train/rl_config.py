@@ -14,6 +14,7 @@ from agentalign.config import (
     add_options,
     at_least,
     between,
+    invalid,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -40,8 +41,10 @@ class RLSettings(Settings):
     beta2: float = field(metadata=between(0.0, 1.0))
     grad_clip: float = field(metadata=at_least(0))
     kl_coef: float = field(metadata=at_least(0))
+    freeze_cnn: bool
     normalize_advantages: bool
     update_epochs: int = field(metadata=at_least(1))
+    minibatches: int = field(metadata=at_least(1))
     clip_range: float = field(metadata=at_least(0))
     minibatch_episodes: int = field(metadata=at_least(1))
     num_envs: int = field(metadata=at_least(1))
@@ -58,6 +61,9 @@ class RLSettings(Settings):
 
     def check(self) -> None:
         check_env_setting(self.env)
+        if self.minibatches > self.starts_per_iteration * self.samples_per_start:
+            raise invalid("minibatches", f"{self.minibatches} is more than the batch's "
+                          f"{self.starts_per_iteration * self.samples_per_start} episodes")
 
     def identity(self) -> dict[str, Any]:
         """The keys that shape the weights: a resume must agree on all of them."""
