@@ -24,13 +24,13 @@ import torch
 PHASES = [
     ("rollout (all)", "rollout/trajectories.py", "sample_trajectories"),
     ("  policy acting (CNN + cached step)", "rollout/actors.py", "act"),
-    ("    CNN of the new frames", "models/policy.py", "encode_frames"),
     ("  environment step + render", "envs/island.py", "step"),
     ("reward model scoring", "models/reward.py", "__call__"),
     ("update (all)", "train/rl.py", "update"),
     ("  reference log-probs", "train/rl.py", "sequence_logprobs"),
     ("  backward", "torch/autograd/graph.py", "_engine_run_backward"),
-    ("  AdamW step", "torch/optim/adamw.py", "step"),
+    ("  AdamW step", "torch/optim/adam.py", "step"),
+    ("CNN forward, wherever called", "models/policy.py", "encode_frames"),
 ]
 
 

@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--window-ms", type=float, default=2.0)
+    parser.add_argument("--max-batch", type=int, default=64, help="the batched server's cap")
+    parser.add_argument("--max-sessions", type=int, default=1024,
+                        help="sessions the server holds (its own default is 256)")
     parser.add_argument("--rate", type=float, default=0.0, help="decisions/s per session "
                         "(10 = the game's pace); 0 = closed loop, as fast as answered")
     args = parser.parse_args()
@@ -138,7 +141,7 @@ def main() -> None:
         shape = load_personality(folder / "bench.onnx").frame_shape
         pace = f"{args.rate:g} decisions/s per session" if args.rate else "closed loop"
         print(f"{args.config}: {torch.get_num_threads()} threads, {args.seconds:g} s per row, "
-              f"batch window {args.window_ms:g} ms, {pace}")
+              f"batch window {args.window_ms:g} ms, max batch {args.max_batch}, {pace}")
         print("| sessions | server | actions/s | p50 ms | p99 ms | mean batch | "
               "client CPU | ceiling actions/s | % of ceiling |")
         print("|---|---|---|---|---|---|---|---|---|")
@@ -146,8 +149,10 @@ def main() -> None:
             top = ceiling(folder / "bench.onnx", n, min(args.seconds, 2.0))
             for batched in (False, True):
                 server = Server(ServerConfig(personalities=folder, runs=Path(tmp) / "runs",
-                                             port=0, max_batch=64 if batched else 1,
-                                             batch_window_s=args.window_ms / 1000))
+                                             port=0,
+                                             max_batch=args.max_batch if batched else 1,
+                                             batch_window_s=args.window_ms / 1000,
+                                             max_sessions=max(args.max_sessions, n)))
                 queue: mp.Queue = ctx.Queue()
                 worker = ctx.Process(target=load, args=(f"127.0.0.1:{server.port}", n,
                                                         args.seconds, shape, args.rate, queue))
