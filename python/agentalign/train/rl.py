@@ -30,6 +30,13 @@ each step's logits at its place in its window. Tested equal to the acting log-pr
 across window slides. The policy stays in eval mode (no dropout) while acting and learning, so
 both see the same function.
 
+The frame encoder (CNN) stays as the starting policy's (`freeze_cnn`, the default): RL trains
+the transformer, the action embeddings and the heads. The policy's and the reference's CNN are
+then one function, so each frame's encoding, recorded while acting, serves the reference's
+log-probs and the update alike, and the update neither runs the CNN nor backpropagates through
+it: an iteration costs less than half as much per decision (docs/benchmarks.md, RL profile),
+and the rates did not move measurably (docs/results.md, levers tried).
+
 Ground truth stays out: the learner and the reward model get `Trajectory` (frames, actions,
 acting log-probs) only. True outcomes are counted for the logs (charts/rate_*, from the
 training rollouts) and measured on separate starts for evaluation (eval/rate_*, metrics.json).
