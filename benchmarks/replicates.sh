@@ -49,7 +49,9 @@ seed_run() {
           && $AA align --policy "$D/sft" --reward "$D/reward-$t" --target "$t" \
               --out "$D/align-$t" --set prefft.seed="$S" --set rl.seed="$S" "${q[@]}" \
           && $AA evaluate "$D/align-$t" --episodes "$EPISODES" --seed "$S" \
-              --out "$D/eval/$t-aligned" "${q[@]}" ) &
+              --out "$D/eval/$t-aligned" "${q[@]}" \
+          && $AA evaluate "$D/align-$t" --offlane --episodes "$OFFLANE_EPISODES" --seed "$S" \
+              --out "$D/eval/$t-aligned-offlane" "${q[@]}" ) &
     done
     $AA evaluate "$D/pretrain" --episodes "$EPISODES" --seed "$S" --out "$D/eval/base" "${q[@]}"
     $AA evaluate "$D/sft" --episodes "$EPISODES" --seed "$S" --out "$D/eval/sft" "${q[@]}"

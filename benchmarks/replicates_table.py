@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 AGENTS = ["base", "sft", "sft-scratch", "sft-offlane", "sft-scratch-offlane", "left-aligned",
-          "middle-aligned", "right-aligned"]
+          "middle-aligned", "right-aligned", "left-aligned-offlane", "middle-aligned-offlane",
+          "right-aligned-offlane"]
 OUTCOMES = ["none", "left", "middle", "right"]
 
 
@@ -29,7 +30,7 @@ def main(root: Path) -> None:
             rates = json.loads(path.read_text())["rates"]
             summary.setdefault(agent, []).append(rates)
             cells = [f"{100 * rates[o]['rate']:.1f}" for o in OUTCOMES]
-            target = agent.removesuffix("-aligned")
+            target = agent.removesuffix("-offlane").removesuffix("-aligned")
             if target in OUTCOMES:
                 r = rates[target]
                 cells[OUTCOMES.index(target)] = (f"**{100 * r['rate']:.1f}** "

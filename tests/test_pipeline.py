@@ -87,6 +87,10 @@ def test_the_default_aligns_three_personalities_reward_models_first(tmp_path):
     aligns = [i for i, n in enumerate(names) if n.startswith("align-")]
     assert [names[i] for i in aligns] == ["align-left", "align-middle", "align-right"]
     assert len(rewards) == 3 and max(rewards) < min(aligns)  # the third model does not wait
+    offlane = {s.name: s.needs for s in plan(tmp_path, load(PipelineSettings,
+                                                              overrides=["offlane=true"]))}
+    assert offlane["evaluate-middle-aligned-offlane"] == ("align-middle",)
+    assert "evaluate-sft-offlane" in offlane and "evaluate-base-offlane" in offlane
 
 
 def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):

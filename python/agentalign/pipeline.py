@@ -139,7 +139,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
             evaluate.run, evaluation, path(folder), path("eval", name), **worker), (folder,)))
     if settings.offlane:
         offlane = evaluation.replace(starts="offlane")
-        for name, folder in agents[:3 if settings.ablation else 2]:
+        for name, folder in agents:  # the aligned personalities too: do they recover?
             stages.append(Stage(f"evaluate-{name}-offlane", partial(
                 evaluate.run, offlane, path(folder), path("eval", f"{name}-offlane"),
                 **worker), (folder,)))
