@@ -102,9 +102,6 @@ class PolicyActor:
         if self.keep_features:
             features = self.policy.encode_frames(pixels[:, None])[:, 0]
             logits, self.cache = self.policy.step_encoded(features, self.previous, self.cache)
-            kept = features.float().cpu().numpy()
-            for row, episode in enumerate(self.episode_of.tolist()):
-                self.features[episode].append(kept[row])  # idle rows too, cut off later
         else:
             logits, self.cache = self.policy.step(pixels, self.previous, self.cache)
         if self.greedy:
@@ -114,11 +111,15 @@ class PolicyActor:
             actions = sample_from(logits, torch.from_numpy(draws).to(self.device))
         self.previous = actions
         self.steps += 1
+        episodes = self.episode_of.tolist()  # idle rows add extras, cut off later
         if self.record:
             logp = sum(torch.log_softmax(b.float(), -1).gather(1, actions[:, i:i + 1])[:, 0]
                        for i, b in enumerate(logits))
-            for row, value in enumerate(logp.tolist()):  # idle rows add extras, cut off later
-                self.logprobs[int(self.episode_of[row])].append(value)
+            for episode, value in zip(episodes, logp.tolist(), strict=True):
+                self.logprobs[episode].append(value)
+        if self.keep_features:
+            for episode, row in zip(episodes, features.float().cpu().numpy(), strict=True):
+                self.features[episode].append(row)
         return actions.cpu().numpy()
 
 

@@ -1,5 +1,6 @@
-"""What a learner may see of its own episodes: `Trajectory` (pixels, actions, acting log-probs),
-sampled by the one rollout loop; and outcome rates measured apart, for logs and evaluation.
+"""What a learner may see of its own episodes: `Trajectory` (pixels, actions, acting log-probs,
+optionally the pixels' CNN encodings), sampled by the one rollout loop; and outcome rates
+measured apart, for logs and evaluation.
 
 Ground truth stays out of the learner's view: outcomes and lengths come back beside the
 trajectories, for logging only, and the rates a trainer reports at its end are measured on

@@ -38,8 +38,9 @@ it: an iteration costs less than half as much per decision (docs/benchmarks.md, 
 and the rates did not move measurably (docs/results.md, levers tried).
 
 Ground truth stays out: the learner and the reward model get `Trajectory` (frames, actions,
-acting log-probs) only. True outcomes are counted for the logs (charts/rate_*, from the
-training rollouts) and measured on separate starts for evaluation (eval/rate_*, metrics.json).
+acting log-probs, and the frames' CNN encodings) only. True outcomes are counted for the logs
+(charts/rate_*, from the training rollouts) and measured on separate starts for evaluation
+(eval/rate_*, metrics.json).
 
 A stage folder holds checkpoints/ (resumable: weights, AdamW state, iteration, history), logs/
 (TensorBoard: charts/score, charts/reward, charts/kl, charts/entropy, charts/episode_length,
@@ -248,10 +249,9 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             norms.append(float(grad_norm))
-    passes = cfg.update_epochs
     stats.update(logprob_mismatch=mismatch, entropy=entropy_sum / total_steps,
-                 loss=loss_sum / passes, grad_norm=float(np.mean(norms)),
-                 clip_fraction=clipped / (total_steps * passes))
+                 loss=loss_sum / cfg.update_epochs, grad_norm=float(np.mean(norms)),
+                 clip_fraction=clipped / (total_steps * cfg.update_epochs))
     return stats
 
 
