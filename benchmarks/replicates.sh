@@ -41,7 +41,8 @@ seed_run() {
     local targets=()
     for t in $TARGETS; do targets+=(--target "$t"); done
     $AA label --policy "$D/sft" --out "$D/label" --seed "$S" --train-episodes 400 \
-        --heldout-episodes 400 --pairs 3200 --heldout-pairs 1000 "${targets[@]}" "${q[@]}" \
+        --heldout-episodes 400 --pairs 3200 --heldout-pairs 1000 \
+        --anywhere-heldout-episodes 400 "${targets[@]}" "${q[@]}" \
         || return 1
     for t in $TARGETS; do
         ( train reward --labels "$D/label" --target "$t" --init "$D/pretrain" --labels-used 1000 \

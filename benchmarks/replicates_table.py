@@ -53,7 +53,11 @@ def main(root: Path) -> None:
             h = m["heldout"]
             print(f"- {seed.name} {m['target']}: {100 * h['accuracy']:.1f}% / "
                   f"{100 * h['accuracy_easy']:.1f}% / {100 * h['accuracy_hard']:.1f}% "
-                  f"({h['pairs']} pairs, {m['wall_seconds']:.0f} s)")
+                  f"({h['pairs']} pairs, {m['wall_seconds']:.0f} s)"
+                  + (f"; from starts anywhere {100 * h['anywhere_accuracy']:.1f}% / "
+                     f"{100 * h['anywhere_accuracy_easy']:.1f}% / "
+                     f"{100 * h['anywhere_accuracy_hard']:.1f}% ({h['anywhere_pairs']} pairs)"
+                     if "anywhere_accuracy" in h else ""))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ scored on the held-out pairs. Features, read where the reward model reads them (
 step), each with the run's length appended:
 - cnn: the last frame's CNN embedding (the per-frame encoder alone);
 - block0..blockL-1: the transformer's residual stream after each block (the last is what the
-  reward model's head sees, before the final norm).
+  reward model's head sees, before the final norm);
+- with --pool, each of these averaged over the window's steps too (NAME_mean).
 Features are standardised with their mean and spread over every trajectory (no labels used).
 Random init draws a new trunk per seed; the label subsets are the study's (seed, N) draws.
 Prints a table; asserts nothing.
@@ -32,9 +33,10 @@ from agentalign.train.reward_data import LabelData, Pairs, load_labels
 
 
 @torch.no_grad()
-def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128
-                   ) -> dict[str, Tensor]:
-    """{feature name: [N, n_embd + 1]} for every trajectory of `data` (see the module doc)."""
+def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128,
+                   pool: bool = False) -> dict[str, Tensor]:
+    """{feature name: [N, n_embd + 1]} for every trajectory of `data` (see the module doc);
+    with `pool`, each also averaged over the window's steps (`NAME_mean`)."""
     model.eval()
     out: dict[str, list[Tensor]] = {}
     fitted = data.fitted
@@ -44,12 +46,17 @@ def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128
         x = model.encode_frames(frames)
         rows, last = torch.arange(len(mask)), mask.sum(1) - 1
         length = (steps[rows, last] + 1).float()[:, None] * LENGTH_UNIT  # as the model's
+        weights = (mask.float() / mask.sum(1, keepdim=True))[..., None]  # mean over real steps
         found = {"cnn": x[rows, last]}
+        if pool:
+            found["cnn_mean"] = (x * weights).sum(1)
         h = x + sum(emb(prev[..., j]) for j, emb in enumerate(model.action_emb))
         cos, sin = model.rope_cos[:h.shape[1]], model.rope_sin[:h.shape[1]]
         for layer, block in enumerate(model.blocks):
             h, _, _ = block(h, cos, sin)
             found[f"block{layer}"] = h[rows, last]
+            if pool:
+                found[f"block{layer}_mean"] = (h * weights).sum(1)
         for name, value in found.items():
             out.setdefault(name, []).append(torch.cat([value, length], 1))
     features = {name: torch.cat(parts) for name, parts in out.items()}
@@ -86,6 +93,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--l2", type=float, default=1e-2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pool", action="store_true", help="also probe each feature averaged "
+                        "over the window's steps, not only at its last step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -99,11 +108,11 @@ def main() -> None:
     print("| features | init | " + " | ".join(f"{n:,}" for n in counts) + " |")
     print("|---|---|" + "---:|" * len(counts))
     results: dict[tuple[str, str], list[list[float]]] = {}
-    agent = trunk_features(make_model(config, 0, args.init), data)
+    agent = trunk_features(make_model(config, 0, args.init), data, pool=args.pool)
     for seed in args.seeds:
         subsets = [data.train.take(np.sort(np.random.default_rng([seed, n]).choice(
             len(data.train), n, replace=False))) for n in counts]  # the study's draws
-        randoms = trunk_features(make_model(config, seed, None), data)
+        randoms = trunk_features(make_model(config, seed, None), data, pool=args.pool)
         for kind, features in (("agent", agent), ("random", randoms)):
             for name, f in features.items():
                 row = results.setdefault((name, kind), [[] for _ in counts])

@@ -232,6 +232,32 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
     assert len(seen) == calls  # finished sub-stages are skipped
 
 
+def test_alignment_can_start_anywhere_on_the_island(policy_path, tmp_path, monkeypatch):
+    """prefft's and RL's `anywhere`: that share of their rollouts starts off the spawns (the
+    end-of-stage evaluations stay at the spawns); 0 keeps the spawn starts of before."""
+    import agentalign.train.prefft as prefft_module
+
+    played: dict[str, list] = {"prefft": [], "rl": []}
+    for name, module in (("prefft", prefft_module), ("rl", rl_module)):
+        real = module.sample_trajectories
+
+        def spy(policy, starts, *args, _real=real, _name=name, **kwargs):
+            played[_name].append(starts)
+            return _real(policy, starts, *args, **kwargs)
+
+        monkeypatch.setattr(module, "sample_trajectories", spy)
+    config = AlignSettings(prefft=small_prefft(episodes=16, anywhere=0.5),
+                           rl=small_rl(iterations=2, starts_per_iteration=8, anywhere=0.5))
+    align(config, policy_path, TOY, "left", tmp_path / "a", progress=False)
+    for name, batches in played.items():
+        kinds = np.concatenate([b.kinds for b in batches])
+        assert {"spawn", "anywhere"} <= set(kinds), name
+    spawn_only = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1))
+    played = {"prefft": [], "rl": []}
+    align(spawn_only, policy_path, TOY, "left", tmp_path / "b", progress=False)
+    assert {k for batches in played.values() for b in batches for k in b.kinds} == {"spawn"}
+
+
 def test_rl_with_the_cnn_frozen_trains_the_transformer_only(policy_path, tmp_path):
     start, _ = load_policy(policy_path)
     rl(small_rl(lr=1e-2), policy_path, TOY, "left", tmp_path / "rl", progress=False)

@@ -11,6 +11,7 @@ import pytest
 from agentalign.collect import run as collect
 from agentalign.data.players import PLAYER_TYPES
 from agentalign.data.shards import MANIFEST, Corpus, Shard
+from agentalign.envs.layout import load_layout
 from agentalign.errors import ConfigError, UserError
 from agentalign.spec import PADS
 from conftest import small_collect_config
@@ -106,6 +107,28 @@ def test_direct_demos_are_even_across_pads(tmp_path):
     reached = corpus.episodes["outcomes"] == corpus.episodes["targets"]
     assert reached.mean() >= 0.9
     assert set(np.unique(corpus.episodes["targets"])) <= set(range(len(PADS)))
+
+
+def test_demos_of_recovery_start_anywhere_and_reach_their_pad(tmp_path):
+    """collect's `anywhere`: a share of the demonstrations start all over the island, facing any
+    way; the same settings give the same corpus, and a corpus of spawn starts is not resumed
+    as one of them."""
+    config = small_collect_config(population="direct", episodes=40, shard_episodes=20,
+                                  num_envs=20, anywhere=0.5)
+    collect(config, tmp_path / "a", progress=False)
+    corpus = Corpus(tmp_path / "a")
+    starts = np.array([corpus.episode(k)["positions"][0] for k in range(corpus.num_episodes)])
+    headings = np.array([corpus.episode(k)["headings"][0] for k in range(corpus.num_episodes)])
+    spawns = np.array([s.position for s in load_layout().spawns])
+    far = np.hypot(*(starts[:, None] - spawns[None]).transpose(2, 0, 1)).min(1) > 1.0
+    assert 8 <= far.sum() <= 32
+    assert np.ptp(headings[far]) > 90  # facing every way, not north
+    reached = corpus.episodes["outcomes"] == corpus.episodes["targets"]
+    assert reached[far].mean() >= 0.8
+    collect(config, tmp_path / "b", progress=False)
+    assert np.array_equal(Corpus(tmp_path / "b").episodes["outcomes"], corpus.episodes["outcomes"])
+    with pytest.raises(UserError):
+        collect(config.replace(anywhere=0.0), tmp_path / "a", progress=False)
 
 
 def test_bad_settings(tmp_path, small_corpus):

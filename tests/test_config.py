@@ -104,3 +104,20 @@ def test_settings_are_frozen_and_replace_checks():
         s.episodes = 3  # type: ignore[misc]
     with pytest.raises(ConfigError, match="episodes: must be >= 1"):
         s.replace(episodes=0)
+
+
+def test_spawn_only_settings_keep_the_identities_of_before():
+    """The starts-anywhere keys enter a stage's identity only when used, so a run folder made
+    before they existed (same spawn starts) is resumed or skipped, not refused."""
+    from agentalign.train.label_config import LabelSettings
+    from agentalign.train.prefft_config import PrefftSettings
+    from agentalign.train.rl_config import RLSettings
+
+    for cls in (RLSettings, PrefftSettings, LabelSettings):
+        assert not [k for k in load(cls).identity() if k.startswith("anywhere")], cls.__name__
+        used = load(cls, None, ["anywhere=0.5"]).identity()
+        assert used["anywhere"] == 0.5 and "anywhere_edge" in used
+    held_out = load(LabelSettings, None, ["anywhere_heldout_episodes=40"]).identity()
+    assert held_out["anywhere_heldout_episodes"] == 40 and held_out["anywhere"] == 0.0
+    assert "anywhere" not in load(PipelineSettings).identity()["label"]
+    assert load(PipelineSettings, None, ["label.anywhere=0.5"]).identity()["label"]["anywhere"]

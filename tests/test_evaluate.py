@@ -30,6 +30,7 @@ from agentalign.rollout import (
     spawn_starts,
     start_problems,
     summarise,
+    training_starts,
     wilson_interval,
 )
 from agentalign.rollout import play as rollout
@@ -285,6 +286,42 @@ def test_offlane_starts_are_recoverable(layout):
     played = rollout(actor, make_starts(layout, config), num_envs=16, layout=layout,
                      height=32, width=32, progress=False)
     assert np.mean([e.outcome == actor.targets[e.index] for e in played.episodes]) >= 0.9
+
+
+def test_training_starts_mix_spawns_with_starts_anywhere_on_the_island(layout):
+    spawns = spawn_starts(layout, 400, 9, 0.5)
+    assert all(np.array_equal(a, b) for a, b in zip(
+        vars(training_starts(layout, 400, 9, 0.5, 0.0)).values(), vars(spawns).values(),
+        strict=True))  # no share: exactly the spawn starts
+    mixed = training_starts(layout, 400, 9, 0.5, 0.5, min_edge=1.5)
+    anywhere = mixed.kinds == "anywhere"
+    assert 150 <= anywhere.sum() <= 250 and set(mixed.kinds) == {"spawn", "anywhere"}
+    # Spawn starts are the ones spawn_starts draws for the same episodes; the others are valid
+    # starts all over the island, facing every way.
+    assert np.array_equal(mixed.positions[~anywhere], spawns.positions[~anywhere])
+    assert np.array_equal(mixed.headings[~anywhere], spawns.headings[~anywhere])
+    where = mixed.positions[anywhere]
+    assert start_problems(layout, where, 1.5, 0.0) == []
+    assert np.ptp(where[:, 0]) > 30 and np.ptp(where[:, 1]) > 30
+    assert np.ptp(mixed.headings[anywhere]) > 300
+    spawn_xy = np.array([s.position for s in layout.spawns])
+    nearest = np.hypot(*(where[:, None, :] - spawn_xy[None]).transpose(2, 0, 1)).argmin(1)
+    assert np.array_equal(mixed.spawns[anywhere], nearest)
+    # Per-episode streams: a shorter draw is a prefix.
+    short = training_starts(layout, 50, 9, 0.5, 0.5, min_edge=1.5)
+    assert np.array_equal(short.positions, mixed.positions[:50])
+    with pytest.raises(ConfigError, match="no valid start"):
+        training_starts(layout, 5, 0, 0.5, 1.0, min_edge=40.0)
+
+
+def test_scripted_players_reach_their_pad_from_anywhere(layout):
+    """The demonstrators of recovery (collect's `anywhere`) do what they show."""
+    actor = PlayerActor(players(layout, "direct"))
+    starts = training_starts(layout, 40, 2, 0.5, 1.0)
+    played = rollout(actor, starts, num_envs=20, layout=layout, height=32, width=32,
+                     progress=False)
+    assert np.mean([e.outcome == actor.targets[e.index] for e in played.episodes]) >= 0.85
+    assert {e.kind for e in played.episodes} == {"anywhere"}
 
 
 # -- the command -------------------------------------------------------------------------------

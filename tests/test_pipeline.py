@@ -21,7 +21,8 @@ TINY = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.context=8
 TOY = {
     "targets": ["left"], "demo_episodes": 24, "eval_episodes": 6, "export_episodes": 6,
     "labels_used": 12,
-    "label": {"train_episodes": 10, "heldout_episodes": 8, "pairs": 30, "heldout_pairs": 20},
+    "label": {"train_episodes": 10, "heldout_episodes": 8, "pairs": 30, "heldout_pairs": 20,
+              "anywhere_heldout_episodes": 6},
     "stages": {
         "collect": ["episodes=24", "shard_episodes=8", "num_envs=8"],
         "demos": ["shard_episodes=12", "num_envs=12"],
@@ -56,6 +57,20 @@ class _Tags(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
+
+
+def test_the_recovery_recipe_reaches_every_stage_it_changes(tmp_path):
+    """examples/recovery.yaml (docs/results.md, "Recovery") stays a valid pipeline config whose
+    starts-anywhere settings reach the demos, label and align stages."""
+    recipe = Path(__file__).parent.parent / "examples" / "recovery.yaml"
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, load(PipelineSettings, recipe))}
+    assert stages["demos"].anywhere == pytest.approx(0.34) and stages["demos"].episodes == 300
+    assert stages["collect"].anywhere == 0.0  # the gameplay corpus is the default one
+    assert stages["label"].anywhere == 0.5 and stages["label"].anywhere_heldout_episodes == 400
+    for target in ("left", "middle", "right"):
+        align = stages[f"align-{target}"]
+        assert align.prefft.anywhere == align.rl.anywhere == 0.5 and align.rl.iterations == 150
+    assert "evaluate-left-aligned-offlane" in stages
 
 
 def test_plan_orders_the_recipe(tmp_path):
@@ -147,6 +162,11 @@ def test_a_rerun_may_change_the_worker_count_but_not_the_recipe(tmp_path):
     assert _state(tmp_path, config.replace(workers=1))["config"]["workers"] == 1
     with pytest.raises(UserError, match=r"other settings \(seed: 0 -> 1\)"):
         _state(tmp_path, config.replace(seed=1))
+    # A run recorded before the label stage's starts-anywhere keys existed resumes as is.
+    before = config.to_dict()
+    before["label"] = {k: v for k, v in before["label"].items() if not k.startswith("anywhere")}
+    (tmp_path / "pipeline.json").write_text(json.dumps({"config": before, "stages": []}))
+    assert _state(tmp_path, config)["config"]["label"]["anywhere"] == 0.0
     with pytest.raises(ConfigError, match="workers: must be >= 1"):
         load(PipelineSettings, overrides=["workers=0"])
 

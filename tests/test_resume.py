@@ -52,7 +52,7 @@ ALIGN = ["prefft.rounds=2", "prefft.episodes=16", "prefft.num_envs=16",
          "rl.starts_per_iteration=2", "rl.samples_per_start=4", "rl.num_envs=8",
          "rl.eval_episodes=8", "rl.checkpoint_interval=1", "rl.max_steps=40"]
 LABEL = ["--train-episodes", "40", "--heldout-episodes", "30", "--pairs", "60",
-         "--heldout-pairs", "40", "--num-envs", "10"]
+         "--heldout-pairs", "40", "--num-envs", "10", "--anywhere-heldout-episodes", "10"]
 
 
 def sets(items: list[str], prefix: str = "") -> list[str]:
@@ -71,6 +71,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     sft(load(SftSettings, None, [*TRAIN, "steps=6", "episodes=20"]), root / "demos",
         root / "sft", init=root / "pretrain", progress=False)
     label(load(LabelSettings, None, ["train_episodes=20", "heldout_episodes=16", "pairs=60",
+                                     "anywhere_heldout_episodes=8",
                                      "heldout_pairs=40", "num_envs=10"]),
           root / "sft", root / "label", ["left"], progress=False)
     reward(load(RewardSettings, None, [*REWARD, "max_steps=4", "min_steps=4"]), root / "label",

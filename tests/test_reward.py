@@ -73,7 +73,8 @@ def toy_labels(tmp_path_factory, layout) -> Path:
     out = tmp_path_factory.mktemp("labels")
     population = Population(defaults(CollectSettings).players["direct"], layout)
     settings = defaults(LabelSettings).replace(train_episodes=24, heldout_episodes=24, pairs=120,
-                                               heldout_pairs=120, num_envs=24)
+                                               heldout_pairs=120, num_envs=24, anywhere=0.5,
+                                               anywhere_heldout_episodes=16)
     make_labels(PlayerActor(population, seed=3), out, ["left", "right"], settings,
                 source={"players": "direct"}, progress=False)
     return out
@@ -92,20 +93,20 @@ def test_label_cli_rolls_out_a_policy_and_adds_targets_to_one_store(tmp_path, ca
     out = tmp_path / "labels"
     args = ["label", "--policy", str(policy), "--out", str(out), "--train-episodes", "3",
             "--heldout-episodes", "3", "--pairs", "3", "--heldout-pairs", "3", "--num-envs", "3",
-            "--no-progress"]
+            "--anywhere-heldout-episodes", "3", "--no-progress"]
     assert main([*args, "--target", "left"]) == 0
-    for folder in ("rollouts-train", "rollouts-heldout"):
+    for folder in ("rollouts-train", "rollouts-heldout", "rollouts-heldout-anywhere"):
         corpus = Corpus(out / folder)
         assert corpus.num_episodes == 3 and (corpus.episodes["targets"] == -1).all()
     store = LabelStore(out / STORE)
-    assert store.counts()["trajectories"] == 6 and store.counts()["pairs"] == 6
+    assert store.counts()["trajectories"] == 9 and store.counts()["pairs"] == 9
     left = len(store.labelled_pairs("left", "train")) + len(store.labelled_pairs("left",
                                                                                  "heldout"))
     store.close()
     assert main([*args, "--target", "right"]) == 0  # reuses the rollouts, adds right's labels
     assert "target right" in capsys.readouterr().out
     store = LabelStore(out / STORE)
-    assert store.counts()["trajectories"] == 6 and store.counts()["pairs"] == 6
+    assert store.counts()["trajectories"] == 9 and store.counts()["pairs"] == 9
     assert store.counts()["labels"] == left + len(store.labelled_pairs("right", "train")) + len(
         store.labelled_pairs("right", "heldout"))
     store.close()
@@ -116,18 +117,34 @@ def test_label_cli_rolls_out_a_policy_and_adds_targets_to_one_store(tmp_path, ca
 def test_stored_labels_follow_the_labeller_and_keep_the_splits_apart(toy_labels, layout):
     store = LabelStore(toy_labels / STORE)
     pads = [p.position for p in layout.pads]
-    for split, folder in (("train", "rollouts-train"), ("heldout", "rollouts-heldout")):
-        facts = summaries(Corpus(toy_labels / folder))
+    folders = {"train": ["rollouts-train"],
+               "heldout": ["rollouts-heldout", "rollouts-heldout-anywhere"]}
+    facts = {f: summaries(Corpus(toy_labels / f)) for fs in folders.values() for f in fs}
+    for split, split_folders in folders.items():
         for target in ("left", "right"):
             rows = store.labelled_pairs(target, split)
-            assert len(rows) > 60
             labeller = SyntheticLabeller(target, pads)
             for corpus_a, a, corpus_b, b, choice in rows:
-                assert corpus_a == corpus_b == folder
-                assert labeller.prefer(facts[a], facts[b]) == choice
+                assert corpus_a == corpus_b and corpus_a in split_folders  # pairs within one
+                assert labeller.prefer(facts[corpus_a][a], facts[corpus_a][b]) == choice
+            for folder in split_folders:
+                assert sum(r[0] == folder for r in rows) > (60 if split == "train" else 30)
     store.close()
     record = json.loads((toy_labels / "metrics.json").read_text())
     assert record["targets"]["left"]["heldout"]["easy"] > 0
+    assert record["targets"]["left"]["heldout_anywhere"]["labels"] > 30
+    # Which runs started anywhere is recorded with them: about half the train runs, every one
+    # of the third corpus, none of the spawn held-out runs.
+    kinds = {f: [k for shard in Corpus(toy_labels / f).shards
+                 for k in json.loads(shard.metadata["start_kinds"])] for f in facts}
+    assert 4 <= kinds["rollouts-train"].count("anywhere") <= 20
+    assert set(kinds["rollouts-heldout-anywhere"]) == {"anywhere"}
+    assert set(kinds["rollouts-heldout"]) == {"spawn"}
+    # The reward data keeps the held-out pairs from spawns and from anywhere apart.
+    data = load_labels(toy_labels, "left", get_config("tiny", **TINY_MODEL))
+    assert data.heldout_anywhere is not None
+    assert len(data.heldout) + len(data.heldout_anywhere) == len(
+        LabelStore(toy_labels / STORE).labelled_pairs("left", "heldout"))
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -191,7 +208,7 @@ def test_the_model_sees_pixels_and_actions_only(toy_labels, tmp_path):
         "self", "frames", "prev_actions", "mask", "steps"]
     changed = tmp_path / "labels"
     shutil.copytree(toy_labels, changed)
-    for folder in ("rollouts-train", "rollouts-heldout"):
+    for folder in ("rollouts-train", "rollouts-heldout", "rollouts-heldout-anywhere"):
         corpus = Corpus(changed / folder)
         episodes = []
         for k in range(corpus.num_episodes):
@@ -272,7 +289,8 @@ def test_reward_stage_writes_metrics_resumes_and_loads(toy_labels, agent_init, t
     metrics = train_reward(tiny_config(), toy_labels, "left", out, agent_init, labels_used=20,
                            progress=False)
     assert metrics.labels_used == 20 and metrics.steps == 6
-    assert set(metrics.heldout) >= {"accuracy", "accuracy_easy", "accuracy_hard"}
+    assert set(metrics.heldout) >= {"accuracy", "accuracy_easy", "accuracy_hard",
+                                    "anywhere_accuracy", "anywhere_pairs"}
     assert json.loads((out / "metrics.json").read_text())["final"]
     assert (out / "logs").is_dir()
     model, info = load_reward_model(out)

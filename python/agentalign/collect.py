@@ -25,7 +25,13 @@ from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Episode, write_shar
 from agentalign.envs.layout import load_layout
 from agentalign.errors import CorpusError
 from agentalign.lifecycle import StageRun, read_json
-from agentalign.rollout import PlayerActor, play, rollout_env
+from agentalign.rollout import (
+    PlayerActor,
+    play,
+    rollout_env,
+    training_starts,
+    without_anywhere,
+)
 from agentalign.spec import OUTCOMES
 
 # Keys that change what is recorded: the corpus's identity; a resume must agree on them.
@@ -59,8 +65,11 @@ def collect_shard(index: int, settings: CollectSettings, out: Path) -> dict[str,
                       spawn_jitter=settings.spawn_jitter)
     env_seed = int(rng.integers(2**31))  # before the players: the shard's stream, in order
     actor = PlayerActor(population, rng=rng)
+    # Without `anywhere` the environment draws its own spawn starts (as collect always did).
+    starts = training_starts(layout, wanted, env_seed, settings.spawn_jitter, settings.anywhere,
+                             settings.anywhere_edge) if settings.anywhere else None
     try:
-        played = play(actor, None, episodes=wanted, env=env, num_envs=rows, layout=layout,
+        played = play(actor, starts, episodes=wanted, env=env, num_envs=rows, layout=layout,
                       height=settings.height, width=settings.width, seed=env_seed,
                       record_frames=wanted, stage="collect")
     finally:
@@ -94,7 +103,8 @@ def run(settings: CollectSettings, out: str | Path, *, progress: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     plain = settings.to_dict()
-    content = {k: plain[k] for k in CONTENT_KEYS}
+    content = without_anywhere({k: plain[k] for k in (*CONTENT_KEYS, "anywhere",
+                                                      "anywhere_edge")})
     stage = StageRun(out, "collect", content, say=False)
     manifest = read_json(out / MANIFEST)
     if (out / MANIFEST).exists() and not isinstance(manifest, dict):

@@ -43,6 +43,8 @@ class CollectSettings(Settings):
     height: int = field(metadata=at_least(1))
     width: int = field(metadata=at_least(1))
     spawn_jitter: float = field(metadata=at_least(0))
+    anywhere: float = field(metadata=between(0.0, 1.0))
+    anywhere_edge: float = field(metadata=at_least(0))
     frames_codec: Literal["zlib", "raw"]
     compression_level: int = field(metadata=between(0, 9))
     players: dict[str, PopulationSettings] = field(metadata=packaged("players"))

@@ -37,7 +37,7 @@ from agentalign.errors import UserError
 from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
 from agentalign.lifecycle import StageRun, read_json
-from agentalign.pipeline_config import SCHEDULING_KEYS, PipelineSettings
+from agentalign.pipeline_config import PipelineSettings, recipe
 from agentalign.train.align_config import AlignSettings
 from agentalign.train.bc_config import ImitationSettings, SftSettings
 from agentalign.train.reward_config import RewardSettings
@@ -198,9 +198,7 @@ def _state(run: Path, settings: PipelineSettings) -> dict[str, Any]:
                         "rerun every stage (finished stages' outputs are reused where they "
                         "resume)")
     if state is not None:
-        saved = {k: v for k, v in (state.get("config") or {}).items()
-                 if k not in SCHEDULING_KEYS}
-        life.refuse_other(saved, run)
+        life.refuse_other(recipe(state.get("config") or {}), run)
         state["config"] = settings.to_dict()
         return state
     return {"name": run.name, "config": settings.to_dict(), "agentalign": __version__,

@@ -54,7 +54,18 @@ class PipelineSettings(Settings):
                           f"{', '.join(STAGE_OVERRIDES)}")
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in SCHEDULING_KEYS}
+        return recipe(self.to_dict())
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What of a pipeline config (as pipeline.json holds it) a resumed run must agree on: not
+    the scheduling keys, nor the label stage's starts-anywhere keys while unused."""
+    from agentalign.rollout.starts import without_anywhere
+
+    found = {k: v for k, v in config.items() if k not in SCHEDULING_KEYS}
+    if isinstance(found.get("label"), dict):
+        found["label"] = without_anywhere(found["label"])
+    return found
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -185,13 +185,17 @@ def build_report(run: str | Path) -> Path:
             reward_parts.append(
                 f"<tr><td>{_esc(target)}</td>"
                 + "".join(f"<td>{_fmt_pct(acc.get(k))}</td>"
-                          for k in ("accuracy", "accuracy_easy", "accuracy_hard"))
+                          for k in ("accuracy", "accuracy_easy", "accuracy_hard",
+                                    "anywhere_accuracy"))
                 + f"<td>{_esc(metrics.get('labels_used', ''))}</td></tr>")
     if reward_parts:
-        sections.append("<h2>Reward models</h2><p>Held-out preference accuracy (easy: the two "
-                        "trajectories ended differently; hard: the same outcome).</p><table><tr>"
-                        "<th>target</th><th>all</th><th>easy</th><th>hard</th><th>labels</th>"
-                        "</tr>" + "".join(reward_parts) + "</table>")
+        sections.append("<h2>Reward models</h2><p>Held-out preference accuracy on pairs of runs "
+                        "from the spawns (easy: the two trajectories ended differently; hard: "
+                        "the same outcome), and on pairs of runs started anywhere on the island "
+                        "(when the label stage made them: label.anywhere_heldout_episodes)."
+                        "</p><table><tr><th>target</th><th>all</th><th>easy</th><th>hard</th>"
+                        "<th>from anywhere</th><th>labels</th></tr>" + "".join(reward_parts)
+                        + "</table>")
     study = state.get("study_plot")
     if study and (run / study).exists():
         sections.append("<h3>Label scaling</h3>" + _png(run / study))

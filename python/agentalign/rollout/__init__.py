@@ -20,6 +20,7 @@ _WHERE = {
     "Episode": "loop", "Rollout": "loop", "play": "loop", "rollout_env": "loop",
     "START_KINDS": "starts", "OfflaneSettings": "starts", "Starts": "starts",
     "offlane_starts": "starts", "spawn_starts": "starts", "start_problems": "starts",
+    "training_starts": "starts", "without_anywhere": "starts",
 }
 __all__ = sorted(_WHERE)
 

@@ -1,4 +1,5 @@
-"""Where episodes start: the game's spawn points, or the fixed off-lane set.
+"""Where episodes start: the game's spawn points, the fixed off-lane set, or (for training) a
+share of starts anywhere on the walkable island.
 
 Episode k's start is drawn from its own random stream (seed, STARTS_STREAM, k), so a start set
 does not depend on how many episodes are played at once, and two policies evaluated with the
@@ -8,6 +9,7 @@ same seed face the same starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,9 @@ from agentalign.envs.layout import Layout
 from agentalign.errors import ConfigError
 
 STARTS_STREAM = 0
-START_KINDS: tuple[str, ...] = ("spawn", "shifted", "turned", "shifted_turned")
+ANYWHERE_STREAM = 1  # which episodes of a mixed start set start anywhere (its own stream)
+START_KINDS: tuple[str, ...] = ("spawn", "shifted", "turned", "shifted_turned", "anywhere")
+OFFLANE_KINDS = START_KINDS[1:4]
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ class OfflaneSettings(Settings):
     obstacle_margin: float = field(metadata=at_least(0))
 
     def check(self) -> None:
-        if set(self.kinds) - set(START_KINDS[1:]) or sum(self.kinds.values()) <= 0:
-            raise invalid("kinds", f"must weigh {list(START_KINDS[1:])} with weights >= 0, "
+        if set(self.kinds) - set(OFFLANE_KINDS) or sum(self.kinds.values()) <= 0:
+            raise invalid("kinds", f"must weigh {list(OFFLANE_KINDS)} with weights >= 0, "
                           f"not all 0; got {self.kinds!r}")
         for key in ("shift", "turn"):
             low, high = getattr(self, key)
@@ -78,7 +82,7 @@ def spawn_starts(layout: Layout, episodes: int, seed: int, jitter: float = 0.5) 
 def offlane_starts(layout: Layout, episodes: int, seed: int, config: OfflaneSettings) -> Starts:
     """Starts displaced sideways and/or turned away from the demonstration lanes. Each is
     redrawn until it is valid."""
-    kinds = [k for k in START_KINDS[1:] if config.kinds.get(k, 0) > 0]
+    kinds = [k for k in OFFLANE_KINDS if config.kinds.get(k, 0) > 0]
     weights = np.array([config.kinds[k] for k in kinds], dtype=np.float64)
     xy = np.array([s.position for s in layout.spawns], dtype=np.float64)
     heading = np.array([s.heading for s in layout.spawns], dtype=np.float64)
@@ -105,6 +109,47 @@ def offlane_starts(layout: Layout, episodes: int, seed: int, config: OfflaneSett
         spawns[k], positions[k], names[k] = spawn, position, kind
         headings[k] = (heading[spawn] + turn) % 360.0
     return Starts(spawns, positions, headings, names.astype(str))
+
+
+def without_anywhere(identity: dict[str, Any]) -> dict[str, Any]:
+    """A stage identity without its starts-anywhere keys when none of them draws a start anywhere:
+    such a run plays exactly the spawn starts of before those keys existed, so the folders of
+    earlier runs stay valid (resumed or skipped, not refused as another run's)."""
+    if identity.get("anywhere") or identity.get("anywhere_heldout_episodes"):
+        return identity
+    return {k: v for k, v in identity.items() if not k.startswith("anywhere")}
+
+
+def training_starts(layout: Layout, episodes: int, seed: int, jitter: float, anywhere: float,
+                    min_edge: float = 1.5) -> Starts:
+    """The game's spawn starts, with a share `anywhere` of them drawn uniformly over the walkable
+    island instead (position and heading; `min_edge` metres from the coast, clear of obstacles
+    and pads), so that a policy trained on them learns to recover from wherever it finds itself.
+    Episode k starts anywhere when its own draw (seed, ANYWHERE_STREAM, k) falls below the share;
+    the others start exactly where `spawn_starts` would start them, and `anywhere=0` is
+    `spawn_starts`."""
+    starts = spawn_starts(layout, episodes, seed, jitter)
+    if anywhere <= 0:
+        return starts
+    xy = np.array([s.position for s in layout.spawns], dtype=np.float64)
+    polygon = np.array(layout.polygon, dtype=np.float64)
+    low, high = polygon.min(axis=0), polygon.max(axis=0)
+    spawns, positions = starts.spawns.copy(), starts.positions.copy()
+    headings, kinds = starts.headings.copy(), starts.kinds.astype(object)
+    for k in range(episodes):
+        rng = np.random.default_rng([seed, ANYWHERE_STREAM, k])
+        if rng.random() >= anywhere:
+            continue
+        for _ in range(1000):
+            position = rng.uniform(low, high)
+            if not start_problems(layout, position[None], min_edge, 0.0):
+                break
+        else:
+            raise ConfigError(f"anywhere starts: no valid start in 1000 tries on layout "
+                              f"{layout.name!r}; lower the coast margin ({min_edge} m)")
+        positions[k], headings[k], kinds[k] = position, rng.uniform(0.0, 360.0), "anywhere"
+        spawns[k] = int(np.argmin(np.hypot(*(xy - position).T)))  # nearest, for per-spawn rates
+    return Starts(spawns, positions, headings, kinds.astype(str))
 
 
 def start_problems(layout: Layout, positions: np.ndarray, min_edge: float,

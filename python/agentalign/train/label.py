@@ -4,6 +4,8 @@ the pairs with the synthetic labeller, in a label store (`preferences.LabelStore
 Layout of the output folder:
   rollouts-train/     corpus (shard format) of the episodes whose pairs are training labels
   rollouts-heldout/   corpus of separate rollouts (another seed): held-out pairs only
+  rollouts-heldout-anywhere/  held-out rollouts from starts anywhere on the island (another
+                      seed; `anywhere_heldout_episodes`): the held-out accuracy from other starts
   labels.sqlite       trajectories (corpus, episode, split), pairs and labels per target
 
 Episodes are stored as collect stores them: one frame per decision (the observation the action
@@ -32,10 +34,11 @@ from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, wr
 from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
-from agentalign.rollout import Actor, PolicyActor, play, spawn_starts
+from agentalign.rollout import Actor, PolicyActor, play, training_starts, without_anywhere
 from agentalign.spec import PADS, check_pad
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
+    ANYWHERE_CORPUS,
     STORE,
     LabelStore,
     SyntheticLabeller,
@@ -44,7 +47,12 @@ from agentalign.train.preferences import (
     sample_pairs,
 )
 
-SPLITS = {"train": "rollouts-train", "heldout": "rollouts-heldout"}
+SPLITS = {"train": "rollouts-train", "heldout": "rollouts-heldout",
+          "heldout_anywhere": ANYWHERE_CORPUS}
+SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "heldout_anywhere": 2_000_003}
+PAIR_SEEDS = {"train": 1, "heldout": 2, "heldout_anywhere": 3}
+# The store knows two splits; held-out pairs from anywhere are told apart by their corpus.
+STORE_SPLITS = {"train": "train", "heldout": "heldout", "heldout_anywhere": "heldout"}
 SHARD_EPISODES = 100
 
 
@@ -59,15 +67,27 @@ class LabelResult:
 
 
 def split_seed(seed: int, split: str) -> int:
-    return seed if split == "train" else seed + 1_000_003
+    return seed + SPLIT_SEEDS[split]
+
+
+def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float]]:
+    """Per split: rollouts, pairs and the share of them started anywhere on the island."""
+    plan = {"train": (settings.train_episodes, settings.pairs, settings.anywhere),
+            "heldout": (settings.heldout_episodes, settings.heldout_pairs, 0.0)}
+    if settings.anywhere_heldout_episodes:
+        plan["heldout_anywhere"] = (settings.anywhere_heldout_episodes, settings.heldout_pairs,
+                                    1.0)
+    return plan
 
 
 def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
                     num_envs: int, source: dict[str, Any], progress: bool = True,
-                    env: str = "island", obs: tuple[int, int] = (64, 64)) -> Corpus:
-    """Play `episodes` episodes with `actor` from the game's spawns and write them as a corpus
-    at `out`, one shard per SHARD_EPISODES episodes (so frames never pile up in memory). A
-    finished corpus with the same source is reused."""
+                    env: str = "island", obs: tuple[int, int] = (64, 64),
+                    anywhere: float = 0.0, anywhere_edge: float = 1.5) -> Corpus:
+    """Play `episodes` episodes with `actor` from the game's spawns (a share `anywhere` of them
+    from anywhere on the island) and write them as a corpus at `out`, one shard per
+    SHARD_EPISODES episodes (so frames never pile up in memory), each shard's start kinds in its
+    metadata. A finished corpus with the same source is reused."""
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
@@ -76,7 +96,7 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         if manifest.get("complete"):
             return Corpus(out)
     out.mkdir(parents=True, exist_ok=True)
-    starts = spawn_starts(load_layout(layout), episodes, seed)
+    starts = training_starts(load_layout(layout), episodes, seed, 0.5, anywhere, anywhere_edge)
     manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
     for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
         part = slice(first, min(first + SHARD_EPISODES, episodes))
@@ -91,7 +111,7 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         final = [[float(v) for v in e.positions[-1]] for e in played.episodes]
         entry = write_shard(out / f"shard-{index:05d}.safetensors", recorded,
                             {"player_types": ["policy"], "final_positions": final,
-                             "source": source})
+                             "start_kinds": chunk.kinds.tolist(), "source": source})
         manifest["shards"].append({**entry, "index": index})
         write_json_atomic(manifest_path, manifest)
     manifest["complete"] = True
@@ -136,25 +156,28 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
     result: dict[str, Any] = {"splits": {}, "targets": dict(done["targets"]) if done else {}}
     try:
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
-        for split, folder in SPLITS.items():
-            n = settings.train_episodes if split == "train" else settings.heldout_episodes
+        plan = split_plan(settings)
+        for split, (n, _, anywhere) in plan.items():
+            folder = SPLITS[split]
             with cpu_settings(settings.num_threads or torch.get_num_threads()):
                 corpus = record_rollouts(
                     actor, out / folder, n, split_seed(settings.seed, split),
                     layout=settings.layout, num_envs=settings.num_envs,
-                    source={**source, "split": split, "episodes": n,
-                            "seed": split_seed(settings.seed, split), "greedy": settings.greedy},
-                    progress=progress, env=settings.env, obs=obs)
-            ids = store.add_trajectories(folder, range(corpus.num_episodes), split)
+                    source=without_anywhere({
+                        **source, "split": split, "episodes": n,
+                        "seed": split_seed(settings.seed, split), "greedy": settings.greedy,
+                        "anywhere": anywhere, "anywhere_edge": settings.anywhere_edge}),
+                    progress=progress, env=settings.env, obs=obs, anywhere=anywhere,
+                    anywhere_edge=settings.anywhere_edge)
+            ids = store.add_trajectories(folder, range(corpus.num_episodes), STORE_SPLITS[split])
             trajectories[split] = (ids, summaries(corpus))
             result["splits"][split] = {
                 "corpus": folder, "episodes": corpus.num_episodes,
                 "outcomes": np.bincount(corpus.episodes["outcomes"], minlength=5).tolist()}
         pair_ids: dict[str, list[tuple[int, int, int]]] = {}
         for split, (ids, _) in trajectories.items():
-            wanted = settings.pairs if split == "train" else settings.heldout_pairs
-            drawn = sample_pairs(len(ids), wanted, settings.seed + (1 if split == "train" else 2))
-            rows = store.add_pairs([(ids[a], ids[b]) for a, b in drawn], split)
+            drawn = sample_pairs(len(ids), plan[split][1], settings.seed + PAIR_SEEDS[split])
+            rows = store.add_pairs([(ids[a], ids[b]) for a, b in drawn], STORE_SPLITS[split])
             pair_ids[split] = [(row, int(a), int(b)) for row, (a, b) in zip(rows, drawn,
                                                                             strict=True)]
             result["splits"][split]["pairs"] = len(rows)
@@ -174,14 +197,15 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
                   pads: list[tuple[float, float]],
                   trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]],
                   pair_ids: dict[str, list[tuple[int, int, int]]]) -> dict[str, Any]:
-    """Label every pair of both splits for one target, unless the store already has them."""
+    """Label every pair of every split for one target, unless the store already has them."""
     done: dict[str, Any] = {}
     labeller = SyntheticLabeller(target, pads, settings.temperature,
                                  seed=settings.seed + PADS.index(target))
     for split, pairs in pair_ids.items():
         have = store.db.execute(
-            "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair WHERE l.target = ? AND "
-            "p.split = ?", (target, split)).fetchone()[0]
+            "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair JOIN trajectories t ON "
+            "t.id = p.first WHERE l.target = ? AND t.corpus = ?",
+            (target, SPLITS[split])).fetchone()[0]
         if have:
             done[split] = {"labels": int(have), "ties": None, "reused": True}
             continue

@@ -13,6 +13,7 @@ from agentalign.config import (
     add_config_arguments,
     add_options,
     at_least,
+    between,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -20,6 +21,8 @@ from agentalign.spec import PADS
 
 OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rollouts",
            "pairs": "train pairs", "heldout_pairs": "held-out pairs",
+           "anywhere": "share of train rollouts started anywhere on the island",
+           "anywhere_heldout_episodes": "held-out rollouts started anywhere (0 = none)",
            "temperature": "labeller noise (0: exact)", "seed": "rollout and pairing seed",
            "num_envs": "environments stepped together",
            "num_threads": "torch CPU threads while acting (0 = every core)", "env": ENV_HELP}
@@ -34,6 +37,9 @@ class LabelSettings(Settings):
     heldout_episodes: int = field(metadata=at_least(2))
     pairs: int = field(metadata=at_least(1))
     heldout_pairs: int = field(metadata=at_least(1))
+    anywhere: float = field(metadata=between(0.0, 1.0))
+    anywhere_heldout_episodes: int = field(metadata=at_least(0))
+    anywhere_edge: float = field(metadata=at_least(0))
     temperature: float = field(metadata=at_least(0))
     seed: int = field(metadata=at_least(0))
     num_envs: int = field(metadata=at_least(1))
@@ -48,13 +54,17 @@ class LabelSettings(Settings):
     def identity(self) -> dict[str, Any]:
         """The settings that shape the labels: not `env`, as both backends play the same
         episodes for the same seeds, nor `num_threads`."""
-        return {k: v for k, v in asdict(self).items() if k not in ("env", "num_threads")}
+        from agentalign.rollout.starts import without_anywhere
+
+        return without_anywhere({k: v for k, v in asdict(self).items()
+                                 if k not in ("env", "num_threads")})
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Roll out the SFT policy (sampled actions) into two corpora, OUT/rollouts-train and "
-        "OUT/rollouts-heldout (separate seeds), pair their episodes and label the pairs with "
+        "Roll out the SFT policy (sampled actions) into corpora, OUT/rollouts-train, "
+        "OUT/rollouts-heldout and OUT/rollouts-heldout-anywhere (separate seeds; the last from "
+        "starts anywhere on the island), pair their episodes and label the pairs with "
         "the synthetic labeller for each --target, in OUT/labels.sqlite (ties dropped). Rerun "
         "with another --target to add its labels to the same store. Defaults: "
         "configs/label.yaml.")

@@ -25,6 +25,7 @@ from agentalign.errors import UserError
 from agentalign.spec import PADS
 
 STORE = "labels.sqlite"  # the label store's file name in a label folder
+ANYWHERE_CORPUS = "rollouts-heldout-anywhere"  # held-out runs from starts anywhere (see label)
 SCHEMA_VERSION = 1
 SOURCES = ("synthetic", "human")
 

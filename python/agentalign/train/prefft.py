@@ -38,7 +38,7 @@ from agentalign.lifecycle import StageRun, read_json, result_from
 from agentalign.models.checkpoint import config_from_info, load_policy, read_info, save_step
 from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import RewardFunction, load_reward_function
-from agentalign.rollout import rates_line, spawn_starts
+from agentalign.rollout import rates_line, training_starts
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
 from agentalign.spec import OUTCOME_CODES, check_pad
 from agentalign.train.bc import train
@@ -120,7 +120,8 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
         if not (selected / MANIFEST).exists():
             model, _ = load_policy(current)
             seed = settings.seed * 1_000 + r
-            starts = spawn_starts(layout, settings.episodes, seed, settings.spawn_jitter)
+            starts = training_starts(layout, settings.episodes, seed, settings.spawn_jitter,
+                                     settings.anywhere, settings.anywhere_edge)
             with cpu_settings(threads):
                 trajectories, outcomes, _ = sample_trajectories(
                     model, starts, layout, num_envs=settings.num_envs,

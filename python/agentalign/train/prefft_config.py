@@ -15,6 +15,7 @@ from agentalign.config import (
     add_config_arguments,
     add_options,
     at_least,
+    between,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -36,6 +37,8 @@ class PrefftSettings(Settings):
     env: str
     max_steps: int = field(metadata=at_least(1))
     spawn_jitter: float = field(metadata=at_least(0))
+    anywhere: float = field(metadata=between(0.0, 1.0))
+    anywhere_edge: float = field(metadata=at_least(0))
     layout: str
     eval_episodes: int = field(metadata=at_least(0))
     seed: int = field(metadata=at_least(0))
@@ -47,7 +50,9 @@ class PrefftSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """Not `env`: both backends play the same episodes for a seed."""
-        return {k: v for k, v in self.to_dict().items() if k != "env"}
+        from agentalign.rollout.starts import without_anywhere
+
+        return without_anywhere({k: v for k, v in self.to_dict().items() if k != "env"})
 
 
 def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:

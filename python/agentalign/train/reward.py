@@ -278,8 +278,10 @@ def _run(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, out: Path
         from torch.utils.tensorboard import SummaryWriter
 
         with SummaryWriter(str(out / "logs")) as writer:
-            for key in ("accuracy", "accuracy_easy", "accuracy_hard"):
-                writer.add_scalar(f"eval/{key}", heldout[key], result["steps"])
+            for key in ("accuracy", "accuracy_easy", "accuracy_hard", "anywhere_accuracy",
+                        "anywhere_accuracy_easy", "anywhere_accuracy_hard"):
+                if key in heldout:
+                    writer.add_scalar(f"eval/{key}", heldout[key], result["steps"])
     return life.finish(metrics, write=lead)
 
 
@@ -290,4 +292,7 @@ def summary(result: RewardResult) -> str:
             f"{h['pairs']:,} pairs (easy {h['accuracy_easy']:.1%} on {h['easy_pairs']:,}, hard "
             f"{h['accuracy_hard']:.1%} on {h['hard_pairs']:,}); train accuracy "
             f"{result.train_accuracy:.1%}; {result.wall_seconds:.1f} s wall\n"
-            f"checkpoint: {result.checkpoint}")
+            + (f"from starts anywhere: {h['anywhere_accuracy']:.1%} on {h['anywhere_pairs']:,} "
+               f"pairs (easy {h['anywhere_accuracy_easy']:.1%}, hard "
+               f"{h['anywhere_accuracy_hard']:.1%})\n" if "anywhere_accuracy" in h else "")
+            + f"checkpoint: {result.checkpoint}")

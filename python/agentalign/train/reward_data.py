@@ -31,7 +31,7 @@ from agentalign.models.reward import (
     stack_fitted,
 )
 from agentalign.spec import PADS
-from agentalign.train.preferences import STORE, LabelStore, LabelStoreError
+from agentalign.train.preferences import ANYWHERE_CORPUS, STORE, LabelStore, LabelStoreError
 
 
 @dataclass
@@ -55,8 +55,9 @@ class LabelData:
     fitted: dict[str, Tensor]  # frames [N, K, H, W, 3], prev_actions [N, K, 2], mask [N, K]
     outcomes: np.ndarray  # [N] for the easy/hard split of the held-out accuracy only
     train: Pairs  # all training labels, oldest first
-    heldout: Pairs
+    heldout: Pairs  # from spawn starts
     fingerprint: str  # sha256 of the labels (pairs and choices), for resume checks
+    heldout_anywhere: Pairs | None = None  # from starts anywhere on the island, if labelled
 
 
 def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> LabelData:
@@ -78,8 +79,11 @@ def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> La
             raise LabelStoreError(f"label store {folder / STORE}: no {split} labels for target "
                                   f"{target!r}; label it with `agentalign label --target "
                                   f"{target}`")
+    # Held-out pairs from starts anywhere live in their own corpus (`agentalign label`): apart.
+    anywhere = [r for r in rows["heldout"] if r[0] == ANYWHERE_CORPUS]
+    rows["heldout"] = [r for r in rows["heldout"] if r[0] != ANYWHERE_CORPUS]
     table: dict[tuple[str, int], int] = {}
-    for found in rows.values():
+    for found in (*rows.values(), anywhere):
         for corpus_a, ep_a, corpus_b, ep_b, _ in found:
             for key in ((corpus_a, ep_a), (corpus_b, ep_b)):
                 table.setdefault(key, len(table))
@@ -111,16 +115,23 @@ def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> La
         choice = np.array([r[4] for r in found], dtype=np.int64)
         return Pairs(np.where(choice == 0, a, b), np.where(choice == 0, b, a))
 
-    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()  # the labels before anywhere
     return LabelData(stack_fitted(fitted), np.array(outcomes), pairs(rows["train"]),
-                     pairs(rows["heldout"]), digest)
+                     pairs(rows["heldout"]), digest, pairs(anywhere) if anywhere else None)
 
 
 def evaluate(model: RewardModel, data: LabelData, pairs: Pairs | None = None,
              features: Tensor | None = None) -> dict[str, float]:
-    """Held-out accuracy, overall and on easy (different outcomes) and hard (same) pairs.
-    `features`: the trajectories' cached CNN features, when the CNN is frozen."""
-    pairs = data.heldout if pairs is None else pairs
+    """Held-out accuracy, overall and on easy (different outcomes) and hard (same) pairs, from
+    spawn starts; with held-out pairs from starts anywhere in the store, the same figures for
+    them too (keys prefixed `anywhere_`). `features`: the trajectories' cached CNN features,
+    when the CNN is frozen."""
+    if pairs is None:
+        out = evaluate(model, data, data.heldout, features)
+        if data.heldout_anywhere is not None:
+            out.update({f"anywhere_{k}": v for k, v in
+                        evaluate(model, data, data.heldout_anywhere, features).items()})
+        return out
     used = np.unique(np.concatenate([pairs.chosen, pairs.rejected]))
     scores = np.full(len(data.outcomes), np.nan, dtype=np.float64)
     if features is None:

@@ -76,7 +76,7 @@ from agentalign.models.checkpoint import (
 )
 from agentalign.models.policy import Policy, no_previous_action, window_start
 from agentalign.models.reward import RewardFunction
-from agentalign.rollout import outcome_rates, rates_line, rollout_env, spawn_starts
+from agentalign.rollout import outcome_rates, rates_line, rollout_env, training_starts
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
 from agentalign.spec import PADS, check_pad
 from agentalign.train.distributed import cpu_settings, summary_writer
@@ -319,8 +319,9 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
             iteration = state["iteration"] + 1
             started = time.perf_counter()
             seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0])
-            starts = spawn_starts(layout, cfg.starts_per_iteration, seed,
-                                  cfg.spawn_jitter).repeated(cfg.samples_per_start)
+            starts = training_starts(layout, cfg.starts_per_iteration, seed, cfg.spawn_jitter,
+                                     cfg.anywhere, cfg.anywhere_edge
+                                     ).repeated(cfg.samples_per_start)
             trajectories, outcomes, lengths = sample_trajectories(
                 policy, starts, layout, num_envs=cfg.num_envs, max_steps=cfg.max_steps,
                 seed=seed, env=env, features=cfg.freeze_cnn)

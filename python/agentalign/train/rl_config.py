@@ -51,6 +51,8 @@ class RLSettings(Settings):
     env: str
     max_steps: int = field(metadata=at_least(1))
     spawn_jitter: float = field(metadata=at_least(0))
+    anywhere: float = field(metadata=between(0.0, 1.0))
+    anywhere_edge: float = field(metadata=at_least(0))
     layout: str
     eval_episodes: int = field(metadata=at_least(0))
     eval_interval: int = field(metadata=at_least(0))
@@ -67,7 +69,10 @@ class RLSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """The keys that shape the weights: a resume must agree on all of them."""
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+        from agentalign.rollout.starts import without_anywhere
+
+        return without_anywhere({k: v for k, v in asdict(self).items()
+                                 if k not in RESUMABLE_CHANGES})
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
