@@ -62,9 +62,10 @@ class LabelSettings(Settings):
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Roll out the SFT policy (sampled actions) into corpora, OUT/rollouts-train, "
-        "OUT/rollouts-heldout and OUT/rollouts-heldout-anywhere (separate seeds; the last from "
-        "starts anywhere on the island), pair their episodes and label the pairs with "
+        "Roll out the SFT policy (sampled actions) into corpora, OUT/rollouts-train and "
+        "OUT/rollouts-heldout (and, with --anywhere-heldout-episodes, "
+        "OUT/rollouts-heldout-anywhere from starts anywhere on the island; separate seeds), "
+        "pair their episodes and label the pairs with "
         "the synthetic labeller for each --target, in OUT/labels.sqlite (ties dropped). Rerun "
         "with another --target to add its labels to the same store. Defaults: "
         "configs/label.yaml.")
