@@ -408,11 +408,12 @@ def _index_outputs(run: Path, state: dict[str, Any], settings: PipelineSettings)
 
 
 def summary(result: PipelineResult) -> str:
-    rows = [f"{'stage':28s}{'status':>10s}{'seconds':>10s}"]
+    width = max([28, *(len(s["name"]) + 2 for s in result.stages)])  # off-lane names are long
+    rows = [f"{'stage':{width}s}{'status':>10s}{'seconds':>10s}"]
     for s in result.stages:
-        rows.append(f"{s['name']:28s}{s['status']:>10s}{s['seconds']:>10.1f}")
-    rows.append(f"{'total (stages summed)':28s}{'':>10s}"
+        rows.append(f"{s['name']:{width}s}{s['status']:>10s}{s['seconds']:>10.1f}")
+    rows.append(f"{'total (stages summed)':{width}s}{'':>10s}"
                 f"{sum(s['seconds'] for s in result.stages):>10.1f}")
-    rows.append(f"{'wall clock':28s}{'':>10s}{result.wall_seconds:>10.1f}")
+    rows.append(f"{'wall clock':{width}s}{'':>10s}{result.wall_seconds:>10.1f}")
     rows.append(f"report: {result.report}")
     return "\n".join(rows)
