@@ -16,6 +16,7 @@ from agentalign.config import (
     load,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.starts import without_anywhere
 from agentalign.spec import PADS
 from agentalign.train.label_config import LabelSettings
 
@@ -60,8 +61,6 @@ class PipelineSettings(Settings):
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """What of a pipeline config (as pipeline.json holds it) a resumed run must agree on: not
     the scheduling keys, nor the label stage's starts-anywhere keys while unused."""
-    from agentalign.rollout.starts import without_anywhere
-
     found = {k: v for k, v in config.items() if k not in SCHEDULING_KEYS}
     if isinstance(found.get("label"), dict):
         found["label"] = without_anywhere(found["label"])

@@ -47,12 +47,20 @@ from agentalign.train.preferences import (
     sample_pairs,
 )
 
-SPLITS = {"train": "rollouts-train", "heldout": "rollouts-heldout",
-          "heldout_anywhere": ANYWHERE_CORPUS}
-SPLIT_SEEDS = {"train": 0, "heldout": 1_000_003, "heldout_anywhere": 2_000_003}
-PAIR_SEEDS = {"train": 1, "heldout": 2, "heldout_anywhere": 3}
-# The store knows two splits; held-out pairs from anywhere are told apart by their corpus.
-STORE_SPLITS = {"train": "train", "heldout": "heldout", "heldout_anywhere": "heldout"}
+
+@dataclass(frozen=True)
+class Split:
+    """One corpus of rollouts and its pairs: where it lives and what seeds it."""
+
+    folder: str
+    seed_offset: int  # its rollouts use seed + seed_offset
+    pair_seed: int  # its pairs are drawn with seed + pair_seed
+    store_split: str  # the store's split: held-out pairs from anywhere are told apart by corpus
+
+
+SPLITS = {"train": Split("rollouts-train", 0, 1, "train"),
+          "heldout": Split("rollouts-heldout", 1_000_003, 2, "heldout"),
+          "heldout_anywhere": Split(ANYWHERE_CORPUS, 2_000_003, 3, "heldout")}
 SHARD_EPISODES = 100
 
 
@@ -64,10 +72,6 @@ class LabelResult:
     targets: dict[str, dict[str, Any]]  # per target and split: labels, ties, easy, hard
     counts: dict[str, int]  # the store's trajectories, pairs and labels
     seconds: float
-
-
-def split_seed(seed: int, split: str) -> int:
-    return seed + SPLIT_SEEDS[split]
 
 
 def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float]]:
@@ -158,26 +162,28 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
         plan = split_plan(settings)
         for split, (n, _, anywhere) in plan.items():
-            folder = SPLITS[split]
+            folder, seed = SPLITS[split].folder, settings.seed + SPLITS[split].seed_offset
             with cpu_settings(settings.num_threads or torch.get_num_threads()):
                 corpus = record_rollouts(
-                    actor, out / folder, n, split_seed(settings.seed, split),
-                    layout=settings.layout, num_envs=settings.num_envs,
+                    actor, out / folder, n, seed, layout=settings.layout,
+                    num_envs=settings.num_envs,
                     source=without_anywhere({
-                        **source, "split": split, "episodes": n,
-                        "seed": split_seed(settings.seed, split), "greedy": settings.greedy,
-                        "anywhere": anywhere, "anywhere_edge": settings.anywhere_edge}),
+                        **source, "split": split, "episodes": n, "seed": seed,
+                        "greedy": settings.greedy, "anywhere": anywhere,
+                        "anywhere_edge": settings.anywhere_edge}),
                     progress=progress, env=settings.env, obs=obs, anywhere=anywhere,
                     anywhere_edge=settings.anywhere_edge)
-            ids = store.add_trajectories(folder, range(corpus.num_episodes), STORE_SPLITS[split])
+            ids = store.add_trajectories(folder, range(corpus.num_episodes),
+                                         SPLITS[split].store_split)
             trajectories[split] = (ids, summaries(corpus))
             result["splits"][split] = {
                 "corpus": folder, "episodes": corpus.num_episodes,
                 "outcomes": np.bincount(corpus.episodes["outcomes"], minlength=5).tolist()}
         pair_ids: dict[str, list[tuple[int, int, int]]] = {}
         for split, (ids, _) in trajectories.items():
-            drawn = sample_pairs(len(ids), plan[split][1], settings.seed + PAIR_SEEDS[split])
-            rows = store.add_pairs([(ids[a], ids[b]) for a, b in drawn], STORE_SPLITS[split])
+            drawn = sample_pairs(len(ids), plan[split][1], settings.seed + SPLITS[split].pair_seed)
+            rows = store.add_pairs([(ids[a], ids[b]) for a, b in drawn],
+                                   SPLITS[split].store_split)
             pair_ids[split] = [(row, int(a), int(b)) for row, (a, b) in zip(rows, drawn,
                                                                             strict=True)]
             result["splits"][split]["pairs"] = len(rows)
@@ -205,7 +211,7 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
         have = store.db.execute(
             "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair JOIN trajectories t ON "
             "t.id = p.first WHERE l.target = ? AND t.corpus = ?",
-            (target, SPLITS[split])).fetchone()[0]
+            (target, SPLITS[split].folder)).fetchone()[0]
         if have:
             done[split] = {"labels": int(have), "ties": None, "reused": True}
             continue

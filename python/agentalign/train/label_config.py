@@ -17,6 +17,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.starts import without_anywhere
 from agentalign.spec import PADS
 
 OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rollouts",
@@ -54,8 +55,6 @@ class LabelSettings(Settings):
     def identity(self) -> dict[str, Any]:
         """The settings that shape the labels: not `env`, as both backends play the same
         episodes for the same seeds, nor `num_threads`."""
-        from agentalign.rollout.starts import without_anywhere
-
         return without_anywhere({k: v for k, v in asdict(self).items()
                                  if k not in ("env", "num_threads")})
 

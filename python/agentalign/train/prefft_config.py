@@ -19,6 +19,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.starts import without_anywhere
 from agentalign.spec import PADS
 from agentalign.train.bc_config import SftSettings
 
@@ -50,8 +51,6 @@ class PrefftSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """Not `env`: both backends play the same episodes for a seed."""
-        from agentalign.rollout.starts import without_anywhere
-
         return without_anywhere({k: v for k, v in self.to_dict().items() if k != "env"})
 
 

@@ -18,6 +18,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.starts import without_anywhere
 from agentalign.train.prefft_config import alignment_arguments, alignment_request
 
 OPTIONS = {"env": ENV_HELP, "num_envs": "environments stepped together while acting"}
@@ -69,8 +70,6 @@ class RLSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """The keys that shape the weights: a resume must agree on all of them."""
-        from agentalign.rollout.starts import without_anywhere
-
         return without_anywhere({k: v for k, v in asdict(self).items()
                                  if k not in RESUMABLE_CHANGES})
 
