@@ -7,7 +7,7 @@ from agentalign.cli import build_parser, main
 
 COMMANDS = ["preview", "collect", "evaluate", "pretrain", "sft", "export", "check-model", "play",
             "import-demo", "unity-scene", "pipeline", "report", "label", "reward", "serve",
-            "prefft", "rl", "align"]
+            "prefft", "rl", "align", "export-labels", "import-labels", "studio"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

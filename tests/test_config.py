@@ -34,7 +34,7 @@ def _defaults_args(chosen):
                 "rl": ["--policy", "p", "--reward", "r", "--target", "left"],
                 "align": ["--policy", "p", "--reward", "r", "--target", "left"],
                 "evaluate": ["c"], "export": ["c", "--name", "n"], "play": ["f.onnx"],
-                "check-model": ["f.onnx"]}
+                "check-model": ["f.onnx"], "studio": ["--run", "r"]}
     return parse(chosen, required.get(chosen.name, []))
 
 

@@ -15,6 +15,8 @@ WHERE = {
     "pretrain": "agentalign.train.bc_config:PRETRAIN",
     "sft": "agentalign.train.bc_config:SFT",
     "label": "agentalign.train.label_config:COMMAND",
+    "export-labels": "agentalign.train.label_io_config:EXPORT",
+    "import-labels": "agentalign.train.label_io_config:IMPORT",
     "reward": "agentalign.train.reward_config:COMMAND",
     "prefft": "agentalign.train.prefft_config:COMMAND",
     "rl": "agentalign.train.rl_config:COMMAND",
@@ -26,6 +28,7 @@ WHERE = {
     "unity-scene": "agentalign.unityproj.command:COMMAND",
     "pipeline": "agentalign.pipeline_config:COMMAND",
     "report": "agentalign.report:COMMAND",
+    "studio": "agentalign.studio.studio_config:COMMAND",
 }
 
 

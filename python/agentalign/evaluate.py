@@ -6,6 +6,9 @@ Unity over ML-Agents; for the same seed both play the same starts.
 The stage in one function: load the policy, draw the starts (the game's spawn points, or the
 fixed off-lane set of configs/evaluate.yaml), play the episodes (`rollout.loop.play`), count them
 (`rollout.outcomes`), draw them (`rollout.pictures`) and write results.json beside the pictures.
+With `intent` (`--intent NAME`), each episode's track (its positions, outcome and length) is also
+checked against that designer intent (`envs.intents`), and the share that satisfies it is
+reported with its 95% interval; without it every output is as before.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from agentalign import __version__, events
 from agentalign.atomic import write_json_atomic
+from agentalign.envs.intents import Track, intent_by_name, satisfaction
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.envs.render import IslandRenderer
 from agentalign.errors import ConfigError
@@ -53,6 +57,7 @@ class EvaluateResult:
     throughput: dict[str, float]
     files: dict[str, Any]
     by_start: dict[str, Any] | None = None  # off-lane starts only
+    intent: dict[str, Any] | None = None  # with --intent: name, description, file, rate, ...
 
 
 def make_starts(layout: Layout, settings: EvaluateSettings) -> Starts:
@@ -71,6 +76,8 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
         raise ConfigError("evaluate: device cuda asked for, but torch sees no CUDA GPU here")
     policy, info = load_policy(checkpoint, device=device)
     layout = load_layout(settings.layout)
+    intent = (intent_by_name(settings.intent, settings.intents, layout)  # fails before playing
+              if settings.intent is not None else None)
     starts = make_starts(layout, settings)
     actor = PolicyActor(policy, greedy=settings.greedy)
     threads = torch.get_num_threads()
@@ -112,15 +119,25 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
                                   "spawn_jitter", "max_steps", "device", "num_threads", "env")}
     if settings.starts == "offlane":
         kept["offlane"] = plain["offlane"]
+    extra: dict[str, Any] = {}  # only with an intent, so that results.json is otherwise as before
+    satisfied: dict[str, list[bool]] = {}
+    if intent is not None:
+        kept.update(intent=settings.intent, intents=settings.intents)
+        tracks = [Track(e.positions[:e.length + 1], e.outcome, e.length) for e in episodes]
+        satisfied["intent"] = [intent.satisfied(t) for t in tracks]
+        extra["intent"] = {**satisfaction(intent, tracks),
+                           "file": settings.intents or "<packaged>"}
     results = {
         "checkpoint": {"path": str(resolve(checkpoint)), "stage": info.get("stage"), "step": step,
                        "model": policy.config.name, "sha256": info.get("sha256")},
         "settings": kept,
         **summary_,
+        **extra,
         "per_episode": {"outcome": [OUTCOMES[e.outcome] for e in episodes],
                         "spawn": [e.spawn for e in episodes],
                         "start": [e.kind for e in episodes],
-                        "length": [e.length for e in episodes]},
+                        "length": [e.length for e in episodes],
+                        **satisfied},
         "throughput": {"seconds": played.seconds,
                        "episodes_per_s": len(episodes) / played.seconds,
                        "decisions_per_s": played.decisions / played.seconds},
@@ -129,8 +146,16 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     write_json_atomic(out / "results.json", results)
-    events.metrics("evaluate", {"rates": summary_["rates"]})
+    events.metrics("evaluate", {"rates": summary_["rates"], **extra})
     return result_from(EvaluateResult, results)
+
+
+def intent_line(intent: dict[str, Any]) -> str:
+    """'intent campfire-middle (pass by the campfire, then end on the middle pad): 41.0% of 200
+    episodes satisfy it, 95% interval [34.4, 47.9]'."""
+    return (f"intent {intent['intent']} ({intent['description']}): "
+            f"{100 * intent['rate']:.1f}% of {intent['episodes']} episodes satisfy it, "
+            f"95% interval [{100 * intent['low']:.1f}, {100 * intent['high']:.1f}]")
 
 
 def summary(result: EvaluateResult) -> str:
@@ -142,4 +167,5 @@ def summary(result: EvaluateResult) -> str:
         format_table({"rates": result.rates, "episodes": result.episodes,
                       "mean_length": result.mean_length, "by_spawn": result.by_spawn,
                       **({"by_start": result.by_start} if result.by_start else {})}),
+        *([intent_line(result.intent)] if result.intent else []),
         f"wrote results.json, heatmap.png and {len(result.files['gifs'])} GIFs"])

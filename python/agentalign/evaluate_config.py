@@ -23,7 +23,11 @@ from agentalign.rollout.starts import OfflaneSettings
 
 OPTIONS = {"episodes": "episodes to count", "num_envs": "environments stepped together",
            "env": ENV_HELP, "seed": "evaluation seed",
-           "greedy": "argmax actions instead of sampling"}
+           "greedy": "argmax actions instead of sampling",
+           "intent": "also report the share of episodes satisfying this designer intent, by "
+                     "name (docs/intents.md)",
+           "intents": "the intents file --intent reads; none: the packaged "
+                      "configs/intents.yaml"}
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,14 @@ class EvaluateSettings(Settings):
     gif_scale: int = field(metadata=at_least(1))
     heatmap_cell: float = field(metadata=above(0))
     offlane: OfflaneSettings
+    intent: str | None = None  # a designer intent to count satisfaction of (envs.intents)
+    intents: str | None = None  # the intents file it is read from; None: the packaged one
 
     def check(self) -> None:
         check_env_setting(self.env)
+        if self.intents is not None and self.intent is None:
+            raise invalid("intents", "names an intents file, but no intent is chosen from it "
+                          "(--intent NAME)")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise invalid("device", f"must be cpu or cuda[:N], got {self.device!r}")
 

@@ -280,9 +280,23 @@ def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> 
     return info
 
 
-def bradley_terry_loss(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
-    """-log sigmoid(r_chosen - r_rejected), averaged over pairs."""
-    return -torch.nn.functional.logsigmoid(r_chosen - r_rejected).mean()
+def bradley_terry_losses(r_chosen: Tensor, r_rejected: Tensor, target: Tensor | None = None
+                         ) -> Tensor:
+    """Per pair: binary cross-entropy of sigmoid(r_chosen - r_rejected) against `target` (1 when
+    `chosen` was preferred, 0.5 for a tie: both scores pulled together). With target 1 (or
+    None) it is -log sigmoid(r_chosen - r_rejected), bit for bit: the `(1 - t)` term adds 0."""
+    margin = r_chosen - r_rejected
+    if target is None:
+        return -torch.nn.functional.logsigmoid(margin)
+    t = target.to(margin.dtype)
+    return -(t * torch.nn.functional.logsigmoid(margin)
+             + (1 - t) * torch.nn.functional.logsigmoid(-margin))
+
+
+def bradley_terry_loss(r_chosen: Tensor, r_rejected: Tensor, target: Tensor | None = None
+                       ) -> Tensor:
+    """`bradley_terry_losses`, averaged over pairs."""
+    return bradley_terry_losses(r_chosen, r_rejected, target).mean()
 
 
 def accuracy(scores: np.ndarray, first: np.ndarray, second: np.ndarray, choice: np.ndarray

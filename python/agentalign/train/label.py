@@ -210,7 +210,7 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
     for split, pairs in pair_ids.items():
         have = store.db.execute(
             "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair JOIN trajectories t ON "
-            "t.id = p.first WHERE l.target = ? AND t.corpus = ?",
+            "t.id = p.first WHERE l.target = ? AND t.corpus = ? AND l.source = 'synthetic'",
             (target, SPLITS[split].folder)).fetchone()[0]
         if have:
             done[split] = {"labels": int(have), "ties": None, "reused": True}

@@ -7,7 +7,10 @@ episode ends up: a segment in the middle of a run says little about it.
 
 The synthetic labeller stands in for a designer's clicks and is the only code that reads
 positions and outcomes. Human labels arrive through the same SQLite table, so the store is built
-for concurrent writers (WAL journal, a busy timeout, one short transaction per write).
+for concurrent writers (WAL journal, a busy timeout, one short transaction per write). A human
+may also answer "equal" (a tie, trained as half a preference), "can't tell" or "skip" (kept,
+never trained on); the row keeps who answered, for which target, under which rubric and which
+side the page drew each trajectory on, since those are what a label's quality depends on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +30,10 @@ from agentalign.spec import PADS
 
 STORE = "labels.sqlite"  # the label store's file name in a label folder
 ANYWHERE_CORPUS = "rollouts-heldout-anywhere"  # held-out runs from starts anywhere (see label)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v1 stores are migrated when opened
 SOURCES = ("synthetic", "human")
+ANSWERS = ("first", "second", "equal", "cant_tell", "skip")  # what a designer may answer
+CHOICES = {"first": 0, "second": 1, "equal": 0.5}  # an answer as a number (cant_tell, skip: none)
 
 
 class LabelStoreError(UserError):
@@ -114,38 +120,69 @@ def sample_pairs(num_trajectories: int, num_pairs: int, seed: int) -> np.ndarray
     return pairs
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trajectories (
+# Schema v2. A label is an answer: which of the pair the designer prefers (first, second),
+# neither (equal: a tie, trained as half a preference), or none (cant_tell, skip: kept for the
+# studio's statistics, never trained on). `choice` is the answer as a number, so v1 readers'
+# queries still mean the same; a CHECK keeps the two in step.
+_LABELS = """
+CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY,
+    pair INTEGER NOT NULL REFERENCES pairs(id),
+    answer TEXT NOT NULL CHECK (answer IN ('first', 'second', 'equal', 'cant_tell', 'skip')),
+    choice REAL CHECK (choice IS CASE answer WHEN 'first' THEN 0 WHEN 'second' THEN 1
+                                             WHEN 'equal' THEN 0.5 END),
+    shown_left INTEGER CHECK (shown_left IS NULL OR shown_left IN (0, 1)),  -- first=0, second=1
+    source TEXT NOT NULL CHECK (source IN ('synthetic', 'human')),
+    labeller TEXT NOT NULL,        -- the synthetic labeller's id, or the annotator's name
+    target TEXT NOT NULL,          -- the personality the answer is for
+    rubric TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    request TEXT UNIQUE            -- a client's idempotency key: a double click writes one row
+)"""
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS trajectories (
     id INTEGER PRIMARY KEY,
     corpus TEXT NOT NULL,          -- corpus folder, relative to the store's folder
     episode INTEGER NOT NULL,      -- episode index in that corpus
     split TEXT NOT NULL CHECK (split IN ('train', 'heldout')),
     UNIQUE (corpus, episode)
-);
-CREATE TABLE IF NOT EXISTS pairs (
+)""",
+    """CREATE TABLE IF NOT EXISTS pairs (
     id INTEGER PRIMARY KEY,
     first INTEGER NOT NULL REFERENCES trajectories(id),
     second INTEGER NOT NULL REFERENCES trajectories(id),
     split TEXT NOT NULL CHECK (split IN ('train', 'heldout')),
     CHECK (first != second),
     UNIQUE (first, second)
-);
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY,
-    pair INTEGER NOT NULL REFERENCES pairs(id),
-    choice INTEGER NOT NULL CHECK (choice IN (0, 1)),   -- 0: first preferred, 1: second
-    source TEXT NOT NULL CHECK (source IN ('synthetic', 'human')),
-    labeller TEXT NOT NULL,
-    target TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS labels_by_target ON labels (target, pair);
-"""
+)""",
+    _LABELS.format(name="IF NOT EXISTS labels"),
+    "CREATE INDEX IF NOT EXISTS labels_by_target ON labels (target, pair)",
+]
+# v1 -> v2: the SQLite way to change a table's columns and checks (a new table, the rows
+# copied, the old one dropped); run in one transaction, so a failure leaves v1 as it was.
+_MIGRATE_V1 = [
+    _LABELS.format(name="labels_v2"),
+    """INSERT INTO labels_v2 (id, pair, answer, choice, shown_left, source, labeller, target,
+                              rubric, created, request)
+       SELECT id, pair, CASE choice WHEN 0 THEN 'first' ELSE 'second' END, choice, NULL, source,
+              labeller, target, '', created, NULL FROM labels""",
+    "DROP TABLE labels",
+    "ALTER TABLE labels_v2 RENAME TO labels",
+    "CREATE INDEX labels_by_target ON labels (target, pair)",
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+]
+_DECISIVE = ("first", "second")  # by choice: 0 = first preferred, 1 = second
+# The answer as a number, read back as an int for first/second (the REAL column holds 0.0, and
+# v1 readers, the reward data's fingerprint among them, saw ints) and 0.5 for equal.
+_CHOICE_SQL = "CASE l.answer WHEN 'first' THEN 0 WHEN 'second' THEN 1 WHEN 'equal' THEN 0.5 END"
 
 
 class LabelStore:
-    """The SQLite label store. One connection per process; safe for concurrent writers."""
+    """The SQLite label store. One connection per process; safe for concurrent writers.
+
+    Opening a v1 store migrates it to v2 (answers, drawn side, rubric, request keys).
+    """
 
     def __init__(self, path: str | Path, create: bool = False):
         self.path = Path(path)
@@ -154,24 +191,42 @@ class LabelStore:
                                   "`agentalign label`")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        migrating = False
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA busy_timeout=30000")
-            with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
+            with self._transaction():  # one writer at a time creates or migrates
+                version = self._version()
+                if version is None:
+                    for statement in _SCHEMA:
                         self.db.execute(statement)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                (str(SCHEMA_VERSION),))
-            version = self.db.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                    (str(SCHEMA_VERSION),))
+                    version = str(SCHEMA_VERSION)
+                elif version == "1":
+                    migrating = True
+                    for statement in _MIGRATE_V1:
+                        self.db.execute(statement)
+                    version = self._version()
         except sqlite3.DatabaseError as e:
-            raise LabelStoreError(f"label store {self.path}: not a readable SQLite database "
-                                  f"({e})") from None
+            self.db.close()
+            what = (f"its migration from schema 1 to {SCHEMA_VERSION} failed and it was left as "
+                    "it was" if migrating else "not a readable SQLite database")
+            raise LabelStoreError(f"label store {self.path}: {what} ({e})") from None
         if version != str(SCHEMA_VERSION):
+            self.db.close()
             raise LabelStoreError(f"label store {self.path}: schema version {version}, this "
-                                  f"agentalign reads {SCHEMA_VERSION}")
+                                  f"agentalign reads {SCHEMA_VERSION} (and migrates 1); "
+                                  "upgrade agentalign to read it")
+
+    def _version(self) -> str | None:
+        """The stored schema version; None for a new (empty) store."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                           "name = 'meta'").fetchone() is None:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
@@ -203,38 +258,124 @@ class LabelStore:
     def add_label(self, pair: int, choice: int, *, source: str, labeller: str,
                   target: str) -> int:
         """Record one choice (0 = first, 1 = second). One short transaction: many writers fit."""
-        if source not in SOURCES:
-            raise LabelStoreError(f"label source must be one of {list(SOURCES)}, got {source!r}")
-        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+        row = _label_row(self, pair, choice, source, labeller, target, _now())
         try:
             with self._transaction():
-                cur = self.db.execute(
-                    "INSERT INTO labels (pair, choice, source, labeller, target, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (int(pair), int(choice), source, labeller,
-                                                  target, created))
+                cur = self.db.execute(_INSERT_LABEL, row)
         except sqlite3.IntegrityError as e:
             raise LabelStoreError(f"label store {self.path}: cannot add a label for pair {pair} "
                                   f"({e})") from None
         return int(cur.lastrowid)
 
-    def labelled_pairs(self, target: str, split: str, limit: int | None = None
-                       ) -> list[tuple[str, int, str, int, int]]:
+    def add_answer(self, pair: int, answer: str, *, annotator: str, target: str,
+                   rubric: str = "", shown_left: int | None = None, request: str | None = None,
+                   source: str = "human") -> tuple[int, bool]:
+        """Record one answer to a pair; returns (label id, created). One short transaction.
+
+        With `request` (a client's idempotency key), a repeated request writes nothing and
+        returns the first one's id with created False: a double click is one label.
+        """
+        where = f"label store {self.path}"
+        if answer not in ANSWERS:
+            raise LabelStoreError(f"{where}: unknown answer {answer!r}; answer one of "
+                                  f"{list(ANSWERS)}")
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise LabelStoreError(f"{where}: an answer needs the annotator's name; give "
+                                  "annotator=...")
+        if not isinstance(target, str) or not target.strip():
+            raise LabelStoreError(f"{where}: an answer needs a target (the personality it is "
+                                  "for); give target=...")
+        if shown_left is not None and (isinstance(shown_left, bool) or shown_left not in (0, 1)):
+            raise LabelStoreError(f"{where}: shown_left must be None, 0 (the first trajectory "
+                                  f"was drawn on the left) or 1 (the second), got {shown_left!r}")
+        if source not in SOURCES:
+            raise LabelStoreError(f"{where}: label source must be one of {list(SOURCES)}, got "
+                                  f"{source!r}")
+        if not isinstance(rubric, str):
+            raise LabelStoreError(f"{where}: rubric must be text, got {rubric!r}")
+        if request is not None and (not isinstance(request, str) or not request.strip()):
+            raise LabelStoreError(f"{where}: request must be a non-empty key or None, got "
+                                  f"{request!r}")
+        with self._transaction():
+            if request is not None:
+                found = self.db.execute("SELECT id FROM labels WHERE request = ?",
+                                        (request,)).fetchone()
+                if found is not None:
+                    return int(found[0]), False
+            known = isinstance(pair, int | np.integer) and not isinstance(pair, bool) and \
+                self.db.execute("SELECT 1 FROM pairs WHERE id = ?", (int(pair),)).fetchone()
+            if not known:
+                raise LabelStoreError(f"{where}: no pair {pair!r}; answer a pair the store "
+                                      "holds")
+            cur = self.db.execute(
+                "INSERT INTO labels (pair, answer, choice, shown_left, source, labeller, target, "
+                "rubric, created, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (int(pair), answer, CHOICES.get(answer), None if shown_left is None else
+                 int(shown_left), source, annotator.strip(), target.strip(), rubric, _now(),
+                 request))
+        return int(cur.lastrowid), True
+
+    def labelled_pairs(self, target: str, split: str, limit: int | None = None,
+                       ties: bool = False) -> list[tuple[str, int, str, int, float]]:
         """(corpus_a, episode_a, corpus_b, episode_b, choice) for labelled pairs, oldest first.
 
-        A pair labelled more than once counts with its latest label.
+        A pair answered more than once counts with its latest first/second/equal answer
+        (cant_tell and skip say nothing about the pair). Choice is 0 or 1 (ints); with `ties`,
+        pairs whose latest answer is equal come too, with choice 0.5; without, they are left out.
         """
+        answers = "('first', 'second', 'equal')" if ties else "('first', 'second')"
         rows = self.db.execute(
-            """SELECT ta.corpus, ta.episode, tb.corpus, tb.episode, l.choice
+            f"""SELECT ta.corpus, ta.episode, tb.corpus, tb.episode, {_CHOICE_SQL}
                FROM labels l JOIN pairs p ON p.id = l.pair
                JOIN trajectories ta ON ta.id = p.first JOIN trajectories tb ON tb.id = p.second
-               WHERE l.target = ? AND p.split = ? AND l.id = (
-                   SELECT MAX(id) FROM labels WHERE pair = l.pair AND target = l.target)
+               WHERE l.target = ? AND p.split = ? AND l.answer IN {answers} AND l.id = (
+                   SELECT MAX(id) FROM labels WHERE pair = l.pair AND target = l.target
+                   AND answer IN ('first', 'second', 'equal'))
                ORDER BY l.id""", (target, split)).fetchall()
         return rows[:limit] if limit is not None else rows
+
+    def answers(self, target: str | None = None) -> list[dict[str, Any]]:
+        """Every label row (of `target`, or all), oldest first, with its pair's trajectories:
+        what the studio counts and what `export-labels` writes."""
+        rows = self.db.execute(
+            f"""SELECT l.id, l.pair, p.split, ta.corpus, ta.episode, tb.corpus, tb.episode,
+                      l.answer, {_CHOICE_SQL}, l.shown_left, l.source, l.labeller, l.target,
+                      l.rubric, l.created, l.request
+               FROM labels l JOIN pairs p ON p.id = l.pair
+               JOIN trajectories ta ON ta.id = p.first JOIN trajectories tb ON tb.id = p.second
+               WHERE ?1 IS NULL OR l.target = ?1 ORDER BY l.id""", (target,)).fetchall()
+        return [dict(zip(_ANSWER_KEYS, row, strict=True)) for row in rows]
+
+    def targets(self) -> list[str]:
+        """The targets that have labels, sorted."""
+        return [t for (t,) in self.db.execute("SELECT DISTINCT target FROM labels ORDER BY "
+                                              "target")]
 
     def counts(self) -> dict[str, int]:
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("trajectories", "pairs", "labels")}
+
+
+_ANSWER_KEYS = ("id", "pair", "split", "first_corpus", "first_episode", "second_corpus",
+                "second_episode", "answer", "choice", "shown_left", "source", "labeller",
+                "target", "rubric", "created", "request")
+_INSERT_LABEL = ("INSERT INTO labels (pair, answer, choice, source, labeller, target, created) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+
+
+def _label_row(store: LabelStore, pair: int, choice: int, source: str, labeller: str,
+               target: str, created: str) -> tuple[int, str, int, str, str, str, str]:
+    """A v1-style label (choice 0 or 1) as an insert row, or a one-line error."""
+    if source not in SOURCES:
+        raise LabelStoreError(f"label source must be one of {list(SOURCES)}, got {source!r}")
+    if choice not in (0, 1):
+        raise LabelStoreError(f"label store {store.path}: cannot add a label for pair {pair} "
+                              f"(choice must be 0 or 1, got {choice!r})")
+    return (int(pair), _DECISIVE[int(choice)], int(choice), source, labeller, target, created)
 
 
 class _Transaction:
@@ -254,14 +395,11 @@ def add_labels(store: LabelStore, labels: Iterable[tuple[int, int]], *, source: 
                labeller: str, target: str) -> int:
     """Record many (pair id, choice) labels in one transaction (a labelling run's batch);
     returns how many were written."""
-    if source not in SOURCES:
-        raise LabelStoreError(f"label source must be one of {list(SOURCES)}, got {source!r}")
-    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
-    rows = [(int(p), int(c), source, labeller, target, created) for p, c in labels]
+    created = _now()
+    rows = [_label_row(store, p, c, source, labeller, target, created) for p, c in labels]
     try:
         with store._transaction():
-            store.db.executemany("INSERT INTO labels (pair, choice, source, labeller, target, "
-                                 "created) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            store.db.executemany(_INSERT_LABEL, rows)
     except sqlite3.IntegrityError as e:
         raise LabelStoreError(f"label store {store.path}: cannot add labels ({e})") from None
     return len(rows)

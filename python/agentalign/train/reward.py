@@ -2,7 +2,9 @@
 
 Data: the labels of one target and their trajectories, read once (`train.reward_data`).
 
-Loss. Bradley-Terry, written plainly: `-logsigmoid(r_chosen - r_rejected)`, mean over pairs.
+Loss. Bradley-Terry, written plainly: `-logsigmoid(r_chosen - r_rejected)`, mean over pairs;
+a tie ("equal") is a soft target of 0.5, the binary cross-entropy of the same sigmoid
+(`models.reward.bradley_terry_losses`), which for decisive pairs is that loss bit for bit.
 The batch of step s is drawn with (seed, s), the learning rate is a function of s, so a resumed
 run continues as if it never stopped (bc.py's argument). A non-finite loss stops the run before
 the step is taken, with the last good checkpoint left as it was.
@@ -47,7 +49,13 @@ from agentalign.models.checkpoint import (
     save_step,
 )
 from agentalign.models.policy import PolicyConfig
-from agentalign.models.reward import KIND, RewardModel, encode_fitted, init_from_policy
+from agentalign.models.reward import (
+    KIND,
+    RewardModel,
+    bradley_terry_losses,
+    encode_fitted,
+    init_from_policy,
+)
 from agentalign.train.bc import resolve_policy_config
 from agentalign.train.distributed import (
     Ranks,
@@ -134,6 +142,7 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardSettings, 
             rng = np.random.default_rng(step_seed(seed, 0, step, 0))
             mine = rng.choice(len(pairs), size=batch, replace=False)[ranks.rank::ranks.world]
             chosen, rejected = pairs.chosen[mine], pairs.rejected[mine]
+            target = None if pairs.target is None else torch.from_numpy(pairs.target[mine])
             both = np.concatenate([chosen, rejected])
             prev, mask, when = (data.fitted[k][both].to(ranks.device)
                                 for k in ("prev_actions", "mask", "steps"))
@@ -146,7 +155,9 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardSettings, 
                 scores = model.forward_features(features[both].to(ranks.device), prev, mask,
                                                 when)
             r_chosen, r_rejected = scores[:len(mine)], scores[len(mine):]
-            loss_sum = -torch.nn.functional.logsigmoid(r_chosen - r_rejected).sum()
+            loss_sum = bradley_terry_losses(r_chosen, r_rejected,
+                                            None if target is None else
+                                            target.to(ranks.device)).sum()
             loss = all_sum([loss_sum.item()], ranks)[0] / batch
             if not math.isfinite(loss):
                 where = f"; the last good checkpoint is {latest}" if latest else ""

@@ -1,7 +1,8 @@
 """The labels of one target, read for the reward model: pairs and their trajectories.
 
-The labels of one target in a label store (`agentalign label`): the first N training labels
-(oldest first), and every held-out label, whose pairs come from separate rollouts. Each referenced
+The labels of one target in a label store (`agentalign label`, or a designer's answers): the
+first N training labels (oldest first), ties ("equal") among them as half a preference, and
+every decisive held-out label, whose pairs come from separate rollouts. Each referenced
 trajectory is read once from its corpus and fitted to the context (`models.reward.
 fit_trajectory`: its last K decisions, with their previous actions), then kept in memory as uint8
 tensors (800 episodes x 16 frames x 12 KB = 157 MB), so training never decodes a frame twice.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor
 
 from agentalign.data.shards import Corpus
-from agentalign.errors import CorpusError, UserError
+from agentalign.errors import CorpusError
 from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import (
     RewardModel,
@@ -36,16 +38,29 @@ from agentalign.train.preferences import ANYWHERE_CORPUS, STORE, LabelStore, Lab
 
 @dataclass
 class Pairs:
-    """Labelled pairs as indices into a trajectory table: `chosen` was preferred."""
+    """Labelled pairs as indices into a trajectory table: `chosen` was preferred, by `target`
+    (the Bradley-Terry target: 1.0, or 0.5 for a tie, whose order means nothing)."""
 
     chosen: np.ndarray
     rejected: np.ndarray
+    target: np.ndarray | None = None  # float32 [N]; None: every pair decisive (all ones)
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            self.target = np.ones(len(self.chosen), dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.chosen)
 
     def take(self, index: np.ndarray) -> Pairs:
-        return Pairs(self.chosen[index], self.rejected[index])
+        target = None if self.target is None else self.target[index]
+        return Pairs(self.chosen[index], self.rejected[index], target)
+
+    def decisive(self) -> Pairs:
+        """The pairs with a preferred side (not ties): the only ones accuracy can count."""
+        if self.target is None:
+            return self
+        return self.take(np.flatnonzero(self.target == 1.0))
 
 
 @dataclass
@@ -61,24 +76,30 @@ class LabelData:
 
 
 def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> LabelData:
-    """Read a target's labels and fit their trajectories to `config`'s context."""
-    if target not in PADS:
-        raise UserError(f"unknown target {target!r}: choose one of {list(PADS)}")
+    """Read a target's labels and fit their trajectories to `config`'s context. A target is
+    any name the store has labels for (a pad, or a designer's personality)."""
     folder = Path(labels_dir)
     store = LabelStore(folder / STORE)
-    try:
-        rows = {split: store.labelled_pairs(target, split) for split in ("train", "heldout")}
-        counts = store.counts()
+    try:  # ties train (as 0.5); held-out accuracy counts decisive pairs only
+        rows = {"train": store.labelled_pairs(target, "train", ties=True),
+                "heldout": store.labelled_pairs(target, "heldout")}
+        counts, targets = store.counts(), store.targets()
     finally:
         store.close()
     if counts["labels"] == 0:
         raise LabelStoreError(f"label store {folder / STORE}: holds no labels; run "
                               "`agentalign label` first")
+    if target not in targets and target not in PADS:
+        raise LabelStoreError(f"label store {folder / STORE}: unknown target {target!r}: it "
+                              f"holds labels for {', '.join(map(repr, targets))}; pick one, "
+                              f"or label pairs for {target!r} first")
+    how = (f"label it with `agentalign label --target {target}`" if target in PADS else
+           "answer its pairs in the studio or bring them with `agentalign import-labels`")
     for split, found in rows.items():
         if not found:
             raise LabelStoreError(f"label store {folder / STORE}: no {split} labels for target "
-                                  f"{target!r}; label it with `agentalign label --target "
-                                  f"{target}`")
+                                  f"{target!r} (it holds labels for "
+                                  f"{', '.join(map(repr, targets))}); {how}")
     # Held-out pairs from starts anywhere live in their own corpus (`agentalign label`): apart.
     anywhere = [r for r in rows["heldout"] if r[0] == ANYWHERE_CORPUS]
     rows["heldout"] = [r for r in rows["heldout"] if r[0] != ANYWHERE_CORPUS]
@@ -109,11 +130,12 @@ def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> La
         fitted.append(fit_trajectory(steps["frames"], steps["actions"], config))
         outcomes.append(int(corpus.episodes["outcomes"][episode]))
 
-    def pairs(found: list[tuple[str, int, str, int, int]]) -> Pairs:
+    def pairs(found: list[tuple[str, int, str, int, float]]) -> Pairs:
         a = np.array([table[(r[0], r[1])] for r in found], dtype=np.int64)
         b = np.array([table[(r[2], r[3])] for r in found], dtype=np.int64)
-        choice = np.array([r[4] for r in found], dtype=np.int64)
-        return Pairs(np.where(choice == 0, a, b), np.where(choice == 0, b, a))
+        choice = np.array([r[4] for r in found], dtype=np.float64)  # 0, 1 or 0.5 (a tie)
+        target = np.where(choice == 0.5, 0.5, 1.0).astype(np.float32)
+        return Pairs(np.where(choice == 1, b, a), np.where(choice == 1, a, b), target)
 
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()  # the labels before anywhere
     return LabelData(stack_fitted(fitted), np.array(outcomes), pairs(rows["train"]),
@@ -132,6 +154,10 @@ def evaluate(model: RewardModel, data: LabelData, pairs: Pairs | None = None,
             out.update({f"anywhere_{k}": v for k, v in
                         evaluate(model, data, data.heldout_anywhere, features).items()})
         return out
+    pairs = pairs.decisive()  # a tie has no right answer to count
+    if len(pairs) == 0:
+        return {"accuracy": math.nan, "pairs": 0, "easy_pairs": 0, "hard_pairs": 0,
+                "accuracy_easy": math.nan, "accuracy_hard": math.nan}
     used = np.unique(np.concatenate([pairs.chosen, pairs.rejected]))
     scores = np.full(len(data.outcomes), np.nan, dtype=np.float64)
     if features is None:

@@ -1,0 +1,216 @@
+"""The studio's work, apart from HTTP: serve pairs, record answers, refit the ensemble, run jobs.
+
+Pairs for a personality: a pair made before that still wants answers (overlap > 1, or shown to
+someone who left) first; else a new one: a held-out pair with probability `heldout_share`
+(random, never trained on, no budget); else random while the personality has fewer than
+`warmup_labels` training labels or no ensemble yet, or with probability `random_share`; else
+the candidate pair (of `candidates` random ones from the pool) the ensemble disagrees on most.
+The left/right order is drawn per showing and stored with the answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentalign.studio import select
+from agentalign.studio.jobs import Jobs
+from agentalign.studio.media import Clips
+from agentalign.studio.play import Player
+from agentalign.studio.pool import load_features
+from agentalign.studio.state import Served, StudioError, StudioState, check_name
+from agentalign.studio.studio_config import StudioSettings
+
+
+class Studio:
+    def __init__(self, run: Path, settings: StudioSettings, folder: Path | None = None):
+        self.run = Path(run)
+        for stage in ("sft", "pretrain"):
+            if not (self.run / stage).is_dir():
+                raise StudioError(f"run {self.run}: has no {stage}/ folder; point --run at a "
+                                  "folder made by `agentalign pipeline`")
+        self.settings = settings
+        self.folder = Path(folder) if folder is not None else self.run / "studio"
+        self.labels = self.folder / "labels"
+        self.local = threading.local()
+        StudioState(self.labels).close()  # create or migrate the store once, up front
+        self.jobs = Jobs(self.folder / "jobs")
+        self.clips = Clips(self.labels)
+        self.player = Player([self.folder / "personalities", self.run / "personalities"])
+        self.rng = np.random.default_rng(settings.pool.seed)
+        self.lock = threading.Lock()
+        self.ensembles: dict[str, tuple[select.Ensemble, int]] = {}
+        self.features: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+
+    @property
+    def state(self) -> StudioState:
+        """This thread's connection (SQLite connections stay in their thread)."""
+        if not hasattr(self.local, "state"):
+            self.local.state = StudioState(self.labels)
+        return self.local.state
+
+    # -- pool and features ---------------------------------------------------------------------
+
+    def start_pool(self) -> dict[str, Any] | None:
+        """Record the pool in the background unless it is recorded or being recorded."""
+        if self.state.pool() or any(j["kind"] == "pool" for j in self.jobs.list()):
+            return None
+        return self.jobs.start("pool", {"kind": "pool", **self._job_spec()})
+
+    def _job_spec(self) -> dict[str, Any]:
+        return {"run": str(self.run.resolve()), "labels": str(self.labels.resolve()),
+                "studio": str(self.folder.resolve()),
+                "pool": self.settings.pool.to_dict(),
+                "stages": {k: list(v) for k, v in self.settings.stages.items()}}
+
+    def pool_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """(trajectory ids [N], features [N, D]) of the active pool corpora that have features."""
+        pool = self.state.pool()
+        key = tuple(p["corpus"] for p in pool)
+        with self.lock:
+            if self.features is None or self.features[0] != key:
+                ids, rows = [], []
+                for p in pool:
+                    f = load_features(self.labels, p["corpus"])
+                    if f is None:
+                        continue
+                    found = self.state.db.execute(
+                        "SELECT id, episode FROM trajectories WHERE corpus = ? ORDER BY episode",
+                        (p["corpus"],)).fetchall()
+                    ids += [r[0] for r in found]
+                    rows.append(f[[r[1] for r in found]])
+                self.features = (key, np.array(ids, dtype=np.int64),
+                                 np.concatenate(rows) if rows else np.zeros((0, 1), np.float32))
+            return self.features[1], self.features[2]
+
+    # -- pairs ---------------------------------------------------------------------------------
+
+    def next_pair(self, personality: str, annotator: str) -> Served:
+        state = self.state
+        state.personality(personality)
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise StudioError("no annotator: tell the studio your name before labelling")
+        annotator = annotator.strip()
+        pair = state.waiting_pair(personality, annotator, self.settings.overlap)
+        if pair is None:
+            pair = self._new_pair(personality)
+        state.mark_served(pair, personality, annotator)
+        info = state.pair_row(pair, personality)
+        shown_left = int(self.rng.random() < 0.5)
+        first, second = info["first"], info["second"]
+        left, right = (second, first) if shown_left else (first, second)
+        return Served(pair, info["how"], left, right, shown_left)
+
+    def _new_pair(self, personality: str) -> int:
+        """Draw how the pair is chosen once (so retries cannot shift the shares), then a pair
+        of that kind this personality was never asked about."""
+        ids, features = self.pool_features()
+        if len(ids) < 2:
+            raise StudioError("the pool of rollouts is still being recorded: wait for the pool "
+                              "job on the Learn page")
+        cfg = self.settings
+        if self.rng.random() < cfg.heldout_share:
+            how = "heldout"
+        else:
+            trained = len(self.state.decisive(personality, "train"))
+            ensemble = self.ensembles.get(personality)
+            random_now = (trained < cfg.warmup_labels or ensemble is None
+                          or self.rng.random() < cfg.random_share)
+            how = "random" if random_now else "active"
+        asked = self.state.asked(personality)
+        position = {int(t): i for i, t in enumerate(ids)}
+        seen = {(position[a], position[b]) for a, b in asked if a in position and b in position}
+        seen |= {(b, a) for a, b in seen}
+        for _ in range(50):
+            if how == "active":
+                picks = self.rng.integers(len(ids), size=(cfg.candidates, 2))
+                keep = [i for i, (a, b) in enumerate(picks) if a != b and (a, b) not in seen]
+                if not keep:
+                    continue
+                picks = picks[keep]
+                a, b = picks[select.most_uncertain(self.ensembles[personality][0], features,
+                                                   picks)]
+            else:
+                a, b = self.rng.choice(len(ids), size=2, replace=False)
+                if (a, b) in seen:
+                    continue
+            pair = self.state.make_pair(int(ids[a]), int(ids[b]), personality, how)
+            if pair is not None:
+                return pair
+            seen |= {(int(a), int(b)), (int(b), int(a))}
+        raise StudioError("no new pair found: the pool is exhausted for this personality; "
+                          "align it to add its rollouts to the pool")
+
+    def answer(self, personality: str, pair: int, answer: str, shown_left: int,
+               annotator: str, request: str | None) -> dict[str, Any]:
+        label, created = self.state.record(pair, personality, answer=answer,
+                                           shown_left=shown_left, annotator=annotator,
+                                           request=request, overlap=self.settings.overlap)
+        if created:
+            self.maybe_refit(personality)
+        return {"label": label, "created": created}
+
+    # -- the ensemble --------------------------------------------------------------------------
+
+    def maybe_refit(self, personality: str, force: bool = False) -> None:
+        """Refit in a background thread every `refit_every` decisive training labels."""
+        trained = len(self.state.decisive(personality, "train"))
+        last = self.ensembles.get(personality, (None, 0))[1]
+        if force or trained - last >= self.settings.refit_every:
+            threading.Thread(target=self.refit, args=(personality,), daemon=True).start()
+
+    def refit(self, personality: str) -> float | None:
+        ids, features = self.pool_features()
+        index = {int(t): i for i, t in enumerate(ids)}
+        rows = {split: [r for r in self.state.decisive(personality, split)
+                        if r[0] in index and r[1] in index] for split in ("train", "heldout")}
+        if len(rows["train"]) < 2:
+            return None
+
+        def arrays(found: list[tuple[int, int, float]]) -> tuple[np.ndarray, ...]:
+            first = np.array([index[r[0]] for r in found], dtype=np.int64)
+            second = np.array([index[r[1]] for r in found], dtype=np.int64)
+            target = np.array([1.0 - r[2] for r in found])  # choice 0: first better
+            return first, second, target
+
+        ensemble = select.fit(features, *arrays(rows["train"]), members=self.settings.members,
+                              seed=len(rows["train"]))
+        accuracy = select.accuracy(ensemble, features, *arrays(rows["heldout"])) \
+            if rows["heldout"] else None
+        with self.lock:
+            self.ensembles[personality] = (ensemble, len(rows["train"]))
+        self.state.add_fit(personality, len(rows["train"]), len(rows["heldout"]), accuracy)
+        return accuracy
+
+    # -- align ---------------------------------------------------------------------------------
+
+    def start_align(self, personality: str) -> dict[str, Any]:
+        p = self.state.personality(personality)
+        if self.jobs.busy(personality):
+            raise StudioError(f"an align job for {personality!r} is running; wait for it")
+        stats = self.state.stats(personality)
+        if stats["train_labels"] < 2 or stats["heldout_labels"] < 1:
+            raise StudioError(f"{personality!r} has {stats['train_labels']} training and "
+                              f"{stats['heldout_labels']} held-out labels: label more pairs "
+                              "(the reward model needs both)")
+        n = sum(1 for j in self.jobs.list() if j.get("personality") == personality) + 1
+        card = {"rubric": p["rubric"], "pad": p["pad"], "intent": p["intent"],
+                "labels": stats["labels"], "train_labels": stats["train_labels"],
+                "heldout_labels": stats["heldout_labels"],
+                "annotators": sorted(stats["by_annotator"]),
+                "pairs_chosen": {"random": stats["by_how"].get("random", 0),
+                                 "active": stats["by_how"].get("active", 0),
+                                 "heldout": stats["by_how"].get("heldout", 0),
+                                 "rule": "ensemble disagreement (studio.select), "
+                                         f"{self.settings.warmup_labels} random first, "
+                                         f"{self.settings.random_share:.0%} random after"},
+                "agreement": stats["agreement"]}
+        return self.jobs.start(f"align-{check_name(personality)}-{n}", {
+            "kind": "align", "personality": personality, "pad": p["pad"], "card": card,
+            **self._job_spec()})
+
+    def close(self) -> None:
+        self.jobs.stop_all()

@@ -1,0 +1,361 @@
+"""The studio: its API and store (bad input, idempotency, tokens, jobs), and its pages driven in
+Debian's headless Chromium through Playwright (lock-step clips, keys, two annotators at once,
+reload, markup shown as text)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from agentalign.config import load
+from agentalign.errors import UserError
+from agentalign.models.checkpoint import save_step
+from agentalign.models.policy import Policy, get_config
+from agentalign.studio.app import running, serve
+from agentalign.studio.jobs import Jobs
+from agentalign.studio.service import Studio
+from agentalign.studio.state import StudioError
+from agentalign.studio.studio_config import StudioSettings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SMALL = ["pool.sft_episodes=8", "pool.anywhere_episodes=6", "pool.base_episodes=4",
+         "pool.aligned_episodes=4", "pool.num_envs=8", "warmup_labels=4", "refit_every=2"]
+TINY_STAGES = [
+    "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
+]
+
+
+def make_run(folder: Path) -> Path:
+    torch.manual_seed(0)
+    policy = Policy(get_config("tiny", n_layer=1, n_embd=32, context=8)).eval()
+    for stage in ("sft", "pretrain"):
+        save_step(folder / stage, policy, policy.config.to_dict(), kind="policy", stage=stage,
+                  step=0)
+    return folder
+
+
+def wait(jobs: Jobs, name: str, timeout: float = 240.0) -> dict:
+    deadline = time.time() + timeout
+    while (job := jobs.get(name))["state"] not in ("done", "failed", "cancelled"):
+        assert time.time() < deadline, f"job {name} still {job['state']} after {timeout} s"
+        time.sleep(0.3)
+    return job
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory) -> Path:
+    """A tiny run with its studio pool recorded (by the pool job's own process)."""
+    run = make_run(tmp_path_factory.mktemp("studio-run"))
+    studio = Studio(run, load(StudioSettings, None, SMALL))
+    studio.start_pool()
+    job = wait(studio.jobs, "pool")
+    assert job["state"] == "done", job
+    assert {p["kind"] for p in studio.state.pool()} == {"sft", "anywhere", "base"}
+    studio.close()
+    return run
+
+
+@pytest.fixture
+def studio(pooled, tmp_path) -> Studio:
+    """A fresh copy of the pooled run per test (labels of one test never leak into another)."""
+    run = tmp_path / "run"
+    shutil.copytree(pooled, run)
+    s = Studio(run, load(StudioSettings, None, SMALL))
+    yield s
+    s.close()
+
+
+def rows(studio: Studio) -> list[dict]:
+    return studio.state.store.answers()
+
+
+# -- API and store ---------------------------------------------------------------------------
+
+
+def test_pairs_answers_and_their_sides(studio):
+    with running(studio) as url:
+        c = httpx.Client(base_url=url)
+        made = c.post("/api/personalities", json={"name": "camp", "rubric": "by the fire",
+                                                  "pad": "middle"})
+        assert made.status_code == 200, made.text
+        for i in range(10):
+            shown = c.get("/api/next", params={"personality": "camp", "annotator": "ana"}).json()
+            assert shown["rubric"] == "by the fire" and shown["left"]["length"] >= 1
+            answer = ["left", "right", "equal", "cant_tell", "skip"][i % 5]
+            r = c.post("/api/answer", json={"personality": "camp", "pair": shown["pair"],
+                                            "answer": answer, "shown_left": shown["shown_left"],
+                                            "annotator": "ana", "request": f"q{i}"})
+            assert r.json()["created"] is True
+            row = rows(studio)[-1]
+            first_left = shown["shown_left"] == 0
+            expected = {"left": "first" if first_left else "second",
+                        "right": "second" if first_left else "first"}.get(answer, answer)
+            assert (row["answer"], row["shown_left"], row["labeller"], row["request"]) == \
+                (expected, shown["shown_left"], "ana", f"q{i}")
+        # pairs were retired once answered (overlap 1): never shown again
+        pairs = [r["pair"] for r in rows(studio)]
+        assert len(set(pairs)) == len(pairs) == 10
+        stats = c.get("/api/stats", params={"personality": "camp"}).json()
+        assert stats["labels"] == 10 and stats["by_annotator"] == {"ana": 10}
+        assert stats["by_answer"]["cant_tell"] == 2 and stats["by_answer"]["skip"] == 2
+
+
+def test_bad_input_is_refused_with_nothing_written(studio):
+    studio.state.add_personality("camp", "by the fire", "middle")
+    shown = studio.next_pair("camp", "ana")
+    studio.answer("camp", shown.pair, "left", shown.shown_left, "ana", "once")
+    with running(studio) as url:
+        c = httpx.Client(base_url=url)
+
+        def refused(body: dict, words: str) -> None:
+            before = len(rows(studio))
+            r = c.post("/api/answer", json=body)
+            assert r.status_code == 400 and words in r.json()["error"], r.text
+            assert len(rows(studio)) == before
+
+        ok = {"personality": "camp", "pair": shown.pair, "answer": "left", "shown_left": 0,
+              "annotator": "bo"}
+        refused({**ok, "pair": 99999}, "unknown pair 99999")
+        refused(ok, "is retired")  # answered once already, overlap 1
+        fresh = studio.next_pair("camp", "bo")
+        refused({**ok, "pair": fresh.pair, "annotator": "  "}, "no annotator")
+        refused({**ok, "pair": fresh.pair, "answer": "maybe"}, "unknown answer")
+        refused({**ok, "pair": fresh.pair, "personality": "nobody"}, "unknown personality")
+        refused({k: v for k, v in ok.items() if k != "pair"}, "missing 'pair'")
+        r = c.post("/api/answer", content=b"{not json")
+        assert r.status_code == 400 and "not JSON" in r.json()["error"]
+        r = c.get("/api/next", params={"personality": "camp", "annotator": ""})
+        assert r.status_code == 400 and "no annotator" in r.json()["error"]
+        r = c.post("/api/personalities", json={"name": "../x", "rubric": "r", "pad": "left"})
+        assert r.status_code == 400 and "personality name" in r.json()["error"]
+        # the same request twice (a double click, a retried POST): one row
+        body = {**ok, "pair": fresh.pair, "request": "twice"}
+        first, again = c.post("/api/answer", json=body), c.post("/api/answer", json=body)
+        assert first.json()["created"] and not again.json()["created"]
+        assert sum(r["request"] == "twice" for r in rows(studio)) == 1
+
+
+def test_token_guards_every_path_and_loopback_is_the_default(studio, tmp_path):
+    with running(studio, token="s3cret") as url:
+        assert httpx.get(f"{url}/label").status_code == 401
+        assert "missing token" in httpx.get(f"{url}/api/personalities").json()["error"]
+        wrong = httpx.get(f"{url}/api/personalities", headers={"Authorization": "Bearer no"})
+        assert wrong.status_code == 401 and "wrong token" in wrong.json()["error"]
+        ok = httpx.get(f"{url}/api/personalities", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        c = httpx.Client(base_url=url, follow_redirects=True)
+        assert c.get("/label?token=s3cret").status_code == 200  # sets the cookie
+        assert c.get("/learn").status_code == 200
+    settings = load(StudioSettings, None, [*SMALL, "host=0.0.0.0"])
+    with pytest.raises(UserError, match="without a token"):
+        serve(settings, studio.run)
+
+
+def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio):
+    studio.state.add_personality("camp", "by the fire", "middle")
+    hows = []
+    for i in range(16):
+        shown = studio.next_pair("camp", "ana")
+        hows.append(shown.how)
+        studio.answer("camp", shown.pair, "left" if i % 2 else "right", shown.shown_left,
+                      "ana", None)
+        studio.refit("camp")  # the studio refits in the background; here in step
+    assert "active" in hows and "heldout" in hows
+    assert studio.state.stats("camp")["fits"], "no refit recorded"
+
+
+def test_unfinished_jobs_resume_after_a_restart(studio):
+    job = studio.jobs.start("probe", {"kind": "no-such-kind"})
+    assert wait(studio.jobs, "probe")["state"] == "failed"
+    # an earlier studio died while this job ran: its record says running, its process is gone
+    path = studio.jobs.folder / "probe" / "job.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "state": "running",
+                                "pid": 2 ** 22 + 12345}))
+    again = Jobs(studio.jobs.folder)
+    assert again.resume() == ["probe"]
+    assert wait(again, "probe")["state"] == "failed"  # it ran again
+    assert job["name"] == "probe"
+
+
+def test_align_job_exports_a_personality_with_its_studio_card(studio):
+    studio.state.add_personality("camp", "by the fire <b>now</b>", "middle")
+    for i in range(14):
+        shown = studio.next_pair("camp", "ana" if i % 2 else "bo")
+        studio.answer("camp", shown.pair, "left", shown.shown_left, "ana" if i % 2 else "bo",
+                      None)
+    settings = load(StudioSettings, None, [*SMALL, *TINY_ALIGN])
+    studio.settings = settings
+    job = studio.start_align("camp")
+    done = wait(studio.jobs, job["name"], timeout=280)
+    assert done["state"] == "done", (done, (studio.jobs.folder / job["name"] / "log.txt")
+                                     .read_text()[-2000:])
+    card = json.loads((studio.run / "studio" / "personalities" / "camp.json").read_text())
+    assert card["target"] == "middle" and card["studio"]["rubric"] == "by the fire <b>now</b>"
+    assert card["studio"]["labels"] == 14 and card["studio"]["annotators"] == ["ana", "bo"]
+    assert any(p["kind"] == "aligned" for p in studio.state.pool())
+    with pytest.raises(StudioError, match="unknown personality"):
+        studio.start_align("nobody")
+    # watch it play live (its ONNX through onnxruntime), swap mid-episode, restart at a spawn
+    with running(studio) as url:
+        c = httpx.Client(base_url=url)
+        cards = c.get("/api/cards").json()
+        assert [k["name"] for k in cards] == ["camp"] and cards[0]["studio"]["labels"] == 14
+        started = c.post("/api/play", json={"personality": "camp", "spawn": 2}).json()
+        key = started["session"]
+        assert started["step"] == 0 and started["frame"].startswith("data:image/png;base64,")
+        for _ in range(3):
+            view = c.post(f"/api/play/{key}/step").json()
+        assert view["step"] == 3 or view["outcome"] is not None
+        assert len(view["path"]) == view["step"] + 1
+        swapped = c.post(f"/api/play/{key}/swap", json={"personality": "camp"}).json()
+        assert swapped["step"] == view["step"]  # same episode, a fresh context
+        again = c.post(f"/api/play/{key}/restart", json={"spawn": 1}).json()
+        assert again["step"] == 0 and again["spawn"] == 1 and again["outcome"] is None
+        bad = c.post("/api/play", json={"personality": "nobody"})
+        assert bad.status_code == 400 and "no exported personality" in bad.json()["error"]
+        bad = c.post(f"/api/play/{key}/restart", json={"spawn": 9})
+        assert bad.status_code == 400 and "spawn 9" in bad.json()["error"]
+
+
+TINY_ALIGN = [
+    "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
+    "stages.align=[prefft.rounds=1,prefft.episodes=8,prefft.num_envs=8,prefft.eval_episodes=4,"
+    "prefft.finetune.steps=2,prefft.finetune.batch_size=4,prefft.finetune.eval_interval=2,"
+    "prefft.finetune.checkpoint_interval=2,rl.iterations=2,rl.starts_per_iteration=2,"
+    "rl.samples_per_start=2,rl.num_envs=4,rl.eval_episodes=4,rl.minibatch_episodes=4]",
+    "stages.export=[episodes=4,num_envs=4]",
+]
+
+
+# -- pages in Chromium -----------------------------------------------------------------------
+
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="Debian's chromium is not installed (.ci/run "
+                                           "installs it: apt-get install chromium)")
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def label_page(browser, url: str, annotator: str):
+    page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/label")
+    page.fill("#annotator", annotator)
+    page.press("#annotator", "Enter")  # leaves the box: change fires, the keys answer
+    page.wait_for_selector("body[data-ready='1']")
+    return page, errors
+
+
+def frames(page) -> tuple[int, int]:
+    return (int(page.get_attribute("#player-left", "data-frame")),
+            int(page.get_attribute("#player-right", "data-frame")))
+
+
+@needs_chromium
+def test_pages_load_and_the_clips_stay_in_lock_step(studio, browser):
+    studio.state.add_personality("camp", "by <b>the</b> fire & <script>x()</script>", "middle")
+    with running(studio) as url:
+        page, errors = label_page(browser, url, "ana")
+        # the rubric is shown as text, never as markup
+        assert page.text_content("#rubric") == "by <b>the</b> fire & <script>x()</script>"
+        assert page.query_selector("#rubric b") is None
+        lengths = page.evaluate("[S.lengths.left, S.lengths.right]")
+
+        def in_step() -> None:
+            # one snapshot (the page draws all three in one tick): each player shows the clock's
+            # frame, clamped to its own clip's end
+            clock, left, right = page.evaluate(
+                "[clock.dataset.frame, players.left.dataset.frame, "
+                "players.right.dataset.frame].map(Number)")
+            assert (left, right) == (min(clock, lengths[0] - 1), min(clock, lengths[1] - 1))
+
+        page.wait_for_timeout(500)  # playing
+        in_step()
+        target = max(0, min(lengths) - 3)
+        page.eval_on_selector("#scrub", "(e, v) => { e.value = v; e.dispatchEvent(new Event"
+                              "('input')); }", str(target))
+        assert frames(page) == (target, target)  # seeking pauses on that frame
+        page.click("#forward")
+        assert frames(page) == (target + 1, target + 1)
+        page.select_option("#speed", "2")
+        page.click("#play")
+        for _ in range(3):
+            page.wait_for_timeout(200)
+            in_step()
+        page.select_option("#speed", "0.5")
+        page.wait_for_timeout(200)
+        in_step()
+        for name in ("learn", "personalities"):
+            page.goto(f"{url}/{name}")
+            page.wait_for_load_state("networkidle")
+        assert errors == []
+
+
+@needs_chromium
+def test_keys_write_one_row_each_with_the_drawn_side_and_reload_keeps_them(studio, browser):
+    studio.state.add_personality("camp", "by the fire", "middle")
+    with running(studio) as url:
+        page, errors = label_page(browser, url, "ana")
+        for n, key in enumerate(["ArrowLeft", "2", "=", "c", "s", "1"], 1):
+            page.wait_for_selector("body[data-ready='1']")
+            pair, shown_left = int(page.get_attribute("body", "data-pair")), \
+                int(page.evaluate("S.pair.shown_left"))
+            page.keyboard.press(key)
+            try:
+                page.wait_for_function(f"document.body.dataset.answered == {n}", timeout=5000)
+            except Exception:
+                raise AssertionError((key, n, page.text_content("#status"))) from None
+            row = rows(studio)[-1]
+            assert len(rows(studio)) == n and row["pair"] == pair
+            assert row["shown_left"] == shown_left and row["labeller"] == "ana"
+        assert [r["answer"] for r in rows(studio)][2:5] == ["equal", "cant_tell", "skip"]
+        # a double click on a button writes one row
+        page.wait_for_selector("body[data-ready='1']")
+        page.dblclick("[data-answer=left]")
+        page.wait_for_function("document.body.dataset.answered == 7")
+        page.wait_for_timeout(300)
+        assert len(rows(studio)) == 7
+        page.reload()
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.input_value("#annotator") == "ana"  # asked once
+        page.goto(f"{url}/learn")
+        page.wait_for_function("document.querySelector('#labels tbody').rows.length > 0")
+        assert "7" in page.text_content("#labels")
+        assert errors == []
+
+
+@needs_chromium
+def test_two_annotators_label_at_once_without_loss_or_duplicates(studio, browser):
+    studio.state.add_personality("camp", "by the fire", "middle")
+    with running(studio) as url:
+        pages = [label_page(browser, url, name)[0] for name in ("ana", "bo")]
+        for n in range(1, 6):
+            for page in pages:  # interleaved: both have a pair open at the same time
+                page.wait_for_selector("body[data-ready='1']")
+            for page in pages:
+                page.keyboard.press("1")
+            for page in pages:
+                page.wait_for_function(f"document.body.dataset.answered == {n}")
+        found = rows(studio)
+        assert len(found) == 10 and len({r["request"] for r in found}) == 10
+        assert {r["labeller"] for r in found} == {"ana", "bo"}
+        assert len({r["pair"] for r in found}) == 10  # overlap 1: no pair twice
