@@ -166,9 +166,8 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
     base = out / "pool"
     settings = load(StudioSettings, None, [*overrides, f"pool.seed={seed}"])
     studio = Studio(args.run, settings, folder=base)
-    if not studio.state.pool():
-        studio.start_pool()
-        job = _wait(studio, "pool")
+    if (job := studio.start_pool()) is not None:
+        job = _wait(studio, job["name"])
         if job["state"] != "done":
             raise SystemExit(f"pool job failed: {job.get('error')}")
     studio.close()
@@ -181,29 +180,35 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
         arm_settings = load(StudioSettings, None, [*overrides, f"pool.seed={seed}",
                                                    f"random_share={share}"])
         studio = Studio(args.run, arm_settings, folder=folder)
-        heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
         if not any(p["name"] == "designer" for p in studio.state.personalities()):
             studio.state.add_personality("designer", intent_text(args.intent),
                                          designer.pad, args.intent)
-        curve: list[tuple[int, float | None]] = []
         shots = args.screenshots if (args.screenshots and arm == "active" and
                                      seed == args.seeds[0]) else None
-        with running(studio) as url:
-            timing = label_in_browser(
-                url, studio, designer, "designer", args.labels, every=args.every,
-                on_count=lambda n, c=curve, s=studio, h=heldout:
-                    c.append((n, curve_point(s, "designer", h))),
-                screenshots=shots)
-        result["arms"][arm] = {"curve": curve, **timing,
-                               "stats": {k: v for k, v in studio.state.stats("designer").items()
-                                         if k != "fits"}}
+        done = folder / "arm.json"  # a finished arm is not labelled again (rerun to align)
+        if done.exists():
+            result["arms"][arm] = json.loads(done.read_text())
+        else:
+            heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
+            curve: list[tuple[int, float | None]] = []
+            with running(studio) as url:
+                timing = label_in_browser(
+                    url, studio, designer, "designer", args.labels, every=args.every,
+                    on_count=lambda n, c=curve, s=studio, h=heldout:
+                        c.append((n, curve_point(s, "designer", h))),
+                    screenshots=shots)
+            result["arms"][arm] = {
+                "curve": curve, **timing,
+                "stats": {k: v for k, v in studio.state.stats("designer").items()
+                          if k != "fits"}}
+            done.write_text(json.dumps(result["arms"][arm], indent=2) + "\n")
         if arm == "active" and not args.skip_align:
             job = studio.start_align("designer") if not studio.jobs.list() or \
                 all(j["kind"] != "align" for j in studio.jobs.list()) else \
                 next(j for j in studio.jobs.list() if j["kind"] == "align")
-            done = _wait(studio, job["name"], timeout=4 * 3600)
-            if done["state"] != "done":
-                raise SystemExit(f"align job failed: {done.get('error')}")
+            finished = _wait(studio, job["name"], timeout=4 * 3600)
+            if finished["state"] != "done":
+                raise SystemExit(f"align job failed: {finished.get('error')}")
             result["aligned"] = satisfaction(folder / "jobs" / job["name"] / "align",
                                              args.intent, args.episodes, folder / "eval")
             if shots is not None:
@@ -320,6 +325,7 @@ SMOKE_SETTINGS = [
     "prefft.finetune.checkpoint_interval=2,rl.iterations=2,rl.starts_per_iteration=2,"
     "rl.samples_per_start=2,rl.num_envs=4,rl.eval_episodes=4,rl.minibatch_episodes=4]",
     "stages.export=[episodes=4,num_envs=4]",
+    "stages.evaluate=[episodes=8,num_envs=8]",
 ]
 
 

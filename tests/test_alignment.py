@@ -227,10 +227,33 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
     _, info = read_info(tmp_path / "a")
     assert info["meta"]["target"] == "right" and info["meta"]["stage"] == "align"
     assert metrics.evaluation["episodes"] == 4
+    assert "intent" not in metrics.evaluation and "intent" not in info["meta"]  # a pad: as before
     calls = len(seen)
     align(config, policy_path, spy_reward(seen), "right", tmp_path / "a", progress=False)
     assert len(seen) == calls  # finished sub-stages are skipped
 
+
+
+def test_align_to_an_intent_without_a_pad(policy_path, tmp_path):
+    """An intent that names no pad logs no reach rate; the evaluations count its satisfaction
+    and the aligned checkpoint records it."""
+    from agentalign.train.align import summary
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("inland:\n  description: never within 2 m of the edge\n  edge: 2.0\n")
+    config = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1))
+    metrics = align(config, policy_path, TOY, "inland", tmp_path / "a", intents=mine,
+                    progress=False)
+    selection = json.loads((tmp_path / "a" / "prefft" / "round-1" / "selection.json").read_text())
+    assert selection["selected"] == 2 and "target_rate_all" not in selection
+    for evaluation in (metrics.prefft["evaluation"], metrics.rl["evaluation"]):
+        assert evaluation["intent"]["intent"] == "inland"
+        assert evaluation["intent"]["episodes"] == 4 and evaluation["intent"]["low"] >= 0
+    _, info = read_info(tmp_path / "a")
+    assert info["meta"]["target"] == "inland"
+    assert info["meta"]["intent"] == {"name": "inland", "file": str(mine.resolve()),
+                                      "description": "never within 2 m of the edge"}
+    assert "intent inland (never within 2 m of the edge): " in summary(metrics)
 
 def test_alignment_can_start_anywhere_on_the_island(policy_path, tmp_path, monkeypatch):
     """prefft's and RL's `anywhere`: that share of their rollouts starts off the spawns (the
@@ -305,10 +328,11 @@ def test_help(command, capsys):
 def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
     from agentalign.models.reward import RewardModel
 
-    with pytest.raises(SystemExit):
-        main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target", "up",
-              "--out", str(tmp_path / "o")])
-    assert "invalid choice: 'up'" in capsys.readouterr().err
+    assert main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target",
+                 "up", "--out", str(tmp_path / "o")]) == 2  # no intent of that name
+    err = capsys.readouterr().err.strip()
+    assert "no intent 'up': choose one of left, middle, right, campfire-middle" in err
+    assert "<agentalign>/configs/intents.yaml" in err and "\n" not in err
     other = get_config("tiny", n_layer=1, n_embd=32, context=16)  # not the policy's context
     save_step(tmp_path / "rm", RewardModel(other), other.to_dict(), kind="reward",
               stage="reward", step=1)
@@ -321,5 +345,5 @@ def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
         load(AlignSettings, overrides=["iterations=3"])
     with pytest.raises(ConfigError, match="samples_per_start: must be >= 2, got 1"):
         small_rl(samples_per_start=1)
-    with pytest.raises(UserError, match="unknown target"):
+    with pytest.raises(UserError, match="no intent 'centre'"):
         rl(small_rl(), policy_path, TOY, "centre", tmp_path / "x")

@@ -373,6 +373,8 @@ def test_card_matches_what_was_measured(exported, policy, tmp_path):
     measured = card["measured"]
     assert (measured["episodes"], measured["seed"], measured["actions"]) == \
         (EPISODES, SEED, "sampled")
+    assert card["intent"] == {"name": "left", "description": "end on the left pad"}
+    assert "intent" not in measured  # a pad's satisfaction is its reach rate
     rates = measured["rates"]
     assert sum(rates[o]["count"] for o in ("left", "middle", "right", "fell", "timeout")) \
         == EPISODES
@@ -383,6 +385,21 @@ def test_card_matches_what_was_measured(exported, policy, tmp_path):
     assert played["rates"] == rates
     assert (tmp_path / "episode.gif").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["rates"] == rates
+
+
+def test_the_card_names_an_intent_and_how_often_it_was_satisfied(exported, tmp_path, capsys):
+    folder = exported[3]
+    assert main(["export", str(folder), "--name", "quick", "--out", str(tmp_path), "--target",
+                 "quick-right", "--episodes", str(EPISODES), "--num-envs", str(NUM_ENVS),
+                 "--seed", str(SEED)]) == 0
+    card = json.loads((tmp_path / "quick.json").read_text())
+    assert card["target"] == "quick-right" and card["intent"] == {
+        "name": "quick-right", "description": "end on the right pad within 40 decisions (4 s)"}
+    got = card["measured"]["intent"]
+    assert got["intent"] == "quick-right" and got["episodes"] == EPISODES
+    assert got["count"] <= card["measured"]["rates"]["right"]["count"]  # right, and quick
+    assert "intent quick-right (end on the right pad within 40 decisions (4 s)): " in \
+        capsys.readouterr().out
 
 
 def test_seeded_sampling_is_reproducible(exported):
@@ -424,6 +441,9 @@ def test_bad_input_gives_one_line_and_leaves_no_files(exported, tmp_path, capsys
     assert "does not exist" in err
     err = one_line_error(capsys, "export", str(folder), "--name", "../x", "--out", str(out))
     assert "personality name '../x'" in err
+    err = one_line_error(capsys, "export", str(folder), "--name", "x", "--out", str(out),
+                         "--target", "north")
+    assert "no intent 'north': choose one of left, middle, right" in err
     (tmp_path / "file").write_text("")
     err = one_line_error(capsys, "export", str(folder), "--name", "x", "--out",
                          str(tmp_path / "file"))

@@ -171,6 +171,63 @@ def test_a_rerun_may_change_the_worker_count_but_not_the_recipe(tmp_path):
         load(PipelineSettings, overrides=["workers=0"])
 
 
+def test_pad_targets_keep_the_identities_of_before(tmp_path):
+    """The default recipe (pads only) is the same run as before intents became targets: its
+    identity, and each pad's stages with the same arguments, so earlier run folders resume."""
+    import hashlib
+
+    from agentalign.pipeline import _state
+
+    config = load(PipelineSettings)
+    digest = hashlib.sha256(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()
+    assert digest[:16] == "4061c62803d7c26c"  # recorded before intents became targets
+    calls = {s.name: s.call for s in plan(tmp_path, config)}
+    assert calls["label"].args[3] == ["left", "middle", "right"]
+    for pad in ("left", "middle", "right"):
+        assert calls[f"align-{pad}"].args[1:] == (tmp_path / "sft", tmp_path / f"reward-{pad}",
+                                                  pad, tmp_path / f"align-{pad}")
+        assert calls[f"reward-{pad}"].args[2] == pad
+        evaluation = calls[f"evaluate-{pad}-aligned"].args[0]
+        assert evaluation.intent is None and evaluation.intents is None
+        assert calls[f"export-{pad}"].args[1:] == (tmp_path / f"align-{pad}", f"{pad}-runner",
+                                                   tmp_path / "personalities", pad)
+    # pipeline.json of a run from before the `intents` key existed resumes as is
+    before = {k: v for k, v in config.to_dict().items() if k != "intents"}
+    (tmp_path / "pipeline.json").write_text(json.dumps({"config": before, "stages": []}))
+    assert _state(tmp_path, config)["config"]["targets"] == ["left", "middle", "right"]
+
+
+def test_targets_are_intents_by_name_from_a_file(tmp_path):
+    """A target of one's own intents file reaches every stage by name; an unknown name or an
+    unsafe one is refused in one line, a file's own names only as the run starts."""
+    from agentalign.pipeline import run as pipeline
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("inland:\n  description: keep 2 m from the edge\n  edge: 2.0\n")
+    config = load(PipelineSettings, overrides=["targets=[left, inland]", f"intents={mine}",
+                                               "offlane=true"])
+    calls = {s.name: s.call for s in plan(tmp_path, config)}
+    assert calls["label"].args[3] == ["left", "inland"]
+    assert calls["label"].keywords["intents"] == str(mine)
+    assert calls["align-inland"].args[3] == "inland"
+    assert calls["align-inland"].keywords["intents"] == str(mine)
+    for name in ("evaluate-inland-aligned", "evaluate-inland-aligned-offlane"):
+        evaluation = calls[name].args[0]
+        assert (evaluation.intent, evaluation.intents) == ("inland", str(mine))
+    assert calls["evaluate-left-aligned"].args[0].intent is None  # a pad: as before
+    assert calls["export-inland"].args[2:4] == ("inland-runner", tmp_path / "personalities")
+    assert config.identity()["intents"] == str(mine)  # a file of one's own is the recipe's
+    with pytest.raises(ConfigError, match="targets: no intent 'north' in the packaged"):
+        load(PipelineSettings, overrides=["targets=[north]"])
+    with pytest.raises(ConfigError, match="names folders and the personality"):
+        load(PipelineSettings, overrides=["targets=['a b']"])
+    other = config.replace(targets=("inland", "outland"))  # checked when the run starts
+    with pytest.raises(ConfigError, match=r"no intent 'outland' in .*mine.yaml: choose from "
+                                          "left, middle, right, inland"):
+        pipeline(other, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_toy_pipeline_end_to_end_and_resume(tmp_path):
     run = tmp_path / "run"
@@ -215,3 +272,40 @@ def test_toy_pipeline_end_to_end_and_resume(tmp_path):
     # A third run has nothing left to do.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and again.stdout.count("done, skipped") == len(state["stages"]) - 1
+
+
+@pytest.mark.slow
+def test_toy_pipeline_aligns_a_designer_intent(tmp_path, capsys):
+    """`--targets campfire-middle`: labels, reward model, alignment, evaluation, personality and
+    report all go by the intent, and say how often its episodes satisfy it."""
+    from agentalign.cli import main
+
+    run = tmp_path / "run"
+    assert main(["pipeline", "--out", str(run), "--config", str(toy_config_file(tmp_path)),
+                 "--targets", "campfire-middle", "--set", "workers=1", "--no-progress"]) == 0
+    capsys.readouterr()
+    label = json.loads((run / "label" / "metrics.json").read_text())
+    assert list(label["targets"]) == ["campfire-middle"]
+    assert label["intents"]["campfire-middle"]["description"] == \
+        "pass by the campfire, then end on the middle pad"
+    reward = json.loads((run / "reward-campfire-middle" / "metrics.json").read_text())
+    assert reward["target"] == "campfire-middle"
+    evaluated = json.loads((run / "eval" / "campfire-middle-aligned" / "results.json")
+                           .read_text())["intent"]
+    assert evaluated["intent"] == "campfire-middle" and evaluated["episodes"] == 6
+    assert 0.0 <= evaluated["low"] <= evaluated["rate"] <= evaluated["high"] <= 1.0
+    for plain in ("base", "sft"):  # the others are counted as before
+        assert "intent" not in json.loads((run / "eval" / plain / "results.json").read_text())
+    card = json.loads((run / "personalities" / "campfire-middle-runner.json").read_text())
+    assert card["target"] == "campfire-middle" and card["intent"] == {
+        "name": "campfire-middle",
+        "description": "pass by the campfire, then end on the middle pad"}
+    assert card["measured"]["intent"]["episodes"] == 6
+    report = (run / "report.html").read_text()
+    assert "Designer intents" in report and "campfire-middle-aligned" in report
+    assert "pass by the campfire, then end on the middle pad" in report
+    # An intent the file lacks is refused before anything runs, in one line.
+    assert main(["pipeline", "--out", str(tmp_path / "other"), "--targets", "bonfire"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no intent 'bonfire'" in err and "campfire-middle" in err and "\n" not in err
+    assert not (tmp_path / "other").exists()

@@ -3,7 +3,9 @@ import multiprocessing as mp
 import pytest
 
 from agentalign.errors import UserError
+from agentalign.lifecycle import result_from
 from agentalign.spec import OUTCOME_CODES
+from agentalign.train.label import LabelResult
 from agentalign.train.preferences import (
     LabelStore,
     LabelStoreError,
@@ -97,3 +99,96 @@ def test_store_refuses_other_files(tmp_path):
     junk.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(LabelStoreError, match="not a readable SQLite"):
         LabelStore(junk)
+
+
+# --- pad targets label exactly as before intents became targets ------------------------------
+
+def label_fingerprint(out) -> dict[str, str]:
+    """sha256 of every stored label (all but its creation time) and of the label run's identity."""
+    import hashlib
+    import json
+
+    store = LabelStore(out / "labels.sqlite")
+    try:
+        rows = [{k: v for k, v in row.items() if k != "created"} for row in store.answers()]
+    finally:
+        store.close()
+    return {what: hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+            for what, data in (("labels", rows),
+                               ("identity", json.loads((out / "run.json").read_text())))}
+
+
+# Recorded before intents became targets (scripted players of the corpus mixture, seed 0).
+PAD_LABELS = {0.0: {"labels": "345967b129498710", "identity": "4aa73894f2fab025"},
+              0.5: {"labels": "94d0a1bab7cc62af", "identity": "f67fcfbca57ced0a"}}
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5])
+def test_pad_targets_label_exactly_as_before(tmp_path, layout, temperature):
+    from agentalign.collect_config import CollectSettings
+    from agentalign.config import defaults
+    from agentalign.data.players import Population
+    from agentalign.rollout import PlayerActor
+    from agentalign.train.label import make_labels
+    from agentalign.train.label_config import LabelSettings
+
+    population = Population(defaults(CollectSettings).players["corpus"], layout)
+    settings = defaults(LabelSettings).replace(
+        train_episodes=12, heldout_episodes=10, pairs=40, heldout_pairs=30, num_envs=12,
+        anywhere_heldout_episodes=6, temperature=temperature)
+    result = make_labels(PlayerActor(population, seed=3), tmp_path, ["left", "middle", "right"],
+                         settings, source={"players": "corpus"}, progress=False)
+    assert label_fingerprint(tmp_path) == PAD_LABELS[temperature]
+    assert "intents" not in result  # nor do the metrics gain a key
+
+
+def test_an_intent_target_is_labelled_by_its_intent_on_the_tracks(tmp_path, layout):
+    from agentalign.collect_config import CollectSettings
+    from agentalign.config import defaults
+    from agentalign.data.players import Population
+    from agentalign.data.shards import Corpus
+    from agentalign.envs.intents import IntentLabeller, intent_by_name
+    from agentalign.rollout import PlayerActor
+    from agentalign.train.label import make_labels, summary, tracks
+    from agentalign.train.label_config import LabelSettings
+
+    population = Population(defaults(CollectSettings).players["corpus"], layout)
+    settings = defaults(LabelSettings).replace(train_episodes=16, heldout_episodes=10, pairs=60,
+                                               heldout_pairs=30, num_envs=16)
+
+    def label(targets, intents=None):
+        return make_labels(PlayerActor(population, seed=3), tmp_path, targets, settings,
+                           source={"players": "corpus"}, progress=False, intents=intents)
+
+    result = label(["middle", "campfire-middle"])
+    about = result["intents"]["campfire-middle"]
+    assert about["description"] == "pass by the campfire, then end on the middle pad"
+    assert "middle" not in result["intents"]
+    intent = intent_by_name("campfire-middle", layout=layout)
+    store = LabelStore(tmp_path / "labels.sqlite")
+    try:
+        assert {r["labeller"] for r in store.answers("campfire-middle")} == \
+            {"intent:campfire-middle:T=0"}
+        for split, folder in (("train", "rollouts-train"), ("heldout", "rollouts-heldout")):
+            episodes = tracks(Corpus(tmp_path / folder))
+            assert len(episodes) == Corpus(tmp_path / folder).num_episodes
+            rows = store.labelled_pairs("campfire-middle", split)
+            assert rows and len(rows) == result["targets"]["campfire-middle"][split]["labels"]
+            labeller = IntentLabeller(intent)
+            assert all(labeller.prefer(episodes[a], episodes[b]) == choice
+                       for _, a, _, b, choice in rows)
+    finally:
+        store.close()
+    assert "target campfire-middle (pass by the campfire, then end on the middle pad)" in \
+        summary(result_from(LabelResult, result))
+
+    mine = tmp_path / "mine.yaml"  # same intent, other words: its labels are reused
+    mine.write_text("campfire-middle:\n  description: by the fire\n  pass: campfire\n"
+                    "  then: middle\n")
+    assert label(["campfire-middle"], mine)["targets"] == result["targets"]
+    mine.write_text("campfire-middle:\n  pass: campfire\n  radius: 1.0\n  then: middle\n")
+    with pytest.raises(UserError, match="holds labels for intent 'campfire-middle' as"):
+        label(["campfire-middle"], mine)  # another intent under the same name
+    with pytest.raises(UserError, match="no intent 'north': choose one of left, middle") as e:
+        label(["left", "north"])
+    assert "\n" not in str(e.value) and "<agentalign>/configs/intents.yaml" in str(e.value)

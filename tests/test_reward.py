@@ -205,7 +205,7 @@ def test_the_model_sees_pixels_and_actions_only(toy_labels, tmp_path):
     """The forward takes no positions or outcomes, and rewriting them in the corpora changes
     nothing the model is given."""
     assert list(inspect.signature(RewardModel.forward).parameters) == [
-        "self", "frames", "prev_actions", "mask", "steps"]
+        "self", "frames", "prev_actions", "mask", "steps", "summary_frames", "summary_mask"]
     changed = tmp_path / "labels"
     shutil.copytree(toy_labels, changed)
     for folder in ("rollouts-train", "rollouts-heldout", "rollouts-heldout-anywhere"):

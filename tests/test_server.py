@@ -403,6 +403,9 @@ def test_failing_and_cancelled_runs(client: Client, server: Server) -> None:
      "env: this server runs no Unity builds"),
     (["export", "{run_dir}/x", "--name", "x"], "--out: give it"),
     (["pipeline", "--set", "label.layout=/x.json", "--out", "{run_dir}"], "label.layout"),
+    (["pipeline", "--intents", "/etc/passwd", "--out", "{run_dir}"], "intents: /etc/passwd"),
+    (["label", "--policy", "{run_dir}/s", "--target", "x", "--intents", "/etc/passwd",
+      "--out", "{run_dir}/l"], "intents: /etc/passwd is outside"),
 ])
 def test_runs_that_would_step_outside_are_refused(client: Client, server: Server, args: list,
                                                   words: str) -> None:

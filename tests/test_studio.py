@@ -4,6 +4,7 @@ reload, markup shown as text)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -29,9 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = ["pool.sft_episodes=8", "pool.anywhere_episodes=6", "pool.base_episodes=4",
          "pool.aligned_episodes=4", "pool.num_envs=8", "warmup_labels=4", "refit_every=2"]
-TINY_STAGES = [
-    "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
-]
 
 
 def make_run(folder: Path) -> Path:
@@ -171,6 +169,10 @@ def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio):
         studio.refit("camp")  # the studio refits in the background; here in step
     assert "active" in hows and "heldout" in hows
     assert studio.state.stats("camp")["fits"], "no refit recorded"
+    trained = len(studio.state.decisive("camp", "train"))
+    studio.settings = studio.settings.replace(budget=trained)
+    with pytest.raises(StudioError, match="used its label budget"):
+        studio.next_pair("camp", "ana")
 
 
 def test_unfinished_jobs_resume_after_a_restart(studio):
@@ -184,56 +186,6 @@ def test_unfinished_jobs_resume_after_a_restart(studio):
     assert again.resume() == ["probe"]
     assert wait(again, "probe")["state"] == "failed"  # it ran again
     assert job["name"] == "probe"
-
-
-def test_align_job_exports_a_personality_with_its_studio_card(studio):
-    studio.state.add_personality("camp", "by the fire <b>now</b>", "middle")
-    for i in range(14):
-        shown = studio.next_pair("camp", "ana" if i % 2 else "bo")
-        studio.answer("camp", shown.pair, "left", shown.shown_left, "ana" if i % 2 else "bo",
-                      None)
-    settings = load(StudioSettings, None, [*SMALL, *TINY_ALIGN])
-    studio.settings = settings
-    job = studio.start_align("camp")
-    done = wait(studio.jobs, job["name"], timeout=280)
-    assert done["state"] == "done", (done, (studio.jobs.folder / job["name"] / "log.txt")
-                                     .read_text()[-2000:])
-    card = json.loads((studio.run / "studio" / "personalities" / "camp.json").read_text())
-    assert card["target"] == "middle" and card["studio"]["rubric"] == "by the fire <b>now</b>"
-    assert card["studio"]["labels"] == 14 and card["studio"]["annotators"] == ["ana", "bo"]
-    assert any(p["kind"] == "aligned" for p in studio.state.pool())
-    with pytest.raises(StudioError, match="unknown personality"):
-        studio.start_align("nobody")
-    # watch it play live (its ONNX through onnxruntime), swap mid-episode, restart at a spawn
-    with running(studio) as url:
-        c = httpx.Client(base_url=url)
-        cards = c.get("/api/cards").json()
-        assert [k["name"] for k in cards] == ["camp"] and cards[0]["studio"]["labels"] == 14
-        started = c.post("/api/play", json={"personality": "camp", "spawn": 2}).json()
-        key = started["session"]
-        assert started["step"] == 0 and started["frame"].startswith("data:image/png;base64,")
-        for _ in range(3):
-            view = c.post(f"/api/play/{key}/step").json()
-        assert view["step"] == 3 or view["outcome"] is not None
-        assert len(view["path"]) == view["step"] + 1
-        swapped = c.post(f"/api/play/{key}/swap", json={"personality": "camp"}).json()
-        assert swapped["step"] == view["step"]  # same episode, a fresh context
-        again = c.post(f"/api/play/{key}/restart", json={"spawn": 1}).json()
-        assert again["step"] == 0 and again["spawn"] == 1 and again["outcome"] is None
-        bad = c.post("/api/play", json={"personality": "nobody"})
-        assert bad.status_code == 400 and "no exported personality" in bad.json()["error"]
-        bad = c.post(f"/api/play/{key}/restart", json={"spawn": 9})
-        assert bad.status_code == 400 and "spawn 9" in bad.json()["error"]
-
-
-TINY_ALIGN = [
-    "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
-    "stages.align=[prefft.rounds=1,prefft.episodes=8,prefft.num_envs=8,prefft.eval_episodes=4,"
-    "prefft.finetune.steps=2,prefft.finetune.batch_size=4,prefft.finetune.eval_interval=2,"
-    "prefft.finetune.checkpoint_interval=2,rl.iterations=2,rl.starts_per_iteration=2,"
-    "rl.samples_per_start=2,rl.num_envs=4,rl.eval_episodes=4,rl.minibatch_episodes=4]",
-    "stages.export=[episodes=4,num_envs=4]",
-]
 
 
 # -- pages in Chromium -----------------------------------------------------------------------
@@ -359,3 +311,62 @@ def test_two_annotators_label_at_once_without_loss_or_duplicates(studio, browser
         assert len(found) == 10 and len({r["request"] for r in found}) == 10
         assert {r["labeller"] for r in found} == {"ana", "bo"}
         assert len({r["pair"] for r in found}) == 10  # overlap 1: no pair twice
+
+
+def load_benchmark():
+    """benchmarks/studio_e2e.py as a module (its --smoke is CI's end-to-end run)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "studio_e2e.py"
+    spec = importlib.util.spec_from_file_location("studio_e2e", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_chromium
+def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path):
+    """The benchmark's CI version: a scripted designer labels 20 pairs per arm in the real page,
+    the studio's align job trains a tiny personality, and it plays live."""
+    e2e = load_benchmark()
+    assert e2e.main(["--smoke", "--out", str(tmp_path)]) == 0
+    seed = json.loads((tmp_path / "results.json").read_text())["seeds"]["0"]
+    for arm in ("active", "random"):
+        stats = seed["arms"][arm]["stats"]
+        assert stats["train_labels"] >= 20 and stats["by_annotator"] == {
+            "scripted-designer": stats["labels"]}
+        assert seed["arms"][arm]["curve"] and stats["by_how"].get("heldout", 0) >= 1
+    assert seed["arms"]["active"]["stats"]["by_how"].get("active", 0) >= 1
+    assert "active" not in seed["arms"]["random"]["stats"]["by_how"]
+    assert seed["aligned"]["episodes"] == 20 and 0 <= seed["aligned"]["rate"] <= 1
+    folder = tmp_path / "s0" / "active"
+    card = json.loads((folder / "personalities" / "designer.json").read_text())
+    assert card["target"] == card["studio"]["intent"] == "campfire-middle"
+    assert card["studio"]["pad"] == "middle" and card["measured"]["intent"]["episodes"] == 4
+    assert card["studio"]["train_labels"] == seed["arms"]["active"]["stats"]["train_labels"]
+    assert card["studio"]["annotators"] == ["scripted-designer"]
+    # watch it play live (its ONNX through onnxruntime), swap mid-episode, restart at a spawn
+    studio = Studio(tmp_path / "smoke-run", load(StudioSettings, None, SMALL), folder=folder)
+    with running(studio) as url:
+        c = httpx.Client(base_url=url)
+        cards = c.get("/api/cards").json()
+        assert [k["name"] for k in cards] == ["designer"]
+        assert card["studio"]["evaluation"]["intent"]["intent"] == "campfire-middle"
+        heatmap = c.get(cards[0]["heatmap"])
+        assert heatmap.status_code == 200 and heatmap.content[:4] == b"\x89PNG"
+        started = c.post("/api/play", json={"personality": "designer", "spawn": 2}).json()
+        key = started["session"]
+        assert started["step"] == 0 and started["frame"].startswith("data:image/png;base64,")
+        for _ in range(3):
+            view = c.post(f"/api/play/{key}/step").json()
+        assert view["step"] == 3 or view["outcome"] is not None
+        assert len(view["path"]) == view["step"] + 1
+        swapped = c.post(f"/api/play/{key}/swap", json={"personality": "designer"}).json()
+        assert swapped["step"] == view["step"]  # same episode, a fresh context
+        again = c.post(f"/api/play/{key}/restart", json={"spawn": 1}).json()
+        assert again["step"] == 0 and again["spawn"] == 1 and again["outcome"] is None
+        bad = c.post("/api/play", json={"personality": "nobody"})
+        assert bad.status_code == 400 and "no exported personality" in bad.json()["error"]
+        bad = c.post(f"/api/play/{key}/restart", json={"spawn": 9})
+        assert bad.status_code == 400 and "spawn 9" in bad.json()["error"]
+        with pytest.raises(StudioError, match="unknown personality"):
+            studio.start_align("nobody")
+    studio.close()

@@ -22,7 +22,7 @@ import torch
 
 from agentalign import __version__, events
 from agentalign.atomic import write_json_atomic
-from agentalign.envs.intents import Track, intent_by_name, satisfaction
+from agentalign.envs.intents import intent_by_name, satisfaction
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.envs.render import IslandRenderer
 from agentalign.errors import ConfigError
@@ -33,6 +33,7 @@ from agentalign.rollout import (
     PolicyActor,
     Starts,
     format_table,
+    intent_line,
     offlane_starts,
     play,
     rates_line,
@@ -123,7 +124,7 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
     satisfied: dict[str, list[bool]] = {}
     if intent is not None:
         kept.update(intent=settings.intent, intents=settings.intents)
-        tracks = [Track(e.positions[:e.length + 1], e.outcome, e.length) for e in episodes]
+        tracks = [e.track() for e in episodes]
         satisfied["intent"] = [intent.satisfied(t) for t in tracks]
         extra["intent"] = {**satisfaction(intent, tracks),
                            "file": settings.intents or "<packaged>"}
@@ -148,14 +149,6 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
     write_json_atomic(out / "results.json", results)
     events.metrics("evaluate", {"rates": summary_["rates"], **extra})
     return result_from(EvaluateResult, results)
-
-
-def intent_line(intent: dict[str, Any]) -> str:
-    """'intent campfire-middle (pass by the campfire, then end on the middle pad): 41.0% of 200
-    episodes satisfy it, 95% interval [34.4, 47.9]'."""
-    return (f"intent {intent['intent']} ({intent['description']}): "
-            f"{100 * intent['rate']:.1f}% of {intent['episodes']} episodes satisfy it, "
-            f"95% interval [{100 * intent['low']:.1f}, {100 * intent['high']:.1f}]")
 
 
 def summary(result: EvaluateResult) -> str:

@@ -13,6 +13,11 @@ processes, each pinned to its share of the cores (`agentalign.workers`). A stage
 the stages it needs are done; its output goes to `logs/<stage>.log` in the run folder. A stage
 that would use every core (the reward model's default) uses its share: float rounding, and so
 the numbers, can differ slightly from a run with `workers: 1`.
+
+Each target is a designer intent by name (`envs.intents`, read from `intents`): its labels,
+reward model, alignment, evaluation and personality `<target>-runner` all go by that name. A
+pad's stages are called exactly as before intents existed; for any other intent the aligned
+agent's evaluations (and its card) also count the share of episodes that satisfy it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from agentalign.errors import UserError
 from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
 from agentalign.lifecycle import StageRun, read_json
-from agentalign.pipeline_config import PipelineSettings, recipe
+from agentalign.pipeline_config import PipelineSettings, check_targets, recipe
+from agentalign.spec import PADS
 from agentalign.train.align_config import AlignSettings
 from agentalign.train.bc_config import ImitationSettings, SftSettings
 from agentalign.train.reward_config import RewardSettings
@@ -111,8 +117,10 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
             path("sft-scratch"), **here), ("demos",), solo=True))
     targets = list(settings.targets)
     labels = settings.label.replace(seed=seed, env=env)
+    # The intents file only where one is given: a pad-only default run calls its stages as before.
+    intents = {"intents": settings.intents} if settings.intents is not None else {}
     stages.append(Stage("label", partial(label.run, labels, path("sft"), path("label"),
-                                         targets, **worker), ("sft",)))
+                                         targets, **intents, **worker), ("sft",)))
     reward_settings = settings_of(RewardSettings, [f"seed={seed}", *extra("reward")])
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
     align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
@@ -126,7 +134,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     for t in targets:
         stages.append(Stage(f"align-{t}", partial(
             align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
-            **worker), ("sft", f"reward-{t}")))
+            **intents, **worker), ("sft", f"reward-{t}")))
 
     agents = [("base", "pretrain"), ("sft", "sft")]
     if settings.ablation:
@@ -134,22 +142,31 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     agents += [(f"{t}-aligned", f"align-{t}") for t in targets]
     evaluation = settings_of(EvaluateSettings, extra("evaluate"),
                              episodes=settings.eval_episodes, seed=seed, **on_env)
+    # An aligned agent of an intent other than a pad is also counted against its intent.
+    intent_of = {f"{t}-aligned": t for t in targets if t not in PADS}
+
+    def evaluating(name: str, base: EvaluateSettings) -> EvaluateSettings:
+        if name not in intent_of:
+            return base
+        return base.replace(intent=intent_of[name], intents=settings.intents)
+
     for name, folder in agents:
         stages.append(Stage(f"evaluate-{name}", partial(
-            evaluate.run, evaluation, path(folder), path("eval", name), **worker), (folder,)))
+            evaluate.run, evaluating(name, evaluation), path(folder), path("eval", name),
+            **worker), (folder,)))
     if settings.offlane:
         offlane = evaluation.replace(starts="offlane")
         for name, folder in agents:  # the aligned personalities too: do they recover?
             stages.append(Stage(f"evaluate-{name}-offlane", partial(
-                evaluate.run, offlane, path(folder), path("eval", f"{name}-offlane"),
-                **worker), (folder,)))
+                evaluate.run, evaluating(name, offlane), path(folder),
+                path("eval", f"{name}-offlane"), **worker), (folder,)))
     if settings.export:
         exporting = settings_of(ExportSettings, [], seed=seed,
                                 episodes=settings.export_episodes)
         for t in targets:
             stages.append(Stage(f"export-{t}", partial(
                 personality.run, exporting, path(f"align-{t}"), f"{t}-runner",
-                path("personalities"), t), (f"align-{t}",)))
+                path("personalities"), t, **intents), (f"align-{t}",)))
     if settings.study:
         stages.append(Stage("reward-study", partial(
             reward_study.run, settings_of(RewardSettings, extra("reward")), path("label"),
@@ -163,6 +180,7 @@ def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True
     """Run (or resume) the whole pipeline into `out`."""
     from agentalign.report import build_report
 
+    check_targets(settings.targets, settings.intents, settings.label.layout)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     state = _state(folder, settings)

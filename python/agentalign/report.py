@@ -141,6 +141,30 @@ def _rates_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _intents_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    body = "".join(
+        f"<tr><td>{_esc(label)}</td><td>{_esc(got['intent'])}</td>"
+        f"<td>{_esc(got['description'])}</td><td>{100 * got['rate']:.1f}% <small>"
+        f"[{100 * got['low']:.1f}, {100 * got['high']:.1f}]</small></td>"
+        f"<td>{got['episodes']}</td></tr>" for label, got in rows)
+    return ("<table><tr><th>agent</th><th>intent</th><th>what it asks</th><th>satisfied</th>"
+            f"<th>episodes</th></tr>{body}</table>")
+
+
+def _card_intent(onnx: Path) -> str:
+    """The intent a personality's card names, with its satisfaction when measured."""
+    card = _load(onnx.with_suffix(".json")) or {}
+    intent = card.get("intent") or {}
+    if not intent:
+        return _esc(card.get("target") or "")
+    text = f"{_esc(intent['name'])}: {_esc(intent['description'])}"
+    got = (card.get("measured") or {}).get("intent")
+    if got:
+        text += (f" <small>({100 * got['rate']:.1f}% of {got['episodes']} episodes "
+                 f"[{100 * got['low']:.1f}, {100 * got['high']:.1f}])</small>")
+    return text
+
+
 def _load(path: str | Path | None) -> Any:
     if path is None or not Path(path).exists():
         return None
@@ -167,6 +191,12 @@ def build_report(run: str | Path) -> Path:
     if offlane_rows:
         sections.append("<h3>Off-lane starts (recovery)</h3>" + outcome_bars(offlane_rows)
                         + _rates_table(offlane_rows))
+    intent_rows = [(label, r["intent"]) for label, r in evals if r.get("intent")]
+    if intent_rows:
+        sections.append("<h3>Designer intents</h3><p>The share of each evaluation's episodes "
+                        "that satisfy the personality's intent (docs/intents.md), with its "
+                        "95% Wilson interval; a pad's intent is its reach rate above.</p>"
+                        + _intents_table(intent_rows))
     heatmaps = []
     for label, r in evals:
         path = run / Path(state["evaluations"][label]).parent / r["files"]["heatmap"]
@@ -223,11 +253,12 @@ def build_report(run: str | Path) -> Path:
 
     personalities = state.get("personalities", {})
     if personalities:
-        rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_esc(path)}</td></tr>"
-                       for name, path in personalities.items())
+        rows = "".join(f"<tr><td>{_esc(name)}</td><td>{_card_intent(run / path)}</td>"
+                       f"<td>{_esc(path)}</td></tr>" for name, path in personalities.items())
         sections.append("<h2>Personalities</h2><p>ONNX files in the ML-Agents inference "
                         "contract, with their cards, ready for Unity's Behavior Parameters.</p>"
-                        f"<table><tr><th>name</th><th>file</th></tr>{rows}</table>")
+                        "<table><tr><th>name</th><th>intent</th><th>file</th></tr>"
+                        f"{rows}</table>")
 
     stages = state.get("stages", [])
     if stages:

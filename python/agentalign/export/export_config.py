@@ -17,7 +17,6 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
-from agentalign.spec import PADS
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,12 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
                         "(letters, digits, - and _)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/<run>/"
                         "personalities for a checkpoint inside a run, else runs/personalities)")
-    parser.add_argument("--target", choices=list(PADS), help="the pad it was aligned to "
-                        "(default: the checkpoint's meta, if any)")
+    parser.add_argument("--target", metavar="INTENT", help="the designer intent it was aligned "
+                        "to, by name: left, middle, right or one of --intents (default: the "
+                        "checkpoint's meta, if any)")
+    parser.add_argument("--intents", type=Path, metavar="FILE", help="the intents file the "
+                        "target is read from (default: the file the alignment read, else the "
+                        "packaged configs/intents.yaml)")
     add_options(parser, ExportSettings, EXPORT_OPTIONS)
     add_config_arguments(parser)
 
@@ -86,7 +89,7 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
 def export_request(args: argparse.Namespace) -> tuple[ExportSettings, dict[str, Any]]:
     return load_from_args(ExportSettings, args, EXPORT_OPTIONS), {
         "checkpoint": args.checkpoint, "name": args.name, "out": args.out,
-        "target": args.target}
+        "target": args.target, "intents": args.intents}
 
 
 def play_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +141,7 @@ def check_request(args: argparse.Namespace) -> tuple[CheckModelSettings, dict[st
 
 EXPORT = Command("export", "export a policy as a personality (ONNX + card)", export_arguments,
                  export_request, "agentalign.export.personality:run",
-                 "agentalign.export.personality:summary", inputs=("checkpoint",),
+                 "agentalign.export.personality:summary", inputs=("checkpoint", "intents"),
                  outputs=("out",))
 PLAY = Command("play", "preview a personality in the island with onnxruntime", play_arguments,
                play_request, "agentalign.export.play:run", "agentalign.export.play:summary",

@@ -6,6 +6,11 @@ The card says what a designer gets before they drop the file into Unity: where i
 and how it behaves: outcome rates with 95% Wilson intervals, measured at export time by running
 the exported ONNX file itself in the island (`export.play.measure`), not the PyTorch policy it
 came from.
+
+Its target is a designer intent by name (`envs.intents`): the card's `intent` names it and says
+it in a sentence, and for an intent other than a plain pad (whose reach rate says it) gives
+the share of the measured episodes that satisfy it, with its 95% interval. The definition comes
+from `intents` (default: the file the aligned checkpoint names, else the packaged one).
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from typing import Any
 
 from agentalign import __version__
 from agentalign.atomic import atomic_path
+from agentalign.envs.intents import Intent, intent_by_name
 from agentalign.export.export_config import ExportSettings
 from agentalign.export.onnx import OBS, OPSET, MemoryLayout, export_model
 from agentalign.export.onnx_agent import PersonalityError
 from agentalign.export.play import measure
-from agentalign.rollout import format_table
+from agentalign.rollout import format_table, intent_line
 from agentalign.spec import (
     CAMERA_SENSOR_NAME,
     DECISIONS_PER_SECOND,
@@ -64,14 +70,15 @@ def default_out(checkpoint_folder: Path) -> Path:
 
 
 def run(settings: ExportSettings, checkpoint: str | Path, name: str,
-        out: str | Path | None = None, target: str | None = None, *, progress: bool = False
-        ) -> ExportResult:
+        out: str | Path | None = None, target: str | None = None, *,
+        intents: str | Path | None = None, progress: bool = False) -> ExportResult:
     """Write `<out>/<name>.onnx` and `<out>/<name>.json` (the card).
 
     Both files appear together or not at all: they are written to temporaries and renamed only
     after the export, the contract check and the measurement have all succeeded.
     `deterministic` exports a personality whose sampled output is the argmax too (for Unity's
     Deterministic Inference checkbox; see onnx.py on which action the memory feeds back).
+    `target` (default: the checkpoint's) is an intent of `intents` (module doc).
     """
     from agentalign.models.checkpoint import load_policy, resolve
 
@@ -83,17 +90,21 @@ def run(settings: ExportSettings, checkpoint: str | Path, name: str,
     policy, info = load_policy(folder)
     meta = info.get("meta") or {}
     target = target if target is not None else meta.get("target")
-    if target is not None and target not in PADS:
-        raise PersonalityError(f"unknown target pad {target!r}: choose one of {list(PADS)}")
+    aligned_to = meta.get("intent") or {}
+    if intents is None and target is not None and aligned_to.get("name") == target:
+        intents = aligned_to.get("file")  # the file the alignment read it from
+    intent = intent_by_name(target, intents) if target is not None else None
 
     feedback = "greedy" if settings.deterministic else "sampled"
     proto = export_model(policy, feedback=feedback,
                          doc=f"agentalign personality {name!r} ({info.get('stage')} "
                              f"step {info.get('step')})")
     model_bytes = proto.SerializeToString()
+    counted = intent if intent is not None and intent.name not in PADS else None
     measured = measure(model_bytes, settings.episodes, settings.seed, settings.num_envs,
-                       env=settings.env)
-    card = make_card(name, target, info, policy.config, measured, model_bytes, feedback)
+                       env=settings.env, intent=counted)
+    card = make_card(name, target, info, policy.config, measured, model_bytes, feedback,
+                     intent)
     try:
         with atomic_path(out / f"{name}.onnx") as onnx_tmp, \
                 atomic_path(out / f"{name}.json") as card_tmp:
@@ -108,13 +119,16 @@ def run(settings: ExportSettings, checkpoint: str | Path, name: str,
 def summary(result: ExportResult) -> str:
     card, path = result.card, result.path
     measured = card["measured"]
-    return "\n".join([
+    lines = [
         f"wrote {path} and {path.with_suffix('.json').name}: stage {card['stage']}, target "
         f"{card['target']}, opset {card['opset']}, memory {card['memory_size']} floats",
         f"outcomes over {measured['episodes']} episodes ({measured['actions']} actions, seed "
         f"{measured['seed']}):",
         format_table({"rates": measured["rates"], "episodes": measured["episodes"],
-                      "mean_length": measured["mean_length"]})])
+                      "mean_length": measured["mean_length"]})]
+    if measured.get("intent"):
+        lines.append(intent_line(measured["intent"]))
+    return "\n".join(lines)
 
 
 def _shareable(*paths: Path) -> None:
@@ -127,7 +141,8 @@ def _shareable(*paths: Path) -> None:
 
 
 def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
-              measured: dict[str, Any], model_bytes: bytes, feedback: str) -> dict[str, Any]:
+              measured: dict[str, Any], model_bytes: bytes, feedback: str,
+              intent: Intent | None = None) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import torch
@@ -138,6 +153,9 @@ def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
     return {
         "format": CARD_FORMAT, "format_version": 1,
         "name": name, "target": target,
+        # what the target means; measured.intent: how often the exported file does it
+        "intent": None if intent is None else {"name": intent.name,
+                                               "description": intent.description},
         "stage": info.get("stage"), "step": info.get("step"),
         "source_checkpoint_sha256": info.get("sha256"),
         "onnx_file": f"{name}.onnx",

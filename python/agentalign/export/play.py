@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentalign.atomic import write_json_atomic
+from agentalign.envs.intents import Intent, satisfaction
 from agentalign.export.contract import load_model
 from agentalign.export.export_config import PlaySettings
 from agentalign.export.onnx_agent import OnnxAgent, PersonalityError
@@ -23,22 +24,27 @@ from agentalign.spec import OUTCOMES
 
 
 def measure(model: bytes | str | Path, episodes: int, seed: int, num_envs: int,
-            deterministic: bool = False, filmed: int = 0, env: str = "island") -> dict[str, Any]:
+            deterministic: bool = False, filmed: int = 0, env: str = "island",
+            intent: Intent | None = None) -> dict[str, Any]:
     """Outcome rates of an ONNX personality in the island (what the card and `play` report):
     `episodes` episodes from the island's own spawns, `num_envs` at a time; onnxruntime's
     sampling is seeded with `seed` (it is process-wide, so the seed is set as the session is
-    made). Episode k's frames are kept for k < `filmed`."""
+    made). Episode k's frames are kept for k < `filmed`. With `intent`, also the share of the
+    same episodes that satisfy it (`intent`: envs.intents.satisfaction)."""
     num_envs = min(num_envs, episodes)
     agent = OnnxAgent(model, num_envs, seed=seed, deterministic=deterministic)
     played = play(agent, None, episodes=episodes, env=env, num_envs=num_envs, seed=seed,
                   record_frames=filmed, stage="play")
     outcomes = [e.outcome for e in played.episodes]
-    return {"episodes": episodes, "seed": seed, "num_envs": num_envs,
-            "actions": "deterministic" if deterministic else "sampled",
-            "rates": outcome_rates(outcomes),
-            "mean_length": float(sum(e.length for e in played.episodes) / episodes),
-            "outcomes": [OUTCOMES[o] for o in outcomes],
-            "films": [e.frames for e in played.episodes if e.frames is not None]}
+    measured = {"episodes": episodes, "seed": seed, "num_envs": num_envs,
+                "actions": "deterministic" if deterministic else "sampled",
+                "rates": outcome_rates(outcomes),
+                "mean_length": float(sum(e.length for e in played.episodes) / episodes),
+                "outcomes": [OUTCOMES[o] for o in outcomes],
+                "films": [e.frames for e in played.episodes if e.frames is not None]}
+    if intent is not None:
+        measured["intent"] = satisfaction(intent, [e.track() for e in played.episodes])
+    return measured
 
 
 @dataclass(frozen=True)

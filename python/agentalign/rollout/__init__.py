@@ -15,8 +15,8 @@ from typing import Any
 _WHERE = {
     "PLAYER_STREAM": "actors", "Actor": "actors", "PlayerActor": "actors",
     "PolicyActor": "actors",
-    "format_table": "outcomes", "outcome_rates": "outcomes", "rates_line": "outcomes",
-    "summarise": "outcomes", "wilson_interval": "outcomes",
+    "format_table": "outcomes", "intent_line": "outcomes", "outcome_rates": "outcomes",
+    "rates_line": "outcomes", "summarise": "outcomes", "wilson_interval": "outcomes",
     "Episode": "loop", "Rollout": "loop", "play": "loop", "rollout_env": "loop",
     "START_KINDS": "starts", "OfflaneSettings": "starts", "Starts": "starts",
     "offlane_starts": "starts", "spawn_starts": "starts", "start_problems": "starts",

@@ -28,6 +28,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from agentalign import events
 from agentalign.envs.factory import make_env
+from agentalign.envs.intents import Track
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.errors import ConfigError, UserError
 from agentalign.rollout.actors import Actor
@@ -49,6 +50,10 @@ class Episode:
     actions: np.ndarray  # int64 [length, 2]
     frames: np.ndarray | None = None  # uint8 [length + 1, H, W, 3] for recorded episodes
     order: int = 0  # the how-many-th episode to finish
+
+    def track(self) -> Track:
+        """What a designer intent reads of it (envs.intents): positions, outcome, length."""
+        return Track(self.positions[:self.length + 1], self.outcome, self.length)
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 from agentalign.spec import OUTCOME_CODES, OUTCOMES, PADS
 from agentalign.stats import Z95, rate, wilson_interval
 
-__all__ = ["RATE_CODES", "TABLE_COLUMNS", "Z95", "format_table", "outcome_rates", "rate",
-           "rates_line", "summarise", "wilson_interval"]
+__all__ = ["RATE_CODES", "TABLE_COLUMNS", "Z95", "format_table", "intent_line", "outcome_rates",
+           "rate", "rates_line", "summarise", "wilson_interval"]
 
 # Reported rates: each pad, "none" (= fell + timeout, as the paper counts), fell and timeout
 # separately, and "any_pad" (the agent reached some pad).
@@ -85,6 +85,15 @@ def rates_line(rates: dict[str, dict[str, Any]]) -> str:
     r = {k: 100 * v["rate"] for k, v in rates.items()}
     return (f"left {r['left']:.1f}%  middle {r['middle']:.1f}%  right {r['right']:.1f}%  "
             f"none {r['none']:.1f}% (fell {r['fell']:.1f}%, timeout {r['timeout']:.1f}%)")
+
+
+def intent_line(intent: dict[str, Any]) -> str:
+    """'intent campfire-middle (pass by the campfire, then end on the middle pad): 41.0% of 200
+    episodes satisfy it, 95% interval [34.4, 47.9]', from `envs.intents.satisfaction`'s dict:
+    one wording wherever a stage reports an intent (evaluate, align, export)."""
+    return (f"intent {intent['intent']} ({intent['description']}): "
+            f"{100 * intent['rate']:.1f}% of {intent['episodes']} episodes satisfy it, "
+            f"95% interval [{100 * intent['low']:.1f}, {100 * intent['high']:.1f}]")
 
 
 def _row(label: str, block: dict[str, Any]) -> str:

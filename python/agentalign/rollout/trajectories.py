@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from agentalign.envs.intents import Intent, satisfaction
 from agentalign.envs.layout import Layout
 from agentalign.models.policy import Policy
 from agentalign.rollout.actors import PolicyActor
@@ -59,13 +60,19 @@ def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_e
 
 
 def measure_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_envs: int,
-                  max_steps: int, spawn_jitter: float, env: str = "island") -> dict[str, Any]:
+                  max_steps: int, spawn_jitter: float, env: str = "island",
+                  intent: Intent | None = None) -> dict[str, Any]:
     """Outcome rates (sampled actions) on starts no training batch used, played in `env`; for
-    evaluation and logs only."""
+    evaluation and logs only. With `intent`, also the share of episodes that satisfy it
+    (`intent`: envs.intents.satisfaction), read from the same episodes' tracks."""
     starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
     actor = PolicyActor(policy, greedy=False)
     played = play(actor, starts, num_envs=num_envs, layout=layout,
                   height=policy.config.obs_height, width=policy.config.obs_width,
                   max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)
-    return summarise([e.outcome for e in played.episodes], [e.length for e in played.episodes],
-                     {"spawn": [layout.spawns[e.spawn].name for e in played.episodes]})
+    summary = summarise([e.outcome for e in played.episodes],
+                        [e.length for e in played.episodes],
+                        {"spawn": [layout.spawns[e.spawn].name for e in played.episodes]})
+    if intent is not None:  # only then: a pad's evaluation stays as it was
+        summary["intent"] = satisfaction(intent, [e.track() for e in played.episodes])
+    return summary

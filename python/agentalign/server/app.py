@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import hmac
 import inspect
-import ipaddress
 import os
 import signal
 import threading
@@ -37,6 +36,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.errors import UserError
+from agentalign.network import is_loopback
 from agentalign.server.logs import log, setup_json_logs
 from agentalign.server.policy import Batcher, Personalities, PolicyServicer
 from agentalign.server.training import TrainingServicer
@@ -81,15 +81,6 @@ class ServerConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_runs: int = 2
     threads: int | None = None  # onnxruntime intra-op threads (None = one per core)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):

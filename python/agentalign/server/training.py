@@ -114,7 +114,8 @@ def check_run(args: list[str], run_dir: Path, folders: Folders) -> None:
             if path is not None:
                 _inside(path, run_dir, readable, key)
     for key, value in _settings_items(settings.to_dict() if settings is not None else {}):
-        if key.endswith("layout") and not _packaged_layout(value):
+        custom_layout = key.endswith("layout") and not _packaged_layout(value)
+        if custom_layout or (key.endswith("intents") and value is not None):  # files it reads
             _inside(value, run_dir, readable, key)
         elif key.endswith("env") and isinstance(value, str) and value.startswith("unity:"):
             if folders.builds is None:

@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agentalign.errors import UserError
+from agentalign.network import is_loopback
 from agentalign.spec import PADS
 from agentalign.studio.media import island_map
 from agentalign.studio.service import Studio
@@ -35,17 +36,6 @@ from agentalign.studio.studio_config import StudioSettings
 HERE = Path(str(resources.files("agentalign.studio")))
 COOKIE = "agentalign_studio_token"
 PAGES = ("label", "learn", "personalities")
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(studio: Studio, token: str | None = None) -> FastAPI:
@@ -188,11 +178,31 @@ def create_app(studio: Studio, token: str | None = None) -> FastAPI:
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
                 if (path.with_suffix(".onnx")).exists() and path.stem not in found:
                     try:
-                        found[path.stem] = {**json.loads(path.read_text()),
-                                            "folder": str(folder)}
+                        card = json.loads(path.read_text())
                     except (OSError, json.JSONDecodeError):
                         continue
+                    heatmap = heatmap_of(path.stem, card.get("target"))
+                    found[path.stem] = {**card, "folder": str(folder),
+                                        "heatmap": heatmap and f"/api/heatmap/{path.stem}.png"}
         return list(found.values())
+
+    def heatmap_of(name: str, target: str | None) -> Path | None:
+        """A studio personality's own evaluation heatmap, or the pipeline's for its runners."""
+        for folder in studio.player.folders:
+            if (folder / f"{name}.heatmap.png").exists():
+                return folder / f"{name}.heatmap.png"
+        if target and name == f"{target}-runner":
+            found = studio.run / "eval" / f"{target}-aligned" / "heatmap.png"
+            return found if found.exists() else None
+        return None
+
+    @app.get("/api/heatmap/{name}.png")
+    def heatmap(name: str) -> Response:
+        cards_found = {c["name"]: c for c in cards()}
+        path = heatmap_of(name, cards_found[name].get("target")) if name in cards_found else None
+        if path is None:
+            raise StudioError(f"no heatmap for {name!r}: evaluate it first")
+        return Response(path.read_bytes(), media_type="image/png")
 
     @app.post("/api/play")
     async def play(request: Request) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -91,11 +92,11 @@ def run_pool(job: dict[str, Any], job_dir: Path) -> None:
              PoolPart("base", run / "pretrain", pool["base_episodes"], pool["seed"] + 2)]
     state = StudioState(labels)
     try:
-        for part in parts:
+        for part in parts:  # finished corpora and features are reused: a rerun completes
             if part.episodes == 0:
                 continue
             _step(job_dir, f"pool-{part.kind}")
-            corpus = record(part, labels, num_envs=pool["num_envs"], progress=True)
+            corpus = record(part, labels, num_envs=pool["num_envs"], progress=False)
             write_features(corpus, run / "sft", labels)
             state.add_corpus(part.corpus, part.kind, corpus.num_episodes)
     finally:
@@ -116,28 +117,43 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     from agentalign.train.reward_config import RewardSettings
 
     run, labels = Path(job["run"]), Path(job["labels"])
-    name, pad, stages = job["personality"], job["pad"], job["stages"]
+    name, stages = job["personality"], job["stages"]
+    # align to the personality's intent when it names one (its stages then also report how
+    # often the intent is satisfied), else to its pad; the reward model is the studio's either way
+    intent = job["card"].get("intent")
+    target = intent or job["pad"]
     seed = job["pool"]["seed"]
     _step(job_dir, "reward")
     reward(load(RewardSettings, None, [f"seed={seed}", *stages.get("reward", [])]), labels,
-           name, job_dir / "reward", run / "pretrain", progress=True)
+           name, job_dir / "reward", run / "pretrain", progress=False)
     _step(job_dir, "align")
     sft_config = config_from_info(read_info(run / "sft", kind="policy")[1], run / "sft")
     score = load_reward_function(job_dir / "reward", sft_config, name)
     align(load(AlignSettings, None, [f"prefft.seed={seed}", f"rl.seed={seed}",
                                      *stages.get("align", [])]),
-          run / "sft", score, pad, job_dir / "align", progress=True)
+          run / "sft", score, target, job_dir / "align", progress=False)
     _step(job_dir, "export")
     out = Path(job["studio"]) / "personalities"
     result = export(load(ExportSettings, None, [f"seed={seed}", *stages.get("export", [])]),
-                    job_dir / "align", name, out, pad)
-    card = {**result.card, "studio": job["card"]}
+                    job_dir / "align", name, out, target)
+    _step(job_dir, "evaluate")
+    from agentalign.evaluate import run as evaluate
+    from agentalign.evaluate_config import EvaluateSettings
+
+    evaluate(load(EvaluateSettings, None, [
+        f"seed={seed}", "gif_episodes=0", *([f"intent={intent}"] if intent else []),
+        *stages.get("evaluate", [])]), job_dir / "align", job_dir / "eval", progress=False)
+    found = json.loads((job_dir / "eval" / "results.json").read_text())
+    shutil.copyfile(job_dir / "eval" / "heatmap.png", out / f"{name}.heatmap.png")
+    card = {**result.card, "studio": {**job["card"], "evaluation": {
+        "episodes": found.get("episodes"), "rates": found.get("rates"),
+        "intent": found.get("intent"), "seed": seed}}}
     write_json_atomic(out / f"{name}.json", card)
     _step(job_dir, "pool-aligned")
     episodes = job["pool"]["aligned_episodes"]
     if episodes:
         part = PoolPart("aligned", job_dir / "align", episodes, seed + 3, personality=name)
-        corpus = record(part, labels, num_envs=job["pool"]["num_envs"], progress=True)
+        corpus = record(part, labels, num_envs=job["pool"]["num_envs"], progress=False)
         write_features(corpus, run / "sft", labels)
         state = StudioState(labels)
         try:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from agentalign.envs.island import IslandVectorEnv
-from agentalign.export.onnx_agent import OnnxAgent
 from agentalign.spec import OUTCOMES, RUNNING
 from agentalign.studio.media import map_path, png
 from agentalign.studio.state import StudioError
@@ -28,11 +27,19 @@ MAX_SESSIONS = 8
 IDLE_S = 300.0
 
 
+def _agent(model: Path) -> Any:
+    """One agent through onnxruntime (imported here: it brings torch and onnx, which the
+    studio's pages do not need to start)."""
+    from agentalign.export.onnx_agent import OnnxAgent
+
+    return OnnxAgent(model, 1, threads=1)
+
+
 @dataclass
 class Session:
     personality: str
     env: IslandVectorEnv
-    agent: OnnxAgent
+    agent: Any  # OnnxAgent
     spawn: int
     frame: np.ndarray
     path: list[np.ndarray] = field(default_factory=list)
@@ -61,7 +68,7 @@ class Player:
                 raise StudioError(f"{MAX_SESSIONS} live sessions are open; close one (or wait "
                                   f"{IDLE_S:.0f} s for an idle one to close)")
         env = IslandVectorEnv(1, spawn_jitter=0.0)
-        agent = OnnxAgent(self.model(personality), 1, threads=1)
+        agent = _agent(self.model(personality))
         session = Session(personality, env, agent, spawn, np.zeros(0))
         self._restart(session, spawn)
         key = uuid.uuid4().hex
@@ -93,7 +100,7 @@ class Player:
 
     def swap(self, key: str, personality: str) -> dict[str, Any]:
         session = self.session(key)
-        agent = OnnxAgent(self.model(personality), 1, threads=1)  # an empty context
+        agent = _agent(self.model(personality))  # an empty context
         with session.lock:
             session.agent, session.personality = agent, personality
             return self._view(session)

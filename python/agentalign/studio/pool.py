@@ -4,25 +4,27 @@ A pool corpus is a rollout corpus like `agentalign label`'s (frames, actions, po
 per episode), recorded into the studio's label folder: the SFT agent from the game's spawns, the
 SFT agent from anywhere on the walkable island (so behaviour the SFT agent rarely shows from its
 spawns still appears in pairs), the pre-trained agent, and each aligned personality after its
-align. Features: per episode, the SFT agent's CNN encoding of every frame, averaged over the
-episode, beside the last frame's: what the ensemble that chooses pairs reads (pixels only, never
-positions or outcomes).
+align. Features: per episode, the SFT agent's CNN encoding of every frame, averaged and
+max-pooled over the episode, beside the last frame's: what the ensemble that chooses pairs reads
+(pixels only, never positions or outcomes). The max ("was X ever in view") is there for intents
+about the way, not the end: on the intent "pass by the campfire, then end on the middle pad"
+(500 pool runs, 300 random labels, 500 common held-out pairs, seed 0) a linear ensemble on
+mean + last reached 83.0%, on mean + max + last 85.2%.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from agentalign.atomic import write_atomic
 from agentalign.data.shards import Corpus
-from agentalign.rollout import PolicyActor
-from agentalign.train.label import record_rollouts
 
-FEATURES = "features"  # folder beside the corpora: <corpus>.npy, float32 [episodes, 2 * n_embd]
+FEATURES = "features"  # folder beside the corpora: <corpus>.<VERSION>.npy, float32 [N, 3 * n_embd]
+VERSION = "v2"  # mean | max | last
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
            progress: bool = False) -> Corpus:
     """Record `part` into labels/<corpus> (a finished corpus is reused: resumable)."""
     from agentalign.models.checkpoint import load_policy
+    from agentalign.rollout import PolicyActor
+    from agentalign.train.label import record_rollouts
 
     model, info = load_policy(part.policy)
     source = {"policy": info.get("sha256"), "stage": info.get("stage"), "studio": part.kind,
@@ -56,28 +60,35 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
                            anywhere=part.anywhere)
 
 
-@torch.no_grad()
 def write_features(corpus: Corpus, encoder: Path, labels: Path) -> Path:
-    """labels/features/<corpus>.npy: [mean over the episode | last frame] CNN features."""
+    """labels/features/<corpus>.v2.npy: [mean | max over the episode | last frame] CNN
+    features."""
+    import torch
+
     from agentalign.models.checkpoint import load_policy
 
-    out = labels / FEATURES / f"{corpus.folder.name}.npy"
+    out = labels / FEATURES / f"{corpus.folder.name}.{VERSION}.npy"
     if out.exists():
         found = np.load(out, mmap_mode="r")
         if found.shape[0] == corpus.num_episodes:
             return out
     model, _ = load_policy(encoder)
-    rows = []
-    for e in range(corpus.num_episodes):
-        frames = torch.from_numpy(np.ascontiguousarray(corpus.episode(e)["frames"]))
-        encoded = torch.cat([model.encode_frames(frames[i:i + 256][None])[0]
-                             for i in range(0, len(frames), 256)])
-        rows.append(torch.cat([encoded.mean(0), encoded[-1]]).float().numpy())
+    with torch.no_grad():
+        rows = [_episode_features(model, corpus, e) for e in range(corpus.num_episodes)]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda f: np.save(f, np.stack(rows).astype(np.float32)))
     return out
 
 
+def _episode_features(model: Any, corpus: Corpus, e: int) -> np.ndarray:
+    import torch
+
+    frames = torch.from_numpy(np.ascontiguousarray(corpus.episode(e)["frames"]))
+    encoded = torch.cat([model.encode_frames(frames[i:i + 256][None])[0]
+                         for i in range(0, len(frames), 256)])
+    return torch.cat([encoded.mean(0), encoded.max(0).values, encoded[-1]]).float().numpy()
+
+
 def load_features(labels: Path, corpus: str) -> np.ndarray | None:
-    path = labels / FEATURES / f"{corpus}.npy"
+    path = labels / FEATURES / f"{corpus}.{VERSION}.npy"
     return np.load(path) if path.exists() else None

@@ -42,6 +42,7 @@ class Studio:
         self.player = Player([self.folder / "personalities", self.run / "personalities"])
         self.rng = np.random.default_rng(settings.pool.seed)
         self.lock = threading.Lock()
+        self.serving = threading.Lock()  # one pair chosen at a time (the rng, the in-flight rule)
         self.ensembles: dict[str, tuple[select.Ensemble, int]] = {}
         self.features: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
 
@@ -55,10 +56,16 @@ class Studio:
     # -- pool and features ---------------------------------------------------------------------
 
     def start_pool(self) -> dict[str, Any] | None:
-        """Record the pool in the background unless it is recorded or being recorded."""
-        if self.state.pool() or any(j["kind"] == "pool" for j in self.jobs.list()):
+        """Record the pool (and its features) in the background, unless it is complete or
+        being recorded. Features of an older version are computed again by the same job."""
+        pool = self.state.pool()
+        complete = pool and all(load_features(self.labels, p["corpus"]) is not None
+                                for p in pool)
+        jobs = [j for j in self.jobs.list() if j["kind"] == "pool"]
+        if complete or any(j["state"] not in ("done", "failed", "cancelled") for j in jobs):
             return None
-        return self.jobs.start("pool", {"kind": "pool", **self._job_spec()})
+        name = "pool" if not jobs else f"pool-{len(jobs) + 1}"
+        return self.jobs.start(name, {"kind": "pool", **self._job_spec()})
 
     def _job_spec(self) -> dict[str, Any]:
         return {"run": str(self.run.resolve()), "labels": str(self.labels.resolve()),
@@ -94,12 +101,13 @@ class Studio:
         if not isinstance(annotator, str) or not annotator.strip():
             raise StudioError("no annotator: tell the studio your name before labelling")
         annotator = annotator.strip()
-        pair = state.waiting_pair(personality, annotator, self.settings.overlap)
-        if pair is None:
-            pair = self._new_pair(personality)
-        state.mark_served(pair, personality, annotator)
+        with self.serving:
+            pair = state.waiting_pair(personality, annotator, self.settings.overlap)
+            if pair is None:
+                pair = self._new_pair(personality)
+            state.mark_served(pair, personality, annotator)
+            shown_left = int(self.rng.random() < 0.5)
         info = state.pair_row(pair, personality)
-        shown_left = int(self.rng.random() < 0.5)
         first, second = info["first"], info["second"]
         left, right = (second, first) if shown_left else (first, second)
         return Served(pair, info["how"], left, right, shown_left)
@@ -112,10 +120,13 @@ class Studio:
             raise StudioError("the pool of rollouts is still being recorded: wait for the pool "
                               "job on the Learn page")
         cfg = self.settings
+        trained = len(self.state.decisive(personality, "train"))
+        if trained >= cfg.budget:
+            raise StudioError(f"{personality!r} has used its label budget ({cfg.budget} "
+                              "training labels): align it on the Learn page, or raise `budget`")
         if self.rng.random() < cfg.heldout_share:
             how = "heldout"
         else:
-            trained = len(self.state.decisive(personality, "train"))
             ensemble = self.ensembles.get(personality)
             random_now = (trained < cfg.warmup_labels or ensemble is None
                           or self.rng.random() < cfg.random_share)
@@ -132,7 +143,7 @@ class Studio:
                     continue
                 picks = picks[keep]
                 a, b = picks[select.most_uncertain(self.ensembles[personality][0], features,
-                                                   picks)]
+                                                   picks, cfg.uncertainty)]
             else:
                 a, b = self.rng.choice(len(ids), size=2, replace=False)
                 if (a, b) in seen:

@@ -108,6 +108,10 @@ class StudioState:
         if not isinstance(rubric, str) or not rubric.strip():
             raise StudioError("a personality needs a rubric: say in a sentence what its runs "
                               "should do")
+        if intent:
+            from agentalign.envs.intents import intent_by_name
+
+            intent_by_name(intent)  # a one-line error naming the known intents
         with self.store._transaction():
             if self.db.execute("SELECT 1 FROM studio_personalities WHERE name = ?",
                                (name,)).fetchone():

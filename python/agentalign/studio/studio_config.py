@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentalign.command import Command
 from agentalign.config import (
@@ -22,7 +22,7 @@ from agentalign.config import (
 HELP = "the designers' web application: label pairs, learn a reward, align, watch"
 OPTIONS = {"host": "address to bind (any but loopback needs a token)", "port": "TCP port",
            "overlap": "answers wanted per pair", "budget": "training labels per personality"}
-STAGES = ("reward", "align", "export")
+STAGES = ("reward", "align", "export", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class StudioSettings(Settings):
     warmup_labels: int = field(metadata=at_least(0))
     refit_every: int = field(metadata=at_least(1))
     candidates: int = field(metadata=at_least(1))
+    uncertainty: Literal["entropy", "disagreement"]
     members: int = field(metadata=at_least(1))
     budget: int = field(metadata=at_least(1))
     pool: PoolSettings

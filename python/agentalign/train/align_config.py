@@ -40,6 +40,6 @@ def request(args: argparse.Namespace) -> tuple[AlignSettings, dict[str, Any]]:
     return load(AlignSettings, args.config, args.overrides, both), alignment_request(args)
 
 
-COMMAND = Command("align", "align a policy to a target pad: prefft, then rl", arguments,
+COMMAND = Command("align", "align a policy to a designer intent: prefft, then rl", arguments,
                   request, "agentalign.train.align:run", "agentalign.train.align:summary",
-                  inputs=("policy", "reward"), outputs=("out",))
+                  inputs=("policy", "reward", "intents"), outputs=("out",))

@@ -1,6 +1,14 @@
 """`agentalign label`: roll out the SFT agent, store the runs as corpora, pair them and label
 the pairs with the synthetic labeller, in a label store (`preferences.LabelStore`).
 
+A target is a designer intent by name (`envs.intents`: the packaged configs/intents.yaml, or
+`intents`, a file of one's own). The pads, `left`, `middle` and `right`, are labelled by
+`SyntheticLabeller` from each episode's summary, exactly as before intents existed; any other
+intent by `IntentLabeller` from each episode's track (every stored position, then the final
+one), with the same temperature and a seed of its own. The metrics record each such intent's
+definition, and a rerun that defines a labelled name otherwise is refused: its labels would
+mix two intents under one name.
+
 Layout of the output folder:
   rollouts-train/     corpus (shard format) of the episodes whose pairs are training labels
   rollouts-heldout/   corpus of separate rollouts (another seed): held-out pairs only
@@ -20,8 +28,10 @@ store lacks; a folder made with other settings is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +41,18 @@ import torch
 
 from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Corpus, Episode, write_shard
+from agentalign.envs.intents import (
+    Intent,
+    IntentLabeller,
+    Track,
+    intent_by_name,
+    track_from_episode,
+)
 from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, play, training_starts, without_anywhere
-from agentalign.spec import PADS, check_pad
+from agentalign.spec import PADS
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
     ANYWHERE_CORPUS,
@@ -72,6 +89,8 @@ class LabelResult:
     targets: dict[str, dict[str, Any]]  # per target and split: labels, ties, easy, hard
     counts: dict[str, int]  # the store's trajectories, pairs and labels
     seconds: float
+    intents: dict[str, dict[str, str]] | None = None  # targets other than pads: description,
+    # definition (absent when every target is a pad, so a pad run's metrics are as before)
 
 
 def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float]]:
@@ -123,34 +142,76 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
     return Corpus(out)
 
 
-def summaries(corpus: Corpus) -> list[TrajectorySummary]:
-    """What the labeller may know of each episode of a rollout corpus."""
+def _final_positions(corpus: Corpus) -> list[list[float]]:
+    """Each episode's position after its last decision, kept in the shard metadata."""
     finals = [p for shard in corpus.shards
               for p in json.loads(shard.metadata.get("final_positions", "null")) or []]
     if len(finals) != corpus.num_episodes:
         raise UserError(f"label: corpus {corpus.folder} lacks final positions; it was not "
                         "written by `agentalign label`")
+    return finals
+
+
+def summaries(corpus: Corpus) -> list[TrajectorySummary]:
+    """What the labeller may know of each episode of a rollout corpus."""
+    finals = _final_positions(corpus)
     return [TrajectorySummary(int(o), (float(p[0]), float(p[1])), int(n))
             for o, p, n in zip(corpus.episodes["outcomes"], finals, corpus.episodes["lengths"],
                                strict=True)]
 
 
+def tracks(corpus: Corpus) -> list[Track]:
+    """What an intent reads of each episode of a rollout corpus: the position before each
+    decision (stored per step; no frame is decoded), then the final one (shard metadata)."""
+    finals = iter(_final_positions(corpus))
+    outcomes = iter(corpus.episodes["outcomes"])
+    found = []
+    for shard in corpus.shards:
+        positions = shard.arrays["positions"]
+        for i in range(shard.num_episodes):
+            steps = {"positions": positions[shard.episode_slice(i)]}
+            found.append(track_from_episode(steps, int(next(outcomes)), next(finals)))
+    return found
+
+
+def intent_seed(seed: int, target: str) -> int:
+    """The labeller's seed for a target: a pad's as before (seed + its index), any other
+    intent's from its name, so it does not move when a file gains or loses intents."""
+    return seed + PADS.index(target) if target in PADS else seed + zlib.crc32(target.encode())
+
+
+def target_intents(targets: list[str], intents: str | Path | None, layout: str
+                   ) -> dict[str, Intent]:
+    """Each target's intent, by name from the intents file (default: the packaged one); an
+    unknown name is a one-line error naming the file and the intents it holds."""
+    return {t: intent_by_name(t, intents, layout) for t in targets}
+
+
 def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: LabelSettings,
                 *, source: dict[str, Any], progress: bool = True,
-                obs: tuple[int, int] = (64, 64)) -> dict[str, Any]:
-    """Roll out with `actor` (or reuse the rollouts), pair and label for `targets`; returns the
-    summary (metrics.json). Targets add up: a rerun labels only those the store lacks."""
+                obs: tuple[int, int] = (64, 64), intents: str | Path | None = None
+                ) -> dict[str, Any]:
+    """Roll out with `actor` (or reuse the rollouts), pair and label for `targets` (intent
+    names of `intents`, default: the packaged file); returns the summary (metrics.json).
+    Targets add up: a rerun labels only those the store lacks."""
     from agentalign.train.distributed import cpu_settings
 
     targets = list(dict.fromkeys(targets))
     if not targets:
         raise UserError("label: give at least one --target")
-    for target in targets:
-        check_pad(target)
+    wanted = target_intents(targets, intents, settings.layout)
+    defined = {t: {"description": i.description, "definition": _definition(i)}
+               for t, i in wanted.items() if t not in PADS}
     out = Path(out)
     clock = time.perf_counter()
     life = StageRun(out, "label", {"settings": settings.identity(), "source": source})
     done = life.finished()
+    before = dict((done or {}).get("intents") or {})
+    for t, d in defined.items():
+        if t in before and before[t]["definition"] != d["definition"]:
+            raise UserError(f"label: {out} holds labels for intent {t!r} as "
+                            f"{before[t]['definition']}, not {d['definition']}; give the "
+                            "changed intent another name, or use another --out")
     if done is not None and set(targets) <= set(done["targets"]):
         return life.skip(done)
     life.claim()
@@ -158,8 +219,11 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
     pads = [p.position for p in layout.pads]
     store = LabelStore(out / STORE, create=True)
     result: dict[str, Any] = {"splits": {}, "targets": dict(done["targets"]) if done else {}}
+    if before or defined:  # only then: a run of pads keeps the metrics of before
+        result["intents"] = {**before, **defined}
     try:
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
+        intent_tracks: dict[str, list[Track]] = {}
         plan = split_plan(settings)
         for split, (n, _, anywhere) in plan.items():
             folder, seed = SPLITS[split].folder, settings.seed + SPLITS[split].seed_offset
@@ -176,6 +240,8 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
             ids = store.add_trajectories(folder, range(corpus.num_episodes),
                                          SPLITS[split].store_split)
             trajectories[split] = (ids, summaries(corpus))
+            if defined:
+                intent_tracks[split] = tracks(corpus)
             result["splits"][split] = {
                 "corpus": folder, "episodes": corpus.num_episodes,
                 "outcomes": np.bincount(corpus.episodes["outcomes"], minlength=5).tolist()}
@@ -188,7 +254,8 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
                                                                             strict=True)]
             result["splits"][split]["pairs"] = len(rows)
         for target in targets:
-            labelled = _label_target(store, target, settings, pads, trajectories, pair_ids)
+            labelled = _label_target(store, target, wanted[target], settings, pads,
+                                     trajectories, intent_tracks, pair_ids)
             if not (target in result["targets"] and all(v.get("reused")
                                                         for v in labelled.values())):
                 result["targets"][target] = labelled
@@ -199,14 +266,26 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
     return life.finish(result)
 
 
-def _label_target(store: LabelStore, target: str, settings: LabelSettings,
+def _definition(intent: Intent) -> str:
+    """What an intent's labels depend on: its parameters, not the wording of its description."""
+    return repr(dataclasses.replace(intent, description="-"))
+
+
+def _label_target(store: LabelStore, target: str, intent: Intent, settings: LabelSettings,
                   pads: list[tuple[float, float]],
                   trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]],
+                  intent_tracks: dict[str, list[Track]],
                   pair_ids: dict[str, list[tuple[int, int, int]]]) -> dict[str, Any]:
-    """Label every pair of every split for one target, unless the store already has them."""
+    """Label every pair of every split for one target, unless the store already has them: a
+    pad by SyntheticLabeller on summaries (as always), another intent by IntentLabeller on
+    tracks."""
     done: dict[str, Any] = {}
-    labeller = SyntheticLabeller(target, pads, settings.temperature,
-                                 seed=settings.seed + PADS.index(target))
+    seed = intent_seed(settings.seed, target)
+    labeller: SyntheticLabeller | IntentLabeller
+    if target in PADS:
+        labeller = SyntheticLabeller(target, pads, settings.temperature, seed=seed)
+    else:
+        labeller = IntentLabeller(intent, settings.temperature, seed=seed)
     for split, pairs in pair_ids.items():
         have = store.db.execute(
             "SELECT COUNT(*) FROM labels l JOIN pairs p ON p.id = l.pair JOIN trajectories t ON "
@@ -215,15 +294,16 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
         if have:
             done[split] = {"labels": int(have), "ties": None, "reused": True}
             continue
-        summary = trajectories[split][1]
+        episodes: list[Any] = (trajectories[split][1] if target in PADS
+                               else intent_tracks[split])
         labels, ties, easy = [], 0, 0
         for row, a, b in pairs:
-            choice = labeller.prefer(summary[a], summary[b])
+            choice = labeller.prefer(episodes[a], episodes[b])
             if choice is None:
                 ties += 1
                 continue
             labels.append((row, choice))
-            easy += summary[a].outcome != summary[b].outcome
+            easy += episodes[a].outcome != episodes[b].outcome
         add_labels(store, labels, source="synthetic", labeller=labeller.labeller_id,
                    target=target)
         done[split] = {"labels": len(labels), "ties": ties, "easy": easy,
@@ -232,15 +312,17 @@ def _label_target(store: LabelStore, target: str, settings: LabelSettings,
 
 
 def run(settings: LabelSettings, policy: str | Path, out: str | Path, targets: list[str], *,
-        progress: bool = True) -> LabelResult:
-    """`agentalign label`: the SFT policy at `policy` acts, sampling its actions."""
+        intents: str | Path | None = None, progress: bool = True) -> LabelResult:
+    """`agentalign label`: the SFT policy at `policy` acts, sampling its actions; `targets`
+    are intent names of `intents` (default: the packaged configs/intents.yaml)."""
     from agentalign.models.checkpoint import load_policy
 
+    target_intents(targets, intents, settings.layout)  # an unknown name fails before loading
     model, info = load_policy(policy)
     actor = PolicyActor(model, greedy=settings.greedy)
     source = {"policy": info.get("sha256"), "stage": info.get("stage")}
     result = make_labels(actor, out, targets, settings, source=source, progress=progress,
-                         obs=(model.config.obs_height, model.config.obs_width))
+                         obs=(model.config.obs_height, model.config.obs_width), intents=intents)
     return result_from(LabelResult, result)
 
 
@@ -254,6 +336,8 @@ def summary(result: LabelResult) -> str:
                  + (" (already there)" if v.get("reused") else
                     f" ({v['ties']} ties dropped, {v['easy']} easy / {v['hard']} hard)")
                  for split, v in splits.items()]
-        lines.append(f"target {target}: " + ", ".join(parts))
+        about = (result.intents or {}).get(target)
+        name = f"{target} ({about['description']})" if about else target
+        lines.append(f"target {name}: " + ", ".join(parts))
     lines.append(f"({result.seconds:.1f} s)")
     return "\n".join(lines)

@@ -18,7 +18,6 @@ from agentalign.config import (
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
 from agentalign.rollout.starts import without_anywhere
-from agentalign.spec import PADS
 
 OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rollouts",
            "pairs": "train pairs", "heldout_pairs": "held-out pairs",
@@ -65,14 +64,19 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "OUT/rollouts-heldout (and, with --anywhere-heldout-episodes, "
         "OUT/rollouts-heldout-anywhere from starts anywhere on the island; separate seeds), "
         "pair their episodes and label the pairs with "
-        "the synthetic labeller for each --target, in OUT/labels.sqlite (ties dropped). Rerun "
+        "the synthetic labeller for each --target (a designer intent by name: a pad, left, "
+        "middle or right, or one of --intents), in OUT/labels.sqlite (ties dropped). Rerun "
         "with another --target to add its labels to the same store. Defaults: "
         "configs/label.yaml.")
     parser.add_argument("--policy", type=Path, required=True, metavar="SFT_CHECKPOINT",
                         help="the SFT policy: a checkpoint folder or the sft stage folder")
     parser.add_argument("--out", type=Path, default=Path("runs/labels"), help="output folder")
-    parser.add_argument("--target", action="append", required=True, choices=list(PADS),
-                        help="pad to label for (repeatable)")
+    parser.add_argument("--target", action="append", required=True, metavar="INTENT",
+                        help="intent to label for, by name (repeatable): left, middle, right "
+                        "or one of the --intents file (docs/intents.md)")
+    parser.add_argument("--intents", type=Path, metavar="FILE", help="the intents file "
+                        "--target names are read from (default: the packaged "
+                        "configs/intents.yaml)")
     add_options(parser, LabelSettings, OPTIONS)
     add_config_arguments(parser)
 
@@ -80,9 +84,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def request(args: argparse.Namespace) -> tuple[LabelSettings, dict[str, Any]]:
     targets = list(dict.fromkeys(args.target))  # --target is required: never empty
     return load_from_args(LabelSettings, args, OPTIONS), {
-        "policy": args.policy, "out": args.out, "targets": targets}
+        "policy": args.policy, "out": args.out, "targets": targets, "intents": args.intents}
 
 
 COMMAND = Command("label", "roll out the SFT agent and label pairs of its runs", arguments,
                   request, "agentalign.train.label:run", "agentalign.train.label:summary",
-                  inputs=("policy",), outputs=("out",))
+                  inputs=("policy", "intents"), outputs=("out",))

@@ -12,8 +12,15 @@ onto behaviour it already shows now and then, cheaply and stably, so the online 
 Ground truth stays out. The learner and the reward model see frames and actions only
 (`Trajectory`); the selected corpus stores zeros for positions and headings and placeholders
 for outcome, spawn and target. The true outcomes of the rollouts are counted for the logs
-(`selection.json`: target rate of all rollouts vs of the selected ones) and the final outcome
-rates are measured in the island on separate starts (`evaluation` in metrics.json).
+(`selection.json`: the rate at which the target's pad was reached, of all rollouts vs of the
+selected ones) and the final outcome rates are measured in the island on separate starts
+(`evaluation` in metrics.json).
+
+The target is a designer intent by name (`envs.intents`; `intents` names its file, default the
+packaged one). Its pad is `final_pad(intent)`: a pad intent's own, `campfire-middle`'s middle;
+an intent that names no pad (say, "keep 3 m from the edge") logs no reach rate, only the
+outcome rates. For any intent but a plain pad, the evaluation also holds the share of
+episodes that satisfy it (`evaluation.intent`).
 
 A stage folder holds round-N/selected (the corpus), round-N/selection.json, round-N/finetune
 (a bc stage folder, resumable), checkpoints/ (the final policy, stage "prefft", meta target) and
@@ -33,14 +40,15 @@ import numpy as np
 from agentalign import __version__
 from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import MANIFEST, Episode, write_shard
-from agentalign.envs.layout import load_layout
+from agentalign.envs.intents import Intent, final_pad, intent_by_name
+from agentalign.envs.layout import Layout, load_layout
 from agentalign.lifecycle import StageRun, read_json, result_from
 from agentalign.models.checkpoint import config_from_info, load_policy, read_info, save_step
 from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import RewardFunction, load_reward_function
-from agentalign.rollout import rates_line, training_starts
+from agentalign.rollout import intent_line, rates_line, training_starts
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
-from agentalign.spec import OUTCOME_CODES, check_pad
+from agentalign.spec import OUTCOME_CODES, PADS
 from agentalign.train.bc import train
 from agentalign.train.distributed import cpu_settings
 from agentalign.train.prefft_config import PrefftSettings
@@ -72,6 +80,18 @@ def reward_function(reward: str | Path | RewardFunction, policy: str | Path | Po
     return load_reward_function(reward, policy, target)
 
 
+def target_intent(target: str, intents: str | Path | None, layout: Layout | str) -> Intent:
+    """The intent an alignment aims at, by name; an unknown name is a one-line error naming the
+    intents file and the intents it holds."""
+    return intent_by_name(target, intents, layout)
+
+
+def evaluated_intent(intent: Intent) -> Intent | None:
+    """The intent an evaluation counts the satisfaction of: none for a plain pad (its reach
+    rate says it), so a pad's evaluation stays as it was."""
+    return None if intent.name in PADS else intent
+
+
 def select_top(scores: np.ndarray, fraction: float) -> np.ndarray:
     """Indices of the highest-scoring `fraction` of episodes (at least one), best first; ties
     keep the earlier episode."""
@@ -97,10 +117,13 @@ def write_selected(folder: Path, trajectories: list[Trajectory], scores: np.ndar
 
 
 def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | RewardFunction,
-        target: str, out: str | Path, *, progress: bool = True) -> PrefftResult:
+        target: str, out: str | Path, *, intents: str | Path | None = None,
+        progress: bool = True) -> PrefftResult:
     """Run (or resume, or skip if finished) preference fine-tuning of `policy` against `reward`
-    (a reward model checkpoint, or a RewardFunction) into `out`."""
-    check_pad(target)
+    (a reward model checkpoint, or a RewardFunction) into `out`, for the intent `target` of
+    `intents` (default: the packaged file)."""
+    intent = target_intent(target, intents, settings.layout)
+    pad = final_pad(intent)
     score = reward_function(reward, policy, target)
     out = Path(out)
     life = StageRun(out, "prefft", {"stage": "prefft", "config": settings.identity(),
@@ -129,18 +152,19 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
                 scores = score([t.frames for t in trajectories],
                                [t.actions for t in trajectories])
             keep = select_top(scores, settings.top_fraction)
-            hit = outcomes == OUTCOME_CODES[target]
             info = {"round": r, "episodes": len(trajectories), "selected": len(keep),
                     "score_mean": float(scores.mean()),
-                    "score_selected_min": float(scores[keep].min()),
-                    # ground truth, for the log only: how well the scores pick target runs
-                    "target_rate_all": float(hit.mean()),
-                    "target_rate_selected": float(hit[keep].mean())}
+                    "score_selected_min": float(scores[keep].min())}
+            reached = ""
+            if pad is not None:  # ground truth, for the log only: do the scores pick its runs
+                hit = outcomes == OUTCOME_CODES[pad]
+                info.update(target_rate_all=float(hit.mean()),
+                            target_rate_selected=float(hit[keep].mean()))
+                reached = (f" ({pad} pad reached: {100 * info['target_rate_all']:.1f}% of all, "
+                           f"{100 * info['target_rate_selected']:.1f}% of the kept)")
             write_json_atomic(folder / "selection.json", info)
             write_selected(selected, [trajectories[i] for i in keep], scores[keep])
-            print(f"prefft round {r}: kept {len(keep)} of {len(trajectories)} rollouts "
-                  f"(target reached: {100 * info['target_rate_all']:.1f}% of all, "
-                  f"{100 * info['target_rate_selected']:.1f}% of the kept)")
+            print(f"prefft round {r}: kept {len(keep)} of {len(trajectories)} rollouts{reached}")
         rounds.append(read_json(folder / "selection.json"))
         finetune = train("sft", settings.finetune, selected, folder / "finetune", init=current,
                          progress=progress)
@@ -153,7 +177,8 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
         with cpu_settings(threads):
             evaluation = measure_rates(model, layout, settings.eval_episodes, settings.seed,
                                        settings.num_envs, settings.max_steps,
-                                       settings.spawn_jitter, settings.env)
+                                       settings.spawn_jitter, settings.env,
+                                       evaluated_intent(intent))
     path = save_step(out, model, model.config.to_dict(), kind="policy", stage="prefft",
                      step=settings.rounds, meta={"target": target, "stage": "prefft",
                                                  "run": life.identity, "evaluation": evaluation})
@@ -165,5 +190,6 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
 def summary(result: PrefftResult) -> str:
     ev = result.evaluation
     rates = f"; outcome rates (sampled): {rates_line(ev['rates'])}" if ev else ""
+    satisfied = f"\n{intent_line(ev['intent'])}" if ev and ev.get("intent") else ""
     return (f"prefft -> {result.target}: {len(result.rounds)} round(s) in "
-            f"{result.wall_seconds:.1f} s{rates}\ncheckpoint: {result.checkpoint}")
+            f"{result.wall_seconds:.1f} s{rates}{satisfied}\ncheckpoint: {result.checkpoint}")

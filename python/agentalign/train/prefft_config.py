@@ -1,5 +1,5 @@
 """`agentalign prefft`'s settings and arguments (configs/prefft.yaml), and the arguments every
-alignment command shares (--policy, --reward, --target, --out)."""
+alignment command shares (--policy, --reward, --target, --intents, --out)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from agentalign.config import (
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
 from agentalign.rollout.starts import without_anywhere
-from agentalign.spec import PADS
 from agentalign.train.bc_config import SftSettings
 
 OPTIONS = {"env": ENV_HELP, "num_envs": "environments stepped together while sampling"}
@@ -55,19 +54,22 @@ class PrefftSettings(Settings):
 
 
 def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
-    """--policy, --reward, --target, --out: what prefft, rl and align are given."""
+    """--policy, --reward, --target, --intents, --out: what prefft, rl and align are given."""
     parser.add_argument("--policy", type=Path, required=True, metavar="CHECKPOINT",
                         help="the policy to align: a checkpoint folder or a stage folder")
     parser.add_argument("--reward", type=Path, required=True, metavar="CHECKPOINT",
                         help="the target's reward model: a checkpoint or stage folder")
-    parser.add_argument("--target", required=True, choices=list(PADS), help="the pad to align "
-                        "to (the reward model must be trained for it)")
+    parser.add_argument("--target", required=True, metavar="INTENT", help="the intent to align "
+                        "to, by name: left, middle, right or one of --intents (the reward "
+                        "model must be trained for it)")
+    parser.add_argument("--intents", type=Path, metavar="FILE", help="the intents file "
+                        "--target is read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--out", type=Path, default=Path(out), help="stage folder")
 
 
 def alignment_request(args: argparse.Namespace) -> dict[str, Any]:
     return {"policy": args.policy, "reward": args.reward, "target": args.target,
-            "out": args.out}
+            "out": args.out, "intents": args.intents}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,4 +88,4 @@ def request(args: argparse.Namespace) -> tuple[PrefftSettings, dict[str, Any]]:
 
 COMMAND = Command("prefft", "preference fine-tuning on the best-scored rollouts", arguments,
                   request, "agentalign.train.prefft:run", "agentalign.train.prefft:summary",
-                  inputs=("policy", "reward"), outputs=("out",))
+                  inputs=("policy", "reward", "intents"), outputs=("out",))

@@ -11,9 +11,11 @@ the step is taken, with the last good checkpoint left as it was.
 
 What trains. By default everything: the CNN, the previous-action embeddings, the transformer,
 the final norm and the reward model's own parts (score head, decision-index embedding, length
-weight). With `freeze_cnn` the CNN keeps its init and its per-frame features are computed once
-per trajectory (the CNN is most of the FLOPs on 64x64 frames): ~3x cheaper steps, but lower
-held-out accuracy (configs/reward.yaml has the figures).
+weight, and with `summary_stride` the episode summary's norm and heads). With `freeze_cnn` the
+CNN keeps its init and its per-frame features are computed once per trajectory (the CNN is most
+of the FLOPs on 64x64 frames): ~3x cheaper steps, but lower held-out accuracy
+(configs/reward.yaml has the figures); the settings refuse it with an episode summary, whose
+frames train through the CNN.
 
 Distributed. Under torchrun each rank scores its share of a step's pairs and backpropagates its
 share of the batch mean; the gradients are summed over ranks by hand (`average_gradients`), as
@@ -53,6 +55,7 @@ from agentalign.models.reward import (
     KIND,
     RewardModel,
     bradley_terry_losses,
+    checkpoint_meta,
     encode_fitted,
     init_from_policy,
 )
@@ -95,10 +98,11 @@ class RewardResult:
 
 
 
-def make_model(config: PolicyConfig, seed: int, init: Path | None) -> RewardModel:
+def make_model(config: PolicyConfig, seed: int, init: Path | None, summary_stride: int = 0
+               ) -> RewardModel:
     """A reward model seeded by `seed`, its trunk copied from `init` if given."""
     torch.manual_seed(seed)
-    model = RewardModel(config)
+    model = RewardModel(config, summary_stride)
     if init is not None:
         init_from_policy(model, init)
     return model
@@ -146,11 +150,14 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardSettings, 
             both = np.concatenate([chosen, rejected])
             prev, mask, when = (data.fitted[k][both].to(ranks.device)
                                 for k in ("prev_actions", "mask", "steps"))
+            summary = [data.fitted[k][both].to(ranks.device) for k in
+                       ("summary_frames", "summary_mask")] if model.summary_stride else []
             lr = warmup_cosine(step, steps, cfg.warmup_steps, cfg.lr, cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if features is None:
-                scores = model(data.fitted["frames"][both].to(ranks.device), prev, mask, when)
+                scores = model(data.fitted["frames"][both].to(ranks.device), prev, mask, when,
+                               *summary)
             else:  # the CNN is frozen: start from its cached features
                 scores = model.forward_features(features[both].to(ranks.device), prev, mask,
                                                 when)
@@ -190,7 +197,8 @@ def fit(model: RewardModel, data: LabelData, pairs: Pairs, cfg: RewardSettings, 
                                              or step == steps):
                 latest = save_step(out, model, model.config.to_dict(), kind=KIND, stage="reward",
                                    step=step, meta={"run": life.identity if life else None,
-                                                    "train_loss": train_loss},
+                                                    "train_loss": train_loss,
+                                                    **checkpoint_meta(model)},
                                    trainer_state={"optimizer": optimizer.state_dict(), **state},
                                    keep=cfg.keep_checkpoints)
     finally:
@@ -254,7 +262,7 @@ def _run(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, out: Path
     if labels_used is not None and labels_used < 1:
         raise UserError(f"--labels-used must be >= 1, got {labels_used}")
     policy_config, init_sha = _policy_config(cfg, init)
-    data = load_labels(labels, target, policy_config)
+    data = load_labels(labels, target, policy_config, cfg.summary_stride)
     if labels_used is not None and labels_used > len(data.train):
         raise UserError(f"--labels-used {labels_used}: the store has only {len(data.train)} "
                         f"training labels for {target!r}; label more pairs")
@@ -268,13 +276,15 @@ def _run(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, out: Path
         return finished
     if lead:
         remove_stale_temporaries(out)
-    model = make_model(policy_config, cfg.seed, init)
+    model = make_model(policy_config, cfg.seed, init, cfg.summary_stride)
     if lead:
         print(f"reward: {model.num_params() / 1e6:.2f}M parameters, "
               f"{'agent-encoder init from ' + str(init) if init else 'random init'}; "
               f"{used:,} of {len(data.train):,} train labels for {target!r}, "
               f"{cfg.steps_for(used)} steps; {len(data.heldout):,} held-out pairs; "
-              f"{ranks.world} rank(s) x {torch.get_num_threads()} thread(s) on {ranks.device}")
+              f"{ranks.world} rank(s) x {torch.get_num_threads()} thread(s) on {ranks.device}"
+              + (f"; episode summary every {cfg.summary_stride} steps"
+                 if cfg.summary_stride else ""))
     features = frozen_features(model, data, cfg)
     result = fit(model, data, pairs, cfg, ranks, seed=cfg.seed, out=out, life=life,
                  features=features, progress=progress)

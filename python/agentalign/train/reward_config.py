@@ -19,7 +19,6 @@ from agentalign.config import (
     invalid,
     load_from_args,
 )
-from agentalign.spec import PADS
 from agentalign.train.bc_config import ModelSettings
 
 INITS = ("agent", "random")
@@ -50,6 +49,7 @@ class RewardSettings(Settings):
     YAML = "reward"
     model: ModelSettings
     freeze_cnn: bool
+    summary_stride: int = field(metadata=at_least(0))
     batch_size: int = field(metadata=at_least(1))
     epochs: float = field(metadata=above(0))
     min_steps: int = field(metadata=at_least(1))
@@ -74,6 +74,9 @@ class RewardSettings(Settings):
             raise invalid("min_steps", f"must be <= max_steps ({self.max_steps})")
         if self.min_lr > self.lr:
             raise invalid("min_lr", f"must be <= lr ({self.lr}), got {self.min_lr}")
+        if self.summary_stride and self.freeze_cnn:
+            raise invalid("summary_stride", "the episode summary trains through the CNN; it "
+                          "cannot be combined with freeze_cnn (set one of them off)")
 
     def steps_for(self, labels: int) -> int:
         """Optimisation steps for `labels` labels: `epochs` passes, clamped."""
@@ -82,7 +85,17 @@ class RewardSettings(Settings):
                                            math.ceil(self.epochs * labels / batch))))
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+        return without_summary({k: v for k, v in asdict(self).items()
+                                if k not in RESUMABLE_CHANGES})
+
+
+def without_summary(identity: dict[str, Any]) -> dict[str, Any]:
+    """A reward identity without `summary_stride` when it is 0: such a run is the model of before
+    the key existed, bit for bit, so the folders of earlier runs stay valid (skipped or resumed,
+    not refused as another run's)."""
+    if identity.get("summary_stride"):
+        return identity
+    return {k: v for k, v in identity.items() if k != "summary_stride"}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +107,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "study.png). Defaults: configs/reward.yaml.")
     parser.add_argument("--labels", type=Path, default=Path("runs/labels"),
                         help="a folder made by `agentalign label`")
-    parser.add_argument("--target", required=True, choices=list(PADS))
+    parser.add_argument("--target", required=True, metavar="INTENT",
+                        help="the intent whose labels to learn: any target the store labelled")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--init", type=Path, metavar="PRETRAINED_CHECKPOINT",
                        help="agent-encoder init: the pre-trained policy's checkpoint or folder")

@@ -4,8 +4,9 @@ The labels of one target in a label store (`agentalign label`, or a designer's a
 first N training labels (oldest first), ties ("equal") among them as half a preference, and
 every decisive held-out label, whose pairs come from separate rollouts. Each referenced
 trajectory is read once from its corpus and fitted to the context (`models.reward.
-fit_trajectory`: its last K decisions, with their previous actions), then kept in memory as uint8
-tensors (800 episodes x 16 frames x 12 KB = 157 MB), so training never decodes a frame twice.
+fit_trajectory`: its last K decisions, with their previous actions, and with `summary_stride` N
+the episode summary's frames), then kept in memory as uint8 tensors (1,400 episodes x 16 frames
+x 12 KB = 275 MB; N = 4 adds 26 frames each, 447 MB), so training never decodes a frame twice.
 Outcomes are read only to split held-out accuracy into easy pairs (different outcomes) and hard
 ones (same outcome); they never reach the model.
 """
@@ -67,7 +68,8 @@ class Pairs:
 class LabelData:
     """Every trajectory the labels of one target refer to, fitted once, and the pairs."""
 
-    fitted: dict[str, Tensor]  # frames [N, K, H, W, 3], prev_actions [N, K, 2], mask [N, K]
+    fitted: dict[str, Tensor]  # frames [N, K, H, W, 3], prev_actions [N, K, 2], mask [N, K],
+    # steps [N, K]; with a summary stride also summary_frames [N, S, H, W, 3], summary_mask [N, S]
     outcomes: np.ndarray  # [N] for the easy/hard split of the held-out accuracy only
     train: Pairs  # all training labels, oldest first
     heldout: Pairs  # from spawn starts
@@ -75,9 +77,11 @@ class LabelData:
     heldout_anywhere: Pairs | None = None  # from starts anywhere on the island, if labelled
 
 
-def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> LabelData:
-    """Read a target's labels and fit their trajectories to `config`'s context. A target is
-    any name the store has labels for (a pad, or a designer's personality)."""
+def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig,
+                summary_stride: int = 0) -> LabelData:
+    """Read a target's labels and fit their trajectories to `config`'s context (and, with
+    `summary_stride`, their episode summaries). A target is any name the store has labels for
+    (a pad, or a designer's personality)."""
     folder = Path(labels_dir)
     store = LabelStore(folder / STORE)
     try:  # ties train (as 0.5); held-out accuracy counts decisive pairs only
@@ -127,7 +131,7 @@ def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig) -> La
             raise LabelStoreError(f"label store {folder / STORE}: labels refer to episode "
                                   f"{episode} of {name!r}, which holds {corpus.num_episodes}")
         steps = corpus.episode(episode)
-        fitted.append(fit_trajectory(steps["frames"], steps["actions"], config))
+        fitted.append(fit_trajectory(steps["frames"], steps["actions"], config, summary_stride))
         outcomes.append(int(corpus.episodes["outcomes"][episode]))
 
     def pairs(found: list[tuple[str, int, str, int, float]]) -> Pairs:

@@ -27,7 +27,7 @@ from agentalign.models.policy import PolicyConfig
 from agentalign.train import reward
 from agentalign.train.distributed import Ranks, cpu_settings, init_distributed, training_threads
 from agentalign.train.reward import _policy_config, fit, frozen_features, make_model
-from agentalign.train.reward_config import INITS, RewardSettings
+from agentalign.train.reward_config import INITS, RewardSettings, without_summary
 from agentalign.train.reward_data import LabelData, evaluate, load_labels
 from agentalign.workers import pinned_pool
 
@@ -61,13 +61,14 @@ def _study(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, init: P
            progress: bool, threads: int) -> dict[str, Any]:
     clock = time.perf_counter()
     policy_config, init_sha = _policy_config(cfg, init)
-    data = load_labels(labels, target, policy_config)
+    data = load_labels(labels, target, policy_config, cfg.summary_stride)
     study = cfg.study
     counts = [n for n in study.label_counts if n <= len(data.train)]
     if skipped := [n for n in study.label_counts if n > len(data.train)]:
         print(f"study: skipping label counts {skipped}: the store has {len(data.train)} "
               f"training labels for {target!r}")
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("num_threads", "device")}
+    config = without_summary({k: v for k, v in asdict(cfg).items()
+                              if k not in ("num_threads", "device")})
     config["study"] = {k: v for k, v in asdict(study).items() if k != "workers"}
     life = StageRun(out, "reward-study", {"target": target, "labels": data.fingerprint,
                                           "init": init_sha, "policy": policy_config.to_dict(),
@@ -133,7 +134,8 @@ def _study_run(state: _StudyState, task: tuple[int, str, int]) -> dict[str, Any]
     n, kind, seed = task
     cfg, data, started = state.cfg, state.data, time.perf_counter()
     subset = np.sort(np.random.default_rng([seed, n]).choice(len(data.train), n, replace=False))
-    model = make_model(state.policy_config, seed, state.init if kind == "agent" else None)
+    model = make_model(state.policy_config, seed, state.init if kind == "agent" else None,
+                       cfg.summary_stride)
     key = kind if kind == "agent" else f"{kind}-{seed}"  # the CNN is a function of this
     if cfg.freeze_cnn and key not in state.cache:  # 6.5 MB per CNN for 800 trajectories
         state.cache[key] = frozen_features(model, data, cfg)
@@ -155,7 +157,8 @@ def _study_worker(cfg: RewardSettings, labels: Path, target: str, init: Path, th
     global _WORKER, _WORKER_THREADS
     policy_config, _ = _policy_config(cfg, init)
     _WORKER = _StudyState(cfg, init_distributed(cfg.device),
-                          load_labels(labels, target, policy_config), policy_config, init, {})
+                          load_labels(labels, target, policy_config, cfg.summary_stride),
+                          policy_config, init, {})
     _WORKER_THREADS = threads
 
 

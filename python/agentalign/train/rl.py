@@ -40,7 +40,9 @@ and the rates did not move measurably (docs/results.md, levers tried).
 Ground truth stays out: the learner and the reward model get `Trajectory` (frames, actions,
 acting log-probs, and the frames' CNN encodings) only. True outcomes are counted for the logs
 (charts/rate_*, from the training rollouts) and measured on separate starts for evaluation
-(eval/rate_*, metrics.json).
+(eval/rate_*, metrics.json). The target is a designer intent by name, as in prefft: the progress
+bar shows the reach rate of its pad (none for an intent without one), and for any intent but a
+plain pad the evaluation also counts the share of episodes that satisfy it (eval/intent).
 
 A stage folder holds checkpoints/ (resumable: weights, AdamW state, iteration, history), logs/
 (TensorBoard: charts/score, charts/reward, charts/kl, charts/entropy, charts/episode_length,
@@ -63,6 +65,7 @@ import torch
 from torch import Tensor
 
 from agentalign import events
+from agentalign.envs.intents import Intent, final_pad
 from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
@@ -76,11 +79,22 @@ from agentalign.models.checkpoint import (
 )
 from agentalign.models.policy import Policy, no_previous_action, window_start
 from agentalign.models.reward import RewardFunction
-from agentalign.rollout import outcome_rates, rates_line, rollout_env, training_starts
+from agentalign.rollout import (
+    intent_line,
+    outcome_rates,
+    rates_line,
+    rollout_env,
+    training_starts,
+)
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
-from agentalign.spec import PADS, check_pad
+from agentalign.spec import PADS
 from agentalign.train.distributed import cpu_settings, summary_writer
-from agentalign.train.prefft import policy_identity, reward_function
+from agentalign.train.prefft import (
+    evaluated_intent,
+    policy_identity,
+    reward_function,
+    target_intent,
+)
 from agentalign.train.rl_config import RLSettings
 
 
@@ -259,10 +273,12 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
 
 
 def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFunction,
-        target: str, out: str | Path, *, progress: bool = True) -> RLResult:
+        target: str, out: str | Path, *, intents: str | Path | None = None,
+        progress: bool = True) -> RLResult:
     """Run (or resume, or skip if finished) RL from the policy at `policy` (also the KL
-    reference) against `reward` (a reward model checkpoint, or a RewardFunction), into `out`."""
-    check_pad(target)
+    reference) against `reward` (a reward model checkpoint, or a RewardFunction), into `out`,
+    for the intent `target` of `intents` (default: the packaged file)."""
+    intent = target_intent(target, intents, settings.layout)
     out = Path(out)
     reference, _ = load_policy(policy)
     score = reward_function(reward, reference.config, target)
@@ -273,12 +289,13 @@ def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFun
         return result_from(RLResult, done)
     threads = settings.num_threads or len(os.sched_getaffinity(0))
     with cpu_settings(threads):
-        return result_from(RLResult, _rl(settings, life, reference, score, target, out,
+        return result_from(RLResult, _rl(settings, life, reference, score, intent, out,
                                          progress))
 
 
-def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunction, target: str,
-        out: Path, progress: bool) -> dict[str, Any]:
+def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunction,
+        intent: Intent, out: Path, progress: bool) -> dict[str, Any]:
+    target, pad, counted = intent.name, final_pad(intent), evaluated_intent(intent)
     clock = time.perf_counter()
     layout = load_layout(cfg.layout)
     reference.requires_grad_(False)
@@ -343,11 +360,11 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
             state["history"].append(stats)
             _log(writer, stats, cfg.lr, iteration)
             bar.update(1)
-            bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.2f}",
-                            **{target: f"{100 * stats[f'rate_{target}']:.0f}%"})
+            reach = {pad: f"{100 * stats[f'rate_{pad}']:.0f}%"} if pad is not None else {}
+            bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.2f}", **reach)
             if cfg.eval_interval and iteration % cfg.eval_interval == 0 \
                     and iteration < cfg.iterations and cfg.eval_episodes:
-                _log_eval(writer, _evaluate(policy, layout, cfg), iteration)
+                _log_eval(writer, _evaluate(policy, layout, cfg, counted), iteration)
             if iteration % cfg.checkpoint_interval == 0 or iteration == cfg.iterations:
                 save(iteration)
         if not isinstance(env, str):  # its builds quit before the evaluation launches its own
@@ -356,7 +373,7 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
         if latest_or_none(out) is None:  # iterations == 0: the starting policy is the result
             save(0)
         if cfg.eval_episodes:
-            evaluation = _evaluate(policy, layout, cfg)
+            evaluation = _evaluate(policy, layout, cfg, counted)
             _log_eval(writer, evaluation, state["iteration"])
     finally:
         bar.close()
@@ -373,9 +390,10 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
         "history": state["history"]})
 
 
-def _evaluate(policy: Policy, layout: Any, cfg: RLSettings) -> dict[str, Any]:
+def _evaluate(policy: Policy, layout: Any, cfg: RLSettings, intent: Intent | None
+              ) -> dict[str, Any]:
     return measure_rates(policy, layout, cfg.eval_episodes, cfg.seed, cfg.num_envs,
-                         cfg.max_steps, cfg.spawn_jitter, cfg.env)
+                         cfg.max_steps, cfg.spawn_jitter, cfg.env, intent)
 
 
 def _log(writer: Any, stats: dict[str, float], lr: float, iteration: int) -> None:
@@ -390,6 +408,8 @@ def _log(writer: Any, stats: dict[str, float], lr: float, iteration: int) -> Non
 def _log_eval(writer: Any, summary: dict[str, Any], iteration: int) -> None:
     for key in (*PADS, "none"):
         writer.add_scalar(f"eval/rate_{key}", summary["rates"][key]["rate"], iteration)
+    if summary.get("intent"):
+        writer.add_scalar("eval/intent", summary["intent"]["rate"], iteration)
 
 
 def _resume(latest: Path, life: StageRun, policy: Policy,
@@ -407,6 +427,7 @@ def summary(result: RLResult) -> str:
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
+    satisfied = f"\n{intent_line(ev['intent'])}" if ev and ev.get("intent") else ""
     return (f"rl -> {result.target}: {result.iteration} iterations, score "
             f"{number(result.score)}, KL {number(result.kl)} in "
-            f"{result.wall_seconds:.1f} s{rates}\ncheckpoint: {result.checkpoint}")
+            f"{result.wall_seconds:.1f} s{rates}{satisfied}\ncheckpoint: {result.checkpoint}")

@@ -90,4 +90,4 @@ def request(args: argparse.Namespace) -> tuple[RLSettings, dict[str, Any]]:
 
 COMMAND = Command("rl", "RL (RLOO) against the reward model with a KL penalty", arguments,
                   request, "agentalign.train.rl:run", "agentalign.train.rl:summary",
-                  inputs=("policy", "reward"), outputs=("out",))
+                  inputs=("policy", "reward", "intents"), outputs=("out",))

@@ -11,16 +11,25 @@ function curve(fits) {
   axis.setAttribute("d", `M${P},${P / 2} V${H - P} H${W - 10}`);
   axis.setAttribute("stroke", "#888"); axis.setAttribute("fill", "none");
   svg.append(axis);
+  const y = a => (H - P) - (H - 1.5 * P) * a;
+  for (const level of [0.5, 0.75, 1.0]) {  // gridlines, so the curve can be read
+    const grid = document.createElementNS(ns, "path");
+    grid.setAttribute("d", `M${P},${y(level)} H${W - 10}`);
+    grid.setAttribute("stroke", "#ddd"); svg.append(grid);
+    const tick = document.createElementNS(ns, "text");
+    tick.setAttribute("x", 0); tick.setAttribute("y", y(level) + 4); tick.setAttribute("font-size", "10");
+    tick.textContent = `${100 * level}%`; svg.append(tick);
+  }
   if (!points.length) return;
   const maxN = Math.max(...points.map(f => f.train_labels), 1);
-  const x = n => P + (W - P - 10) * n / maxN, y = a => (H - P) - (H - 1.5 * P) * a;
+  const x = n => P + (W - P - 10) * n / maxN;
   const line = document.createElementNS(ns, "polyline");
   line.setAttribute("points", points.map(f => `${x(f.train_labels)},${y(f.accuracy)}`).join(" "));
   line.setAttribute("stroke", "#1565c0"); line.setAttribute("fill", "none"); line.setAttribute("stroke-width", "2");
   svg.append(line);
   const last = points[points.length - 1];
   const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", P + 4); label.setAttribute("y", 14);
+  label.setAttribute("x", P + 4); label.setAttribute("y", 12);
   label.textContent = `${(100 * last.accuracy).toFixed(1)}% on ${last.heldout_pairs} held-out pairs after ${last.train_labels} labels`;
   svg.append(label);
 }

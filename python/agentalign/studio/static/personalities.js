@@ -11,9 +11,11 @@ function card(c) {
   const dl = document.createElement("dl");
   const rates = c.measured && c.measured.rates ? Object.entries(c.measured.rates)
     .map(([k, v]) => `${k} ${(100 * (v.rate ?? v)).toFixed(1)}%`).join(", ") : "";
-  const facts = [["pad", c.target], ["stage", `${c.stage} step ${c.step}`],
+  const facts = [["target", c.target], ["stage", `${c.stage} step ${c.step}`],
     ["outcomes", `${rates} (${c.measured ? c.measured.episodes : "?"} episodes)`]];
   if (c.studio) {
+    const ev = c.studio.evaluation;
+    if (ev && ev.intent) facts.push(["intent", `${ev.intent.description}: ${(100 * ev.intent.rate).toFixed(1)}% of ${ev.intent.episodes} episodes [${(100 * ev.intent.low).toFixed(1)}, ${(100 * ev.intent.high).toFixed(1)}]`]);
     facts.push(["rubric", c.studio.rubric], ["labels", `${c.studio.labels} (${c.studio.train_labels} training)`],
       ["annotators", c.studio.annotators.join(", ")],
       ["pairs", `${c.studio.pairs_chosen.random} random, ${c.studio.pairs_chosen.active} active, ${c.studio.pairs_chosen.heldout} held-out`]);
@@ -24,6 +26,11 @@ function card(c) {
     dl.append(dt, dd);
   }
   box.append(dl);
+  if (c.heatmap) {
+    const img = document.createElement("img");
+    img.src = c.heatmap; img.alt = `where ${c.name} went (evaluation heatmap)`; img.className = "heatmap";
+    box.append(img);
+  }
   return box;
 }
 

@@ -1,0 +1,102 @@
+"""Which pairs to ask: random vs ensemble disagreement vs entropy, simulated without a browser.
+
+    python benchmarks/studio_selection.py --labels runs/studio-e2e/s0/pool/labels \
+        --encoder runs/demo/sft [--intent campfire-middle] [--budget 300] [--repeats 2]
+
+On a studio pool (a label folder with pool-* corpora, e.g. the one benchmarks/studio_e2e.py
+records), a designer (IntentLabeller on the runs' true tracks) answers pairs chosen by each rule
+with the studio's own code (studio.select: features of pool.py, the linear ensemble refitted every
+10 labels, a warm-up of 20 random pairs, 25% random after); the ensemble is scored on 500 common
+held-out random pairs. Prints held-out accuracy at 50, 100, 150, 200 and `--budget` labels,
+averaged over `--repeats` draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agentalign.data.shards import Corpus
+from agentalign.envs.intents import IntentLabeller, intent_by_name, track_from_episode
+from agentalign.models.checkpoint import load_policy
+from agentalign.studio import select
+from agentalign.studio.pool import _episode_features
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels", type=Path, required=True, help="a studio label folder")
+    parser.add_argument("--encoder", type=Path, required=True, help="the SFT policy")
+    parser.add_argument("--intent", default="campfire-middle")
+    parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    model, _ = load_policy(args.encoder)
+    intent = intent_by_name(args.intent)
+    labeller = IntentLabeller(intent)
+    features, tracks = [], []
+    with torch.no_grad():
+        for folder in sorted(p for p in args.labels.iterdir() if p.name.startswith("pool-")):
+            corpus = Corpus(folder, verify=False)
+            for e in range(corpus.num_episodes):
+                features.append(_episode_features(model, corpus, e))
+                tracks.append(track_from_episode(corpus.episode(e),
+                                                 int(corpus.episodes["outcomes"][e])))
+    F = np.stack(features)
+    print(f"{len(tracks)} runs, {sum(map(intent.satisfied, tracks))} satisfy {args.intent}")
+
+    def answer(a: int, b: int) -> float:
+        choice = labeller.prefer(tracks[a], tracks[b])
+        return 0.5 if choice is None else 1.0 - choice
+
+    rng = np.random.default_rng([args.seed, 77])
+    held: list[tuple[int, int, float]] = []
+    while len(held) < 500:
+        a, b = rng.choice(len(tracks), 2, replace=False)
+        if labeller.prefer(tracks[a], tracks[b]) is not None:
+            held.append((int(a), int(b), answer(a, b)))
+    H = np.array(held)
+    heldout = (H[:, 0].astype(int), H[:, 1].astype(int), H[:, 2])
+    points = [n for n in (50, 100, 150, 200) if n < args.budget] + [args.budget]
+    for rule in ("random", "disagreement", "entropy"):
+        curves = [simulate(F, answer, rule, args.budget, heldout, [args.seed, k])
+                  for k in range(args.repeats)]
+        print(f"{rule:12s} " + "  ".join(f"{n}: {100 * np.mean([c[n] for c in curves]):.1f}%"
+                                         for n in points), flush=True)
+    return 0
+
+
+def simulate(F: np.ndarray, answer, rule: str, budget: int, heldout: tuple, seed: list[int],
+             warmup: int = 20, random_share: float = 0.25) -> dict[int, float]:
+    rng = np.random.default_rng(seed)
+    train: list[tuple[int, int, float]] = []
+    asked: set[tuple[int, int]] = set()
+    curve: dict[int, float] = {}
+    ensemble = None
+    while len(train) < budget:
+        if rule == "random" or len(train) < warmup or ensemble is None or \
+                rng.random() < random_share:
+            while (pair := tuple(int(v) for v in rng.choice(len(F), 2, replace=False))) in asked:
+                pass
+        else:
+            picks = rng.integers(len(F), size=(400, 2))
+            picks = np.array([p for p in picks if p[0] != p[1] and tuple(p) not in asked])
+            pair = tuple(int(v) for v in picks[select.most_uncertain(ensemble, F, picks, rule)])
+        asked.add(pair)
+        train.append((*pair, answer(*pair)))
+        if len(train) % 10 == 0:
+            t = np.array(train)
+            ensemble = select.fit(F, t[:, 0].astype(int), t[:, 1].astype(int), t[:, 2],
+                                  members=5, seed=len(train))
+            curve[len(train)] = select.accuracy(ensemble, F, *heldout)
+    return curve
+
+
+if __name__ == "__main__":
+    sys.exit(main())
