@@ -24,23 +24,28 @@ The run's length (decisions) also reaches the score directly, through one learne
 and through the transformer alone the model read it poorly (72% right on pairs of runs to the
 same pad that differ by 1-2 decisions, 85% at 6-10; with the direct path 79% / 95%, held-out
 accuracy 92.7% -> 94.9% at 1,000 labels, target left, seed 0).
-The episode summary (opt-in, `summary_stride` N > 0 in configs/reward.yaml; 0 = the model
-above, bit for bit). The last K decisions cannot show what a run did 40 decisions before its end
-("pass by the campfire, then end on the middle pad"). With N, the frames at steps 0, N, 2N, ...
-and the last (26 at N = 4 for a 100-step run, padding masked) also go through the same CNN, then
+
+The episode summary (opt-in, `summary_stride` N > 0 in configs/reward.yaml; 0 = the model above,
+bit for bit). The last K decisions cannot show what a run did 40 decisions before its end ("pass
+by the campfire, then end on the middle pad"). With N, the frames at steps 0, N, 2N, ... and the
+last (26 at N = 4 for a 100-step run, padding masked) also go through the same CNN, then
 LayerNorm, Linear(n_embd, 16) and a max over time: 16 "was X ever seen" detectors, order-free,
 so a landmark counts wherever the run passed it; Linear(16, 1), zero at init (an agent-encoder
 init starts as the model without), adds their score, in units of 0.1 (`SUMMARY_UNIT`; in whole
-units it stayed ~0.2 wide against scores ~4 wide after 375 steps and changed nothing). 16: a
-few landmarks and pads to detect with room to spare, 2k parameters, little to overfit on 300
-labels. N = 4 (every 2 m at 5 m/s): a pass within a landmark's radius + 1 m lasts up to ~10
-decisions. Measured (agent init, N = 4 against 0, 2 threads): on the studio's 300 labels for
-"campfire-middle", held-out accuracy 75.0 -> 83.8% (68 pairs) and 79.7 -> 83.9% on every other
-pool pair the scripted designer orders (seed 0; seed 1: 80.4 -> SEED1), but not on the pairs
-that only the campfire pass orders (same outcome: 69.5 -> 69.3%): 17 of the 300 labels isolate
-it. Given 1,000 such pairs it sees the pass: 77.6 -> 89.3% on pairs of other runs. On the pads
-(1,000 labels) 94.9 / 96.8 / 94.5% -> 95.0 / 96.0 / 93.6% (left / middle / right), same-pad
-pairs 2-4 points lower; steps 1.8x the time, 2.3x the memory. Hence off by default.
+units its part stayed 0.2 wide (std) against scores 4.3 wide, and the pool accuracy below moved
+79.7 -> 80.1% only). 16: a few landmarks and pads to detect with room to spare, 2k parameters,
+little to overfit on 300 labels. N = 4 (every 2 m at 5 m/s): a pass within a landmark's radius +
+1 m lasts up to ~10 decisions. The stride is saved in the checkpoint's meta (`checkpoint_meta`),
+so `load_reward_model`, and through it the alignment stages, rebuild the same model (meta
+without it: 0). Measured (agent init, N = 4 against 0, 2 threads), on the studio's 300 labels
+for "campfire-middle": held-out accuracy 75.0 -> 83.8% (68 pairs; seed 1: 75.0 -> 77.9%) and
+79.7 -> 83.9% on the 124k other pool pairs the scripted designer orders (seed 1: 80.4 -> 83.7%),
+but not on those that only the campfire pass orders (same outcome: 69.5 -> 69.3%, seed 1 70.5 ->
+63.3%): 17 of the 300 labels isolate the pass. Trained on 1,000 such pairs it does see it: 77.6
+-> 89.3% on pairs of runs it never saw. On the pads (1,000 labels, seed 0) 94.9 / 96.8 / 94.5%
+-> 95.0 / 96.0 / 93.6% (left / middle / right; same-pad pairs 2-4 points lower), and a step
+costs 1.8x the time and the run 2.3x the memory: off by default.
+
 Inputs are frames, actions and decision indices only: no positions or outcomes go in (the
 labeller alone reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*,
 ln_f.*), so a pre-trained policy's trunk loads as is ("agent encoder" init); the action head is
@@ -73,7 +78,7 @@ from agentalign.spec import MAX_DECISIONS
 KIND = "reward"
 SUMMARY_WIDTH = 16  # m: "was X ever seen" detectors of the episode summary (module docstring)
 SUMMARY_UNIT = 0.1  # the summary's score is per 0.1, so Adam moves it 10x faster (as
-# LENGTH_UNIT; measured: in whole units it stayed ~0.2 wide against scores ~4 wide, and helped not)
+# LENGTH_UNIT; in whole units it learnt too slowly: module docstring)
 LENGTH_UNIT = 0.1  # `length_weight` is per 0.1 decision, so Adam's steps move the score per
 # decision ~10x faster than the other weights (measured: per-decision units learnt too slowly)
 TRUNK = ("cnn.", "action_emb.", "blocks.", "ln_f.")

@@ -5,8 +5,9 @@ first N training labels (oldest first), ties ("equal") among them as half a pref
 every decisive held-out label, whose pairs come from separate rollouts. Each referenced
 trajectory is read once from its corpus and fitted to the context (`models.reward.
 fit_trajectory`: its last K decisions, with their previous actions, and with `summary_stride` N
-the episode summary's frames), then kept in memory as uint8 tensors (1,400 episodes x 16 frames
-x 12 KB = 275 MB; N = 4 adds 26 frames each, 447 MB), so training never decodes a frame twice.
+the episode summary's frames), then kept in memory as uint8 tensors (800 episodes x 16 frames
+x 12 KB = 157 MB; N = 4 adds 26 frames each, 255 MB; at 1,400 episodes 275 + 447 MB), so
+training never decodes a frame twice.
 Outcomes are read only to split held-out accuracy into easy pairs (different outcomes) and hard
 ones (same outcome); they never reach the model.
 """
