@@ -175,6 +175,21 @@ def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio):
         studio.next_pair("camp", "ana")
 
 
+def test_each_align_records_its_own_pool_corpus_and_retires_the_older(studio):
+    from agentalign.studio.pool import PoolPart
+
+    first = PoolPart("aligned", Path("a"), 4, 3, personality="camp", tag="align-camp-1")
+    second = PoolPart("aligned", Path("b"), 4, 3, personality="camp", tag="align-camp-2")
+    assert first.corpus != second.corpus  # a second align never meets the first's corpus
+    studio.state.add_personality("camp", "by the fire", "middle")
+    base = studio.state.pool()[0]["corpus"]
+    for part in (first, second):  # register (the corpora's episodes are the pool's own)
+        shutil.copytree(studio.labels / base, studio.labels / part.corpus)
+        studio.state.add_corpus(part.corpus, "aligned", 4, personality="camp")
+    active = {p["corpus"] for p in studio.state.pool() if p["kind"] == "aligned"}
+    assert active == {second.corpus}
+
+
 def test_unfinished_jobs_resume_after_a_restart(studio):
     job = studio.jobs.start("probe", {"kind": "no-such-kind"})
     assert wait(studio.jobs, "probe")["state"] == "failed"

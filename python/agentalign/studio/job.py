@@ -152,7 +152,8 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     _step(job_dir, "pool-aligned")
     episodes = job["pool"]["aligned_episodes"]
     if episodes:
-        part = PoolPart("aligned", job_dir / "align", episodes, seed + 3, personality=name)
+        part = PoolPart("aligned", job_dir / "align", episodes, seed + 3, personality=name,
+                        tag=job_dir.name)
         corpus = record(part, labels, num_envs=job["pool"]["num_envs"], progress=False)
         write_features(corpus, run / "sft", labels)
         state = StudioState(labels)

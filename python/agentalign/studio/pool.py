@@ -37,11 +37,13 @@ class PoolPart:
     seed: int
     anywhere: float = 0.0
     personality: str | None = None
+    tag: str | None = None  # the align job an aligned part comes from: each align its own corpus
 
     @property
     def corpus(self) -> str:
         who = f"-{self.personality}" if self.personality else ""
-        return f"pool-{self.kind}{who}-s{self.seed}"
+        job = f"-{self.tag}" if self.tag else ""
+        return f"pool-{self.kind}{who}{job}-s{self.seed}"
 
 
 def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_envs: int = 16,
