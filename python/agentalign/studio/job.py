@@ -2,7 +2,8 @@
 
 The studio starts it in its own process group and reads nothing back but files: JOB_DIR/job.json
 (what to do; its `state` and `step` updated here), JOB_DIR/events.jsonl (the stages' structured
-events, `agentalign.events`, one JSON line each) and log.txt (what the stages print). Every step
+events, `agentalign.events`, one JSON line each; the stages run without progress bars, whose
+progress arrives there) and log.txt (what the stages print). Every step
 is resumable (recorded corpora are reused, the stages resume from their checkpoints, export is
 atomic), so a job whose studio died is simply started again.
 
