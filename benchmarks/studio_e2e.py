@@ -136,18 +136,10 @@ def common_heldout(studio: Studio, designer: Designer, pairs: int, seed: int
 
 def curve_point(studio: Studio, personality: str, heldout: tuple[np.ndarray, ...]
                 ) -> float | None:
-    ids, features = studio.pool_features()
-    index = {int(t): i for i, t in enumerate(ids)}
-    rows = [r for r in studio.state.decisive(personality, "train")
-            if r[0] in index and r[1] in index]
-    if len(rows) < 2:
-        return None
-    first = np.array([index[r[0]] for r in rows])
-    second = np.array([index[r[1]] for r in rows])
-    target = np.array([1.0 - r[2] for r in rows])
-    ensemble = select.fit(features, first, second, target, members=studio.settings.members,
-                          seed=len(rows))
-    return select.accuracy(ensemble, features, *heldout)
+    """The studio's ensemble on the labels so far, scored on the common held-out pairs."""
+    ensemble = studio.fit(personality)
+    return None if ensemble is None else select.accuracy(ensemble, studio.pool_features()[1],
+                                                          *heldout)
 
 
 def satisfaction(policy: Path, intent: str, episodes: int, out: Path) -> dict[str, Any]:

@@ -226,16 +226,23 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:
+    return yaml_mapping(text, f"config {source}")
+
+
+def yaml_mapping(text: str, label: str, error: type[Exception] = ConfigError,
+                 expected: str = "a mapping at the top level") -> dict[str, Any]:
+    """`text` as a YAML mapping (empty text: {}), else a one-line `error` that starts with
+    `label` and names the line (configs and intents files read YAML the same way)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {source}: not valid YAML{where}") from None
+        raise error(f"{label}: not valid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config {source}: expected a mapping at the top level")
+        raise error(f"{label}: expected {expected}, got {type(data).__name__}")
     return data
 
 

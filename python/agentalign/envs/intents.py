@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from agentalign.config import yaml_mapping
 from agentalign.envs.layout import DEFAULT_LAYOUT, Circle, Layout, load_layout
 from agentalign.errors import UserError
 from agentalign.spec import OUTCOME_CODES, OUTCOMES, PADS
@@ -432,17 +432,8 @@ def load_intents(path: str | Path | None = None, layout: Layout | str | Path = D
     change them)."""
     layout = load_layout(layout) if isinstance(layout, str | Path) else layout
     text, source = _read(path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise IntentError(f"intents {source}: not valid YAML{where}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise IntentError(f"intents {source}: expected a mapping of intent names to intents, "
-                          f"got {type(raw).__name__}")
+    raw = yaml_mapping(text, f"intents {source}", IntentError,
+                       "a mapping of intent names to intents")
     intents = builtin_intents(layout)
     for name, spec in raw.items():
         where = f"intents {source}: intent {name!r}"

@@ -198,8 +198,12 @@ def create_app(studio: Studio, token: str | None = None) -> FastAPI:
 
     @app.get("/api/heatmap/{name}.png")
     def heatmap(name: str) -> Response:
-        cards_found = {c["name"]: c for c in cards()}
-        path = heatmap_of(name, cards_found[name].get("target")) if name in cards_found else None
+        card = studio.player.model(name).with_suffix(".json")  # the personality's own card
+        try:
+            target = json.loads(card.read_text()).get("target")
+        except (OSError, json.JSONDecodeError):
+            target = None
+        path = heatmap_of(name, target)
         if path is None:
             raise StudioError(f"no heatmap for {name!r}: evaluate it first")
         return Response(path.read_bytes(), media_type="image/png")

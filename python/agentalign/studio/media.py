@@ -45,10 +45,17 @@ def png(frames: np.ndarray) -> bytes:
 
 def map_path(layout: Layout, positions: np.ndarray) -> list[list[float]]:
     """World positions [T, 2] -> map pixels, rounded (the page draws the path so far)."""
-    width = round((layout.world_max[0] - layout.world_min[0]) * MAP_PIXELS_PER_METRE)
-    height = round((layout.world_max[1] - layout.world_min[1]) * MAP_PIXELS_PER_METRE)
-    xy = to_map_pixels(layout, Image.new("RGB", (width, height)), positions.astype(np.float64))
+    size = (round((layout.world_max[0] - layout.world_min[0]) * MAP_PIXELS_PER_METRE),
+            round((layout.world_max[1] - layout.world_min[1]) * MAP_PIXELS_PER_METRE))
+    xy = to_map_pixels(layout, _blank(size), positions.astype(np.float64))
     return np.round(xy, 1).tolist()
+
+
+@lru_cache(maxsize=4)
+def _blank(size: tuple[int, int]) -> Image.Image:
+    """An image of the map's size (to_map_pixels reads only the size), made once, not on every
+    clip and every live step."""
+    return Image.new("L", size)
 
 
 class Clips:

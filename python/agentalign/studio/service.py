@@ -21,7 +21,7 @@ from agentalign.studio.jobs import Jobs
 from agentalign.studio.media import Clips
 from agentalign.studio.play import Player
 from agentalign.studio.pool import load_features
-from agentalign.studio.state import Served, StudioError, StudioState, check_name
+from agentalign.studio.state import Served, StudioError, StudioState
 from agentalign.studio.studio_config import StudioSettings
 
 
@@ -166,34 +166,43 @@ class Studio:
 
     # -- the ensemble --------------------------------------------------------------------------
 
-    def maybe_refit(self, personality: str, force: bool = False) -> None:
+    def maybe_refit(self, personality: str) -> None:
         """Refit in a background thread every `refit_every` decisive training labels."""
         trained = len(self.state.decisive(personality, "train"))
         last = self.ensembles.get(personality, (None, 0))[1]
-        if force or trained - last >= self.settings.refit_every:
+        if trained - last >= self.settings.refit_every:
             threading.Thread(target=self.refit, args=(personality,), daemon=True).start()
 
-    def refit(self, personality: str) -> float | None:
-        ids, features = self.pool_features()
+    def labelled(self, personality: str, split: str) -> tuple[np.ndarray, ...]:
+        """(first, second, target) of `split`'s decisive labels as rows of `pool_features`
+        (pairs whose runs left the pool are left out); target = P(first better)."""
+        ids, _ = self.pool_features()
         index = {int(t): i for i, t in enumerate(ids)}
-        rows = {split: [r for r in self.state.decisive(personality, split)
-                        if r[0] in index and r[1] in index] for split in ("train", "heldout")}
-        if len(rows["train"]) < 2:
+        found = [r for r in self.state.decisive(personality, split)
+                 if r[0] in index and r[1] in index]
+        first = np.array([index[r[0]] for r in found], dtype=np.int64)
+        second = np.array([index[r[1]] for r in found], dtype=np.int64)
+        return first, second, np.array([1.0 - r[2] for r in found])  # choice 0: first better
+
+    def fit(self, personality: str) -> select.Ensemble | None:
+        """The ensemble on the training labels so far (None with fewer than two)."""
+        train = self.labelled(personality, "train")
+        if len(train[0]) < 2:
             return None
+        return select.fit(self.pool_features()[1], *train, members=self.settings.members,
+                          seed=len(train[0]))
 
-        def arrays(found: list[tuple[int, int, float]]) -> tuple[np.ndarray, ...]:
-            first = np.array([index[r[0]] for r in found], dtype=np.int64)
-            second = np.array([index[r[1]] for r in found], dtype=np.int64)
-            target = np.array([1.0 - r[2] for r in found])  # choice 0: first better
-            return first, second, target
-
-        ensemble = select.fit(features, *arrays(rows["train"]), members=self.settings.members,
-                              seed=len(rows["train"]))
-        accuracy = select.accuracy(ensemble, features, *arrays(rows["heldout"])) \
-            if rows["heldout"] else None
+    def refit(self, personality: str) -> float | None:
+        ensemble = self.fit(personality)
+        if ensemble is None:
+            return None
+        trained = len(self.labelled(personality, "train")[0])
+        heldout = self.labelled(personality, "heldout")
+        accuracy = select.accuracy(ensemble, self.pool_features()[1], *heldout) \
+            if len(heldout[0]) else None
         with self.lock:
-            self.ensembles[personality] = (ensemble, len(rows["train"]))
-        self.state.add_fit(personality, len(rows["train"]), len(rows["heldout"]), accuracy)
+            self.ensembles[personality] = (ensemble, trained)
+        self.state.add_fit(personality, trained, len(heldout[0]), accuracy)
         return accuracy
 
     # -- align ---------------------------------------------------------------------------------
@@ -219,7 +228,7 @@ class Studio:
                                          f"{self.settings.warmup_labels} random first, "
                                          f"{self.settings.random_share:.0%} random after"},
                 "agreement": stats["agreement"]}
-        return self.jobs.start(f"align-{check_name(personality)}-{n}", {
+        return self.jobs.start(f"align-{personality}-{n}", {
             "kind": "align", "personality": personality, "pad": p["pad"], "card": card,
             **self._job_spec()})
 

@@ -24,14 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agentalign.errors import UserError
 from agentalign.spec import PADS
 from agentalign.train.preferences import STORE, LabelStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
-HOW = ("random", "active", "heldout")
 IN_FLIGHT_S = 120.0  # a pair shown to someone is not shown to another for this long
 PAGE_ANSWERS = {"left", "right", "equal", "cant_tell", "skip"}
 
@@ -64,10 +61,13 @@ def now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def check_name(name: str, what: str = "personality name") -> str:
+def check_name(name: str) -> str:
+    """A personality name: it becomes file and job names (export's rule, shorter, so that
+    align-NAME-N stays a short folder name; export's module brings torch, the studio starts
+    without it)."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise StudioError(f"{what} {name!r}: use 1-48 letters, digits, '-' or '_', starting "
-                          "with a letter or digit")
+        raise StudioError(f"personality name {name!r}: use 1-48 letters, digits, '-' or '_', "
+                          "starting with a letter or digit")
     return name
 
 
@@ -159,18 +159,12 @@ class StudioState:
                          WHERE a.corpus IN (SELECT corpus FROM studio_pool WHERE active = 0)
                             OR b.corpus IN (SELECT corpus FROM studio_pool WHERE active = 0))""")
 
-    def pool(self, active_only: bool = True) -> list[dict[str, Any]]:
+    def pool(self) -> list[dict[str, Any]]:
+        """The active pool corpora, oldest first."""
         rows = self.db.execute("SELECT corpus, kind, personality, episodes, active, added FROM "
-                               "studio_pool" + (" WHERE active = 1" if active_only else "")
-                               + " ORDER BY added, corpus").fetchall()
+                               "studio_pool WHERE active = 1 ORDER BY added, corpus").fetchall()
         keys = ("corpus", "kind", "personality", "episodes", "active", "added")
         return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def pool_trajectories(self) -> np.ndarray:
-        """Trajectory ids of the active pool, ascending."""
-        rows = self.db.execute("SELECT t.id FROM trajectories t JOIN studio_pool s ON "
-                               "s.corpus = t.corpus WHERE s.active = 1 ORDER BY t.id")
-        return np.array([r[0] for r in rows], dtype=np.int64)
 
     def trajectory(self, trajectory: int) -> tuple[str, int]:
         row = self.db.execute("SELECT corpus, episode FROM trajectories WHERE id = ?",
