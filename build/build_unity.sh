@@ -6,7 +6,8 @@
 # It runs Unity's documented command line for a scripted build:
 #   "$UNITY" -batchmode -quit -projectPath unity_project \
 #            -executeMethod AgentAlign.Editor.Build.Linux -logFile -
-# (Assets/AgentAlign/Editor/Build.cs), which writes build/out/linux/JumppadIsland.x86_64 and
+# (Assets/AgentAlign/Editor/Build.cs), after a first run that imports the package's island
+# sample (DevProject.ImportSample). The build writes build/out/linux/JumppadIsland.x86_64 and
 # its data folder; build/out/ is git-ignored. Needs a Unity 6000.0 editor with Linux Build
 # Support (Mono) and an activated licence. UNITY: the editor's executable; by default the first
 # of unity-editor or Unity on PATH, or the Unity Hub's folder for the version in
@@ -32,6 +33,10 @@ if [ -z "${UNITY:-}" ]; then
 fi
 
 echo "build_unity.sh: $UNITY ($project, Unity $version expected)" >&2
+# The island is the embedded package's sample: one run imports it (and compiles its scripts),
+# the next builds it.
+"$UNITY" -batchmode -quit -projectPath "$project" \
+  -executeMethod AgentAlign.Editor.DevProject.ImportSample -logFile -
 "$UNITY" -batchmode -quit -projectPath "$project" \
   -executeMethod AgentAlign.Editor.Build.Linux -logFile - "$@"
 echo "build_unity.sh: done; default player: build/out/linux/JumppadIsland.x86_64" >&2

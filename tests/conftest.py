@@ -27,6 +27,18 @@ def player(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def csharp(tmp_path_factory) -> dict[str, Path]:
+    """The Unity side's C# compiled per assembly with Mono's mcs (tests/unity_csharp.py):
+    assembly name -> dll, and "harness" -> the engine-free console harness."""
+    from unity_csharp import NO_MCS, build
+
+    try:
+        return build(tmp_path_factory.mktemp("csharp"))
+    except FileNotFoundError:
+        pytest.skip(NO_MCS)
+
+
+@pytest.fixture(scope="session")
 def layout():
     return load_layout()
 

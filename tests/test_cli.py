@@ -7,7 +7,8 @@ from agentalign.cli import build_parser, main
 
 COMMANDS = ["preview", "collect", "evaluate", "pretrain", "sft", "export", "check-model", "play",
             "import-demo", "unity-scene", "pipeline", "report", "label", "reward", "serve",
-            "prefft", "rl", "align", "export-labels", "import-labels", "studio"]
+            "prefft", "rl", "align", "export-labels", "import-labels", "studio",
+            "unity-personalities"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

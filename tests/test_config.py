@@ -34,7 +34,8 @@ def _defaults_args(chosen):
                 "rl": ["--policy", "p", "--reward", "r", "--target", "left"],
                 "align": ["--policy", "p", "--reward", "r", "--target", "left"],
                 "evaluate": ["c"], "export": ["c", "--name", "n"], "play": ["f.onnx"],
-                "check-model": ["f.onnx"], "studio": ["--run", "r"]}
+                "check-model": ["f.onnx"], "studio": ["--run", "r"],
+                "unity-personalities": ["r"]}
     return parse(chosen, required.get(chosen.name, []))
 
 

@@ -1,8 +1,10 @@
 """The Unity project, checked without Unity (docs/unity_project.md, "What is checked here").
 
-- C#: every script parses (tree-sitter's C# grammar) and compiles with Mono's `mcs` against the
-  reference declarations in tests/csharp_refs (cited, and only what the scripts use); the engine-
-  free scripts run under Mono and move, end episodes and encode side-channel bytes as Python does.
+- C#: every script parses (tree-sitter's C# grammar) and compiles with Mono's `mcs`, one assembly
+  per asmdef, against the reference declarations in tests/csharp_refs (cited, and only what the
+  scripts use; tests/unity_csharp.py); the engine-free scripts run under Mono and move, end
+  episodes and encode side-channel bytes as Python does. The package itself (package.json,
+  asmdefs, the switcher's rules, a foreign agent): tests/test_unity_package.py.
 - Files: the scene, materials, textures and build settings are the generator's output; every
   asset has a `.meta` with a unique GUID; every reference in the scene resolves.
 - Meaning: the scene's spawns, pads, obstacles, coastline, camera rig, sensor, behaviour and
@@ -29,9 +31,9 @@ from tree_sitter import Language, Node, Parser
 
 from agentalign import spec
 from agentalign.envs.layout import Layout, load_layout, parse_layout
-from agentalign.unityproj import check, generate
+from agentalign.unityproj import check, generate, paths
 from agentalign.unityproj import scene as unity_scene
-from agentalign.unityproj.assets import guid_for
+from agentalign.unityproj.assets import guid_for, needs_meta
 from agentalign.unityproj.unity_yaml import (
     BUILTIN_EXTRA,
     MAIN_OBJECT,
@@ -40,16 +42,17 @@ from agentalign.unityproj.unity_yaml import (
     read_meta_guid,
     references,
 )
+from unity_csharp import run_harness
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITY = ROOT / "unity_project"
-OURS = UNITY / "Assets" / "AgentAlign"
-SCRIPTS = OURS / "Scripts"
-EDITOR = OURS / "Editor"
+PACKAGE = UNITY / paths.PACKAGE
+SAMPLE = UNITY / paths.SAMPLE
+DEV_EDITOR = UNITY / paths.DEV_EDITOR
+OURS = (PACKAGE, UNITY / "Assets" / "AgentAlign")  # every file of ours in the Unity project
 REFS = ROOT / "tests" / "csharp_refs"
+FOREIGN = ROOT / "tests" / "csharp_foreign"
 LAYOUT_JSON = ROOT / "python" / "agentalign" / "envs" / "layouts" / "jumppad_island.json"
-ENGINE_FREE = ("SharedSpec.cs", "IslandRules.cs", "Controls.cs", "OutcomeRecords.cs")
-NO_MCS = "mono C# compiler (mcs) not installed: apt-get install mono-mcs"
 BUILTIN_GUIDS = {BUILTIN_EXTRA, "0000000000000000f000000000000000"}
 # Fields the ML-Agents Agent base class serializes into every agent component.
 AGENT_BASE_FIELDS = {"agentParameters", "hasUpgradedFromAgentParameters", "MaxStep"}
@@ -62,8 +65,18 @@ IMPLICITLY_USED = {"Dispose"}  # `using (var message = new OutgoingMessage())` c
 CSHARP = Language(tree_sitter_c_sharp.language())
 
 
+def ours(pattern: str) -> list[Path]:
+    return sorted(p for root in OURS for p in root.rglob(pattern))
+
+
 def csharp_files() -> list[Path]:
-    return sorted([*OURS.rglob("*.cs"), *REFS.rglob("*.cs")])
+    return sorted([*ours("*.cs"), *REFS.rglob("*.cs"), *FOREIGN.glob("*.cs")])
+
+
+def script(name: str) -> Path:
+    """Our C# file `<name>.cs`, wherever it lives (package runtime, sample, editor)."""
+    (path,) = [p for p in ours("*.cs") if p.stem == name]
+    return path
 
 
 def parse(path: Path) -> Node:
@@ -85,51 +98,28 @@ def test_csharp_parses(path):
     assert not broken, f"{path.relative_to(ROOT)} does not parse as C#: {where}"
 
 
-def _mcs(*args: str, cwd: Path) -> None:
-    result = subprocess.run(["mcs", "-langversion:7.2", *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"mcs {' '.join(args)}:\n{result.stdout}{result.stderr}"
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> Path:
-    """The reference assemblies, our runtime and editor assemblies and the Mono harness."""
-    if shutil.which("mcs") is None:
-        pytest.skip(NO_MCS)
-    out = tmp_path_factory.mktemp("csharp")
-    stubs = "-nowarn:67,169,649"  # unused events and fields are normal in declarations
-    _mcs("-target:library", stubs, "-out:UnityEngine.dll", str(REFS / "UnityEngine.cs"), cwd=out)
-    _mcs("-target:library", stubs, "-r:UnityEngine.dll", "-out:Unity.InferenceEngine.dll",
-         str(REFS / "InferenceEngine.cs"), cwd=out)
-    _mcs("-target:library", stubs, "-r:UnityEngine.dll", "-r:Unity.InferenceEngine.dll",
-         "-out:Unity.ML-Agents.dll", str(REFS / "MLAgents.cs"), cwd=out)
-    _mcs("-target:library", stubs, "-r:UnityEngine.dll", "-out:UnityEditor.dll",
-         str(REFS / "UnityEditor.cs"), cwd=out)
-    runtime = ["-r:UnityEngine.dll", "-r:Unity.InferenceEngine.dll", "-r:Unity.ML-Agents.dll"]
-    # Runtime scripts see no UnityEditor, as in a player build; warnings are errors.
-    _mcs("-target:library", "-warnaserror", *runtime, "-out:Assembly-CSharp.dll",
-         *map(str, sorted(SCRIPTS.glob("*.cs"))), cwd=out)
-    _mcs("-target:library", "-warnaserror", *runtime, "-r:UnityEditor.dll",
-         "-r:Assembly-CSharp.dll", "-out:Assembly-CSharp-Editor.dll",
-         *map(str, sorted(EDITOR.glob("*.cs"))), cwd=out)
-    # The engine-free scripts compile with no engine assembly at all, into a console harness.
-    _mcs("-warnaserror", "-out:harness.exe", str(REFS / "harness" / "IslandHarness.cs"),
-         *(str(SCRIPTS / name) for name in ENGINE_FREE), cwd=out)
-    return out
-
-
-def test_csharp_compiles_against_reference_api(compiled):
-    for name in ("Assembly-CSharp.dll", "Assembly-CSharp-Editor.dll", "harness.exe"):
-        assert (compiled / name).stat().st_size > 0
+def test_csharp_compiles_against_reference_api(csharp):
+    """One assembly per asmdef, the development project's editor scripts, a foreign game's
+    agent and the engine-free harness (tests/unity_csharp.py; a failure names mcs's error)."""
+    for name in ("AgentAlign.Personalities", "AgentAlign.Personalities.Editor",
+                 "AgentAlign.Samples.JumppadIsland", "AgentAlign.Personalities.Tests",
+                 "AgentAlign.Personalities.Tests.Editor", "Assembly-CSharp-Editor",
+                 "ForeignGame", "harness"):
+        assert csharp[name].stat().st_size > 0, name
 
 
 def test_every_script_is_compiled_and_editor_code_stays_in_editor():
-    assert {p.parent for p in OURS.rglob("*.cs")} == {SCRIPTS, EDITOR}
-    for path in SCRIPTS.glob("*.cs"):
-        assert "UnityEditor" not in path.read_text(), f"{path.name} uses the editor API"
-    for name in ENGINE_FREE:
-        text = (SCRIPTS / name).read_text()
-        assert "using UnityEngine" not in text and "using Unity." not in text, name
+    from unity_csharp import ENGINE_FREE, asmdefs
+
+    compiled = {p for a in asmdefs() for p in a.sources()} | set(DEV_EDITOR.glob("*.cs"))
+    assert set(ours("*.cs")) == compiled, "scripts outside every assembly"
+    for a in asmdefs():
+        if not a.editor_only:  # player code sees no UnityEditor
+            for path in a.sources():
+                assert "UnityEditor" not in path.read_text(), f"{path.name} uses the editor API"
+    for path in ENGINE_FREE:
+        text = path.read_text()
+        assert "using UnityEngine" not in text and "using Unity." not in text, path.name
 
 
 def _declarations(root: Node):
@@ -157,14 +147,15 @@ def test_reference_declarations_cite_their_documentation():
             while before is not None and before.type == "comment":
                 comments.append(before.text.decode())
                 before = before.prev_sibling
-            cited = any(re.search(r"https://docs\.unity3d\.com/\S+\.html", c) for c in comments)
+            cited = any(re.search(r"https://docs\.(unity3d\.com|nunit\.org)/\S+\.html", c)
+                        for c in comments)
             assert cited, (f"{path.name} line {node.start_point[0] + 1}: declaration without "
                            "a documentation URL comment above it")
 
 
 def test_reference_declarations_are_only_what_the_scripts_use():
     script_names: set[str] = set()
-    for path in OURS.rglob("*.cs"):
+    for path in [*ours("*.cs"), *FOREIGN.glob("*.cs")]:
         script_names |= {n.text.decode() for n in walk(parse(path)) if n.type == "identifier"}
     stub_roots = [parse(p) for p in sorted(REFS.glob("*.cs"))]
     mentions = Counter(n.text.decode() for root in stub_roots for n in walk(root)
@@ -187,13 +178,8 @@ def test_reference_declarations_are_only_what_the_scripts_use():
 
 # -- the C# island against the Python island ------------------------------------------------------
 
-def _harness(compiled: Path, commands: list[str]) -> list[str]:
-    if shutil.which("mono") is None:
-        pytest.skip("Mono runtime (mono) not installed: apt-get install mono-runtime")
-    result = subprocess.run(["mono", str(compiled / "harness.exe")], input="\n".join(commands),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
+def _harness(csharp: dict[str, Path], commands: list[str]) -> list[str]:
+    return run_harness(csharp["harness"], commands)
 
 
 def _rules_commands(layout: Layout) -> list[str]:
@@ -205,7 +191,7 @@ def _rules_commands(layout: Layout) -> list[str]:
     return cmds
 
 
-def test_island_rules_move_and_end_episodes_as_the_python_island(compiled, layout):
+def test_island_rules_move_and_end_episodes_as_the_python_island(csharp, layout):
     """Random episodes from starts near the pads, obstacles and coast: same states, step by step."""
     from agentalign.envs.island import IslandVectorEnv
 
@@ -240,7 +226,7 @@ def test_island_rules_move_and_end_episodes_as_the_python_island(compiled, layou
         actions = " ".join(f"{moves[t, i]},{turns[t, i]}" for t in range(spec.MAX_DECISIONS))
         x, y, heading = (repr(float(v)) for v in (starts[i, 0], starts[i, 1], headings[i]))
         commands.append(f"episode {x} {y} {heading} {actions}")
-    lines = iter(_harness(compiled, commands))
+    lines = iter(_harness(csharp, commands))
     outcomes = Counter()
     for i in range(n):
         csharp = []
@@ -266,27 +252,27 @@ def test_island_rules_move_and_end_episodes_as_the_python_island(compiled, layou
     assert {"left", "middle", "right", "fell", "timeout"} <= set(outcomes), outcomes
 
 
-def test_outcome_records_are_the_bytes_python_unpacks(compiled):
+def test_outcome_records_are_the_bytes_python_unpacks(csharp):
     rng = np.random.default_rng(1)
     records = [(int(rng.integers(-5, 10**6)), int(rng.integers(0, 101)),
                 float(np.float32(rng.uniform(-40, 40))), float(np.float32(rng.uniform(-40, 40))),
                 float(np.float32(rng.uniform(0, 360))), int(rng.integers(-1, 5)))
                for _ in range(7)]
     fields = " ".join(" ".join(repr(v) for v in r) for r in records)
-    (one, empty) = _harness(compiled, [f"encode {fields}", "encode"])
+    (one, empty) = _harness(csharp, [f"encode {fields}", "encode"])
     assert bytes.fromhex(one) == spec.pack_outcomes(records)
     assert spec.unpack_outcomes(bytes.fromhex(one)) == records
     assert bytes.fromhex(empty) == spec.pack_outcomes([])
 
 
-def test_human_controls_map_to_the_spec_moves_and_turns(compiled):
+def test_human_controls_map_to_the_spec_moves_and_turns(csharp):
     directions = {name: angle for name, angle in zip(spec.MOVE_NAMES, spec.MOVE_ANGLES,
                                                      strict=True) if angle is not None}
     commands = [f"stick {math.sin(math.radians(a))!r} {math.cos(math.radians(a))!r}"
                 for a in directions.values()]
     commands += ["stick 0 0", "stick 0.2 0.3", "buttons 0 0", "buttons 1 0", "buttons 0 1",
                  "buttons 1 1"]
-    answers = [int(a) for a in _harness(compiled, commands)]
+    answers = [int(a) for a in _harness(csharp, commands)]
     assert [spec.MOVE_NAMES[a] for a in answers[:8]] == list(directions)
     assert [spec.MOVE_NAMES[a] for a in answers[8:10]] == ["none", "none"]
     assert [spec.TURN_NAMES[a] for a in answers[10:]] == ["none", "left", "right", "none"]
@@ -309,7 +295,7 @@ def csharp_constants(path: Path, class_name: str) -> dict[str, object]:
 
 
 def test_shared_constants_equal_the_python_spec(layout):
-    cs = csharp_constants(SCRIPTS / "SharedSpec.cs", "SharedSpec")
+    cs = csharp_constants(script("SharedSpec"), "SharedSpec")
     assert (cs["ObsHeight"], cs["ObsWidth"], cs["ObsChannels"]) == spec.ObservationSpec().shape
     assert tuple(cs["ActionBranches"]) == spec.ACTION_BRANCHES
     assert (cs["MoveBranch"], cs["TurnBranch"]) == (0, 1)
@@ -343,13 +329,13 @@ def test_shared_constants_equal_the_python_spec(layout):
 
 def test_outcome_channel_writes_the_spec_record_in_order():
     """OutcomeRecords.Encode writes count then the fields in the order and types of the spec."""
-    text = (SCRIPTS / "OutcomeRecords.cs").read_text()
-    record = csharp_struct_fields(SCRIPTS / "OutcomeRecords.cs", "OutcomeRecord")
+    text = (script("OutcomeRecords")).read_text()
+    record = csharp_struct_fields(script("OutcomeRecords"), "OutcomeRecord")
     writes = [w.split(".")[-1] for w in re.findall(r"writer\.Write\(([\w.]+)\)", text)]
     assert writes[0] == "Count" and writes[1:] == list(record), writes
     codes = {"int": "i", "float": "f"}
     assert "<" + "".join(codes[t] for t in record.values()) == spec.OUTCOME_RECORD_FORMAT
-    channel = (SCRIPTS / "OutcomeChannel.cs").read_text()
+    channel = (script("OutcomeChannel")).read_text()
     assert "new Guid(SharedSpec.OutcomeChannelId)" in channel
     assert "SideChannelManager.RegisterSideChannel" in channel
     assert re.search(r"class OutcomeChannel\s*:\s*SideChannel", channel)
@@ -372,10 +358,10 @@ def csharp_struct_fields(path: Path, name: str) -> dict[str, str]:
 
 
 def test_target_pad_and_spawn_seed_are_read_from_environment_parameters():
-    agent = (SCRIPTS / "JumppadAgent.cs").read_text()
+    agent = (script("JumppadAgent")).read_text()
     assert re.search(r"EnvironmentParameters\.GetWithDefault\(\s*SharedSpec\.TargetParameter,"
                      r"\s*SharedSpec\.NoTarget\)", agent)
-    island = (SCRIPTS / "Island.cs").read_text()
+    island = (script("Island")).read_text()
     assert "RegisterCallback(SharedSpec.SeedParameter" in island
     for name in ("StartSpawnParameter", "StartXParameter", "StartYParameter",
                  "StartHeadingParameter"):  # chosen starts (evaluate on --env unity)
@@ -391,19 +377,22 @@ def test_committed_scene_is_the_generator_output():
 
 
 def test_generator_rebuilds_the_committed_files_from_scratch(tmp_path):
-    """Delete everything generated (and every .meta of ours); regenerating gives it all back."""
+    """Delete everything generated (and every .meta of ours but the ONNX importer's, which
+    `agentalign unity-personalities` writes); regenerating gives it all back."""
     project = tmp_path / "unity_project"
     shutil.copytree(UNITY, project, ignore=EDITOR_CACHES)
     for folder in unity_scene.GENERATED_FOLDERS:
         shutil.rmtree(project / folder)
-    for path in [*project.joinpath("Assets").rglob("*.meta"), project / unity_scene.SCENE,
-                 project / unity_scene.BUILD_SETTINGS]:
+    metas = [p for root in (paths.PACKAGE, "Assets") for p in project.joinpath(root).rglob("*.meta")
+             if not p.name.endswith(".onnx.meta")]
+    for path in [*metas, project / unity_scene.SCENE, project / unity_scene.BUILD_SETTINGS]:
         path.unlink()
     changed = generate(project)
     assert unity_scene.SCENE in changed
 
     def assets(root: Path) -> set[Path]:
-        files = {p.relative_to(root) for p in (root / "Assets").rglob("*") if p.is_file()}
+        files = {p.relative_to(root) for folder in (paths.PACKAGE, "Assets")
+                 for p in (root / folder).rglob("*") if p.is_file()}
         return files | {Path(unity_scene.BUILD_SETTINGS)}
 
     committed, rebuilt = assets(UNITY), assets(project)
@@ -424,32 +413,45 @@ def test_generator_rebuilds_the_committed_files_from_scratch(tmp_path):
     assert library.fields["personalities"] == []
 
 
+def repository_metas() -> list[Path]:
+    """Every .meta file of the repository (tracked or new), wherever it is."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "*.meta"],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return sorted(ROOT / line for line in listed.splitlines() if (ROOT / line).exists())
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout
+        return sorted(UNITY.rglob("*.meta"))
+
+
 def test_every_asset_has_one_meta_and_guids_are_unique():
-    assets = UNITY / "Assets"
+    """The sample lives once: no GUID appears twice anywhere in the repository (a copy of the
+    sample elsewhere would repeat all of them)."""
     guids: dict[str, Path] = {}
-    for path in sorted(assets.rglob("*")):
-        if path.suffix == ".meta":
-            assert path.with_suffix("").exists(), f"orphan {path.relative_to(UNITY)}"
-            guid = read_meta_guid(path)
-            assert guid, f"{path.relative_to(UNITY)} has no guid"
-            assert guid not in guids, f"{path} and {guids[guid]} share guid {guid}"
-            guids[guid] = path
-        else:
-            assert Path(f"{path}.meta").exists(), f"{path.relative_to(UNITY)} has no .meta"
+    for meta in repository_metas():
+        guid = read_meta_guid(meta)
+        assert guid, f"{meta.relative_to(ROOT)} has no guid"
+        assert guid not in guids, f"{meta} and {guids[guid]} share guid {guid}"
+        guids[guid] = meta
+    for root in (UNITY / "Assets", PACKAGE):
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(UNITY).as_posix()
+            if path.suffix == ".meta":
+                assert path.with_suffix("").exists(), f"orphan {rel}"
+            elif needs_meta(rel):
+                assert Path(f"{path}.meta").exists(), f"{rel} has no .meta"
+            else:
+                assert not Path(f"{path}.meta").exists(), f"{rel} needs no .meta"
     # Our files start from path-derived GUIDs, so a fresh clone and the generator agree.
-    # (Models/ is where designers drop exported personalities: Unity names those.)
-    for meta, owner in ((p, p.with_suffix("")) for p in OURS.rglob("*.meta")):
-        rel = owner.relative_to(UNITY).as_posix()
-        if owner.parent.name == "Models" and owner.suffix not in (".asset", ".md"):
-            continue
+    for meta in ours("*.meta"):
+        rel = meta.with_suffix("").relative_to(UNITY).as_posix()
         assert read_meta_guid(meta) == guid_for(rel), (
             f"{meta.relative_to(UNITY)}: not the path-derived GUID; if nothing refers to it yet, "
             "delete the .meta and run agentalign unity-scene")
 
 
 def our_guids(project: Path = UNITY) -> dict[str, Path]:
-    assets = project / "Assets"
-    return {read_meta_guid(p): p.with_suffix("") for p in assets.rglob("*.meta")}
+    metas = [p for root in ("Assets", paths.PACKAGE) for p in (project / root).rglob("*.meta")]
+    return {read_meta_guid(p): p.with_suffix("") for p in metas}
 
 
 def _kind_of(asset: Path) -> str:
@@ -485,12 +487,12 @@ def scene_objects() -> list[UnityObject]:
 
 def test_every_reference_resolves(scene_objects):
     _check_references(scene_objects, "scene")
-    for path in [*OURS.rglob("*.mat"), *OURS.rglob("*.asset"),
-                 UNITY / unity_scene.BUILD_SETTINGS]:
+    for path in [*ours("*.mat"), *ours("*.asset"), UNITY / unity_scene.BUILD_SETTINGS]:
         _check_references(read_file(path), path.name)
     (settings,) = read_file(UNITY / unity_scene.BUILD_SETTINGS)
     (entry,) = settings.fields["m_Scenes"]
-    assert entry["path"] == unity_scene.SCENE and entry["enabled"] == 1
+    # The development project builds the sample where the Package Manager imports it.
+    assert entry["path"] == unity_scene.BUILD_SCENE and entry["enabled"] == 1
     assert entry["guid"] == read_meta_guid(UNITY / f"{unity_scene.SCENE}.meta")
 
 
@@ -732,7 +734,7 @@ def test_textures_are_the_embedded_renderers_pictures(layout):
     from agentalign.envs.render import IslandRenderer
 
     renderer = IslandRenderer(layout, spec.OBS_HEIGHT, spec.OBS_WIDTH)
-    with Image.open(OURS / "Textures" / "IslandGround.png") as image:
+    with Image.open(SAMPLE / "Textures" / "IslandGround.png") as image:
         ground = np.asarray(image.convert("RGB"))
     # North up, one pixel per raster cell; sample the texture where the renderer samples cells.
     rows, cols = ground.shape[:2]
@@ -749,7 +751,7 @@ def test_textures_are_the_embedded_renderers_pictures(layout):
         col = int((pad.position[0] - layout.world_min[0]) / layout.cell)
         row = int((layout.world_max[1] - pad.position[1]) / layout.cell)
         assert tuple(ground[row, col]) == layout.palette[pad.colour]
-    with Image.open(OURS / "Textures" / "Backdrop.png") as image:
+    with Image.open(SAMPLE / "Textures" / "Backdrop.png") as image:
         backdrop = np.asarray(image.convert("RGB"))
     assert backdrop.shape[0] == spec.OBS_HEIGHT
     r0 = renderer.first_ground_row
@@ -766,15 +768,15 @@ def test_scene_serializes_only_fields_the_scripts_declare(scene_objects):
         for name, component in components.items():
             if component.type_name != "MonoBehaviour" or name in unity_scene.MLAGENTS_SCRIPTS:
                 continue
-            declared = set(csharp_struct_fields(SCRIPTS / f"{name}.cs", name))
+            declared = set(csharp_struct_fields(script(name), name))
             if name == "JumppadAgent":
                 declared |= AGENT_BASE_FIELDS
             assert set(component.fields) - header == declared, name
             seen.add(name)
     assert seen == {"Island", "Jumppad", "JumppadAgent", "PersonalitySwitcher"}
-    (library,) = read_file(OURS / "Models" / "Personalities.asset")
+    (library,) = read_file(UNITY / unity_scene.LIBRARY)
     assert set(library.fields) - header == set(
-        csharp_struct_fields(SCRIPTS / "PersonalityLibrary.cs", "PersonalityLibrary"))
+        csharp_struct_fields(script("PersonalityLibrary"), "PersonalityLibrary"))
 
 
 def test_a_changed_layout_gives_a_scene_that_follows_it(tmp_path):
@@ -841,23 +843,24 @@ def test_an_exported_personality_fits_the_scenes_agent(scene_objects):
 def test_personality_models_pass_check_model():
     from agentalign.export.contract import check_model, errors
 
-    models = sorted((OURS / "Models").glob("*.onnx"))
-    for model in models:
+    folder = UNITY / paths.SAMPLE_PERSONALITIES
+    for model in sorted(folder.glob("*.onnx")):
         assert not errors(check_model(model)), model
         assert model.with_suffix(".json").exists(), f"{model.name} has no card"
     allowed = {".onnx", ".json", ".md", ".asset", ".meta"}
-    assert {p.suffix for p in (OURS / "Models").iterdir()} <= allowed
+    assert {p.suffix for p in folder.iterdir()} <= allowed
 
 
 def test_build_script_runs_the_documented_unity_command():
     script = ROOT / "build" / "build_unity.sh"
     text = script.read_text()
     for part in ("-batchmode", "-quit", "-projectPath",
+                 "-executeMethod AgentAlign.Editor.DevProject.ImportSample",
                  "-executeMethod AgentAlign.Editor.Build.Linux", "-logFile -"):
         assert part in text, part
     assert script.stat().st_mode & 0o111, "build/build_unity.sh is not executable"
     subprocess.run(["bash", "-n", str(script)], check=True)
-    build = (EDITOR / "Build.cs").read_text()
+    build = (DEV_EDITOR / "Build.cs").read_text()
     assert "BuildTarget.StandaloneLinux64" in build and "BuildPipeline.BuildPlayer" in build
     assert re.search(r"namespace AgentAlign\.Editor\b", build) and "static void Linux()" in build
     # The player lands in build/out/, which git ignores.

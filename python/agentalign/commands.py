@@ -26,6 +26,7 @@ WHERE = {
     "check-model": "agentalign.export.export_config:CHECK_MODEL",
     "play": "agentalign.export.export_config:PLAY",
     "unity-scene": "agentalign.unityproj.command:COMMAND",
+    "unity-personalities": "agentalign.export.unity_personalities:COMMAND",
     "pipeline": "agentalign.pipeline_config:COMMAND",
     "report": "agentalign.report:COMMAND",
     "studio": "agentalign.studio.studio_config:COMMAND",

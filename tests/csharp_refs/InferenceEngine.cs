@@ -1,6 +1,6 @@
 // Reference declarations: the Inference Engine API (com.unity.ai.inference, which ML-Agents 4.0
-// runs its models on) that unity_project/Assets/AgentAlign uses. Signatures only; not Unity's
-// code. Compiled into Unity.InferenceEngine.dll by tests/test_unity_project.py.
+// runs its models on) that the Unity side uses. Signatures only; not Unity's
+// code. Compiled into Unity.InferenceEngine.dll by tests/unity_csharp.py.
 
 using UnityEngine;
 

@@ -1,5 +1,5 @@
 // Reference declarations: the ML-Agents API (com.unity.ml-agents 4.0) that
-// unity_project/Assets/AgentAlign uses, from the package's API reference. Signatures only;
+// the Unity side uses, from the package's API reference. Signatures only;
 // bodies are stubs. Not ML-Agents' code. Compiled into Unity.ML-Agents.dll by
 // tests/test_unity_project.py.
 
@@ -85,6 +85,13 @@ namespace Unity.MLAgents.Actuators
         public ActionSegment<int> DiscreteActions { get { throw null; } }
     }
 
+    // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Actuators.ActionSpec.html
+    public readonly struct ActionSpec
+    {
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Actuators.ActionSpec.BranchSizes.html
+        public readonly int[] BranchSizes;
+    }
+
     // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Actuators.ActionSegment-1.html
     public readonly struct ActionSegment<T> where T : struct
     {
@@ -95,11 +102,26 @@ namespace Unity.MLAgents.Actuators
 
 namespace Unity.MLAgents.Policies
 {
+    using Unity.MLAgents.Actuators;
+
     // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BehaviorParameters.html
     public class BehaviorParameters : MonoBehaviour
     {
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BehaviorParameters.BrainParameters.html
+        public BrainParameters BrainParameters { get { throw null; } }
+
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BehaviorParameters.BehaviorName.html
+        public string BehaviorName { get { throw null; } set { } }
+
         // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BehaviorParameters.BehaviorType.html
         public BehaviorType BehaviorType { get { throw null; } set { } }
+    }
+
+    // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BrainParameters.html
+    public class BrainParameters
+    {
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BrainParameters.ActionSpec.html
+        public ActionSpec ActionSpec { get { throw null; } set { } }
     }
 
     // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Policies.BehaviorType.html
@@ -114,6 +136,27 @@ namespace Unity.MLAgents.Policies
     public enum InferenceDevice
     {
         Default = 0,
+    }
+}
+
+namespace Unity.MLAgents.Sensors
+{
+    // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Sensors.SensorComponent.html
+    public abstract class SensorComponent : MonoBehaviour
+    {
+    }
+
+    // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Sensors.CameraSensorComponent.html
+    public class CameraSensorComponent : SensorComponent
+    {
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Sensors.CameraSensorComponent.Width.html
+        public int Width { get { throw null; } set { } }
+
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Sensors.CameraSensorComponent.Height.html
+        public int Height { get { throw null; } set { } }
+
+        // https://docs.unity3d.com/Packages/com.unity.ml-agents@4.0/api/Unity.MLAgents.Sensors.CameraSensorComponent.Grayscale.html
+        public bool Grayscale { get { throw null; } set { } }
     }
 }
 

@@ -1,6 +1,6 @@
-// Reference declarations: the UnityEditor API that unity_project/Assets/AgentAlign/Editor uses,
+// Reference declarations: the UnityEditor API that the Unity side's editor code uses,
 // from the Unity 6 (6000.0) Scripting Reference. Signatures only; bodies are stubs. Not Unity's
-// code. Compiled into UnityEditor.dll by tests/test_unity_project.py; runtime scripts cannot
+// code. Compiled into UnityEditor.dll by tests/unity_csharp.py; runtime scripts cannot
 // reference it (as in a player build).
 
 using System;
@@ -20,6 +20,18 @@ namespace UnityEditor
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/InitializeOnLoadAttribute.html
     [AttributeUsage(AttributeTargets.Class)]
     public class InitializeOnLoadAttribute : Attribute
+    {
+    }
+
+    // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/InitializeOnLoadMethodAttribute.html
+    [AttributeUsage(AttributeTargets.Method)]
+    public class InitializeOnLoadMethodAttribute : Attribute
+    {
+    }
+
+    // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetPostprocessor.html
+    // (OnPostprocessAllAssets is a message Unity calls by name on subclasses: nothing to declare.)
+    public class AssetPostprocessor
     {
     }
 
@@ -89,6 +101,12 @@ namespace UnityEditor
     {
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/EditorApplication.Exit.html
         public static void Exit(int returnValue) { }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/EditorApplication.CallbackFunction.html
+        public delegate void CallbackFunction();
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/EditorApplication-delayCall.html
+        public static CallbackFunction delayCall;
     }
 
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/EditorPrefs.html
@@ -117,8 +135,8 @@ namespace UnityEditor
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetDatabase.LoadAssetAtPath.html
         public static T LoadAssetAtPath<T>(string assetPath) where T : UnityEngine.Object { throw null; }
 
-        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetDatabase.CreateAsset.html
-        public static void CreateAsset(UnityEngine.Object asset, string path) { }
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetDatabase.FindAssets.html
+        public static string[] FindAssets(string filter) { throw null; }
 
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetDatabase.FindAssets.html
         public static string[] FindAssets(string filter, string[] searchInFolders) { throw null; }
@@ -128,6 +146,36 @@ namespace UnityEditor
 
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/AssetDatabase.SaveAssets.html
         public static void SaveAssets() { }
+    }
+}
+
+namespace UnityEditor.PackageManager.UI
+{
+    using System.Collections.Generic;
+
+    // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample.html
+    public struct Sample
+    {
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample.ImportOptions.html
+        [Flags]
+        public enum ImportOptions
+        {
+            None = 0,
+            OverridePreviousImports = 1,
+            HideImportWindow = 2,
+        }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample-displayName.html
+        public string displayName { get { throw null; } }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample-isImported.html
+        public bool isImported { get { throw null; } }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample.Import.html
+        public bool Import(ImportOptions options = ImportOptions.None) { throw null; }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/PackageManager.UI.Sample.FindByPackage.html
+        public static IEnumerable<Sample> FindByPackage(string packageName, string packageVersion) { throw null; }
     }
 }
 

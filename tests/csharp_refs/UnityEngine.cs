@@ -1,6 +1,7 @@
-// Reference declarations: the UnityEngine API that unity_project/Assets/AgentAlign uses, from the
+// Reference declarations: the UnityEngine API that the Unity side (the package, its sample and the
+// development project's editor scripts) uses, from the
 // Unity 6 (6000.0) Scripting Reference. Signatures only; bodies are stubs. Not Unity's code.
-// Compiled into UnityEngine.dll by tests/test_unity_project.py.
+// Compiled into UnityEngine.dll by tests/unity_csharp.py.
 
 using System;
 
@@ -22,11 +23,24 @@ namespace UnityEngine
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Component-transform.html
         public Transform transform { get { throw null; } }
 
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Component-gameObject.html
+        public GameObject gameObject { get { throw null; } }
+
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Component.GetComponent.html
         public T GetComponent<T>() { throw null; }
 
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Component.GetComponentInChildren.html
+        public T GetComponentInChildren<T>() { throw null; }
+
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Component.SendMessageUpwards.html
         public void SendMessageUpwards(string methodName, object value, SendMessageOptions options) { }
+    }
+
+    // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/GameObject.html
+    public sealed class GameObject : Object
+    {
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/GameObject.AddComponent.html
+        public T AddComponent<T>() where T : Component { throw null; }
     }
 
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Behaviour.html
@@ -42,8 +56,6 @@ namespace UnityEngine
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/ScriptableObject.html
     public class ScriptableObject : Object
     {
-        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/ScriptableObject.CreateInstance.html
-        public static T CreateInstance<T>() where T : ScriptableObject { throw null; }
     }
 
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Transform.html
@@ -201,7 +213,9 @@ namespace UnityEngine
     {
         Tab = 9,
         Alpha0 = 48,
+        B = 98,
         E = 101,
+        N = 110,
         Q = 113,
         Keypad0 = 256,
         JoystickButton4 = 334,
@@ -220,6 +234,16 @@ namespace UnityEngine
     {
         // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/GUI.Box.html
         public static void Box(Rect position, string text) { }
+
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/GUI.Label.html
+        public static void Label(Rect position, string text) { }
+    }
+
+    // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Screen.html
+    public sealed class Screen
+    {
+        // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/Screen-height.html
+        public static int height { get { throw null; } }
     }
 
     // https://docs.unity3d.com/6000.0/Documentation/ScriptReference/GUILayoutOption.html

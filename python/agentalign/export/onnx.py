@@ -44,6 +44,8 @@ Sampling: `discrete_actions` draws from each branch's masked logits with ONNX `M
 attribute, so every session draws its own seed; onnxruntime's `set_seed(n)` before creating a
 session makes a run reproducible (the card's measurement does that). Masked actions get a logit
 of -1e9, so their probability is exactly 0: they are never sampled nor taken as the argmax.
+A draw outside the branch becomes the argmax before it is output or fed back, because Unity's
+Inference Engine (2.2.1, CPU) returns -1 when its uniform draw is exactly 0.0.
 
 Which action is fed back: the graph writes the previous action into the memory before Unity
 picks an output, so it cannot know whether Unity reads `discrete_actions` (the default) or
@@ -254,12 +256,17 @@ class DecisionStep(nn.Module):
 
         logits = p.head(p.ln_f(x[:, 0]))  # [B, sum(branches)]
         sampled, greedy = [], []
-        for branch, mask in zip(logits.split(p.config.action_branches, dim=-1),
-                                action_masks.split(p.config.action_branches, dim=-1),
-                                strict=True):
+        sizes = p.config.action_branches
+        for size, branch, mask in zip(sizes, logits.split(sizes, dim=-1),
+                                      action_masks.split(sizes, dim=-1), strict=True):
             masked = torch.where(mask > 0.5, branch, torch.full_like(branch, MASKED_LOGIT))
-            greedy.append(masked.argmax(dim=-1, keepdim=True))
-            sampled.append(_Multinomial.apply(masked))
+            best = masked.argmax(dim=-1, keepdim=True)
+            draw = _Multinomial.apply(masked)
+            # Unity's CPU Multinomial returns -1 for a uniform draw of exactly 0.0: never act
+            # on an index outside the branch (Less, Greater, Or, Where: all opset 9).
+            outside = (draw < 0) | (draw > size - 1)
+            greedy.append(best)
+            sampled.append(torch.where(outside, best, draw))
         greedy_actions = torch.cat(greedy, 1)
         # The action the agent takes, hence the next decision's previous action.
         taken = torch.cat(sampled, 1) if self.feedback == "sampled" else greedy_actions

@@ -11,6 +11,11 @@ Its target is a designer intent by name (`envs.intents`): the card's `intent` na
 it in a sentence, and for an intent other than a plain pad (whose reach rate says it) gives
 the share of the measured episodes that satisfy it, with its 95% interval. The definition comes
 from `intents` (default: the file the aligned checkpoint names, else the packaged one).
+
+Two digests say what it was made against: `layout_sha256`, the island it was measured on (the
+packaged layout), and `recipe_sha256`, this agentalign's default recipe (`export.recipe`). The
+shipped personalities' test compares both with the repository's, so a changed island or recipe
+asks for a refresh.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from typing import Any
 from agentalign import __version__
 from agentalign.atomic import atomic_path
 from agentalign.envs.intents import Intent, intent_by_name
+from agentalign.envs.layout import load_layout
 from agentalign.export.export_config import ExportSettings
 from agentalign.export.onnx import OBS, OPSET, MemoryLayout, export_model
 from agentalign.export.onnx_agent import PersonalityError
 from agentalign.export.play import measure
+from agentalign.export.recipe import recipe_sha256
 from agentalign.rollout import format_table, intent_line
 from agentalign.spec import (
     CAMERA_SENSOR_NAME,
@@ -162,6 +169,8 @@ def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
         "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "config": model_config,
         "config_sha256": hashlib.sha256(config_json).hexdigest(),
+        "layout_sha256": load_layout().digest,  # the island `measured` played
+        "recipe_sha256": recipe_sha256(),
         "observation_spec": [{"name": OBS, "sensor": CAMERA_SENSOR_NAME,
                               "shape": [3, config.obs_height, config.obs_width],
                               "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0]}],
@@ -172,7 +181,8 @@ def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
         "memory_layout": layout.describe(),
         "actions_fed_back": feedback,
         "sampling": "ONNX Multinomial on masked logits, no seed attribute (each session draws "
-                    "its own seed); deterministic_discrete_actions is the masked argmax",
+                    "its own seed), an out-of-range draw replaced by the argmax; "
+                    "deterministic_discrete_actions is the masked argmax",
         "measured": {k: v for k, v in measured.items() if k not in ("films", "outcomes")},
         "exported": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tool": {"agentalign": __version__, "torch": torch.__version__, "onnx": onnx.__version__,

@@ -1,4 +1,6 @@
-"""The Unity project's generated side: the island scene, its materials and textures, `.meta` files.
+"""The Unity side's generated files: the island scene, its materials and textures, `.meta` files.
+
+They are the package's sample (`paths`: where everything lives in `unity_project/`).
 
 `generate(project)` writes them from the layout file (`agentalign unity-scene`); `check(project)`
 says how the committed files differ from a fresh run. `unity_yaml` reads and writes Unity's YAML

@@ -18,7 +18,9 @@ import numpy as np
 from agentalign.unityproj.unity_yaml import HEADER, colour, document, num, read_meta_guid, ref
 
 GUID_SALT = "agentalign-unity:"
-OURS = "Assets/AgentAlign"  # everything of ours in the Unity project lives under this folder
+# Folders ending in "~" are invisible to the editor, but a sample's files are copied into a
+# project's Assets on import, .meta files and all: they need theirs.
+COPIED_HIDDEN = ("Samples~",)
 
 _COMMON_TAIL = ["  userData: ", "  assetBundleName: ", "  assetBundleVariant: "]
 
@@ -45,6 +47,10 @@ def meta_text(asset_path: str, guid: str, folder: bool = False) -> str | None:
     suffix = Path(asset_path).suffix.lower()
     if folder:
         return _meta(guid, ["DefaultImporter:", "  externalObjects: {}"], folder=True)
+    if suffix == ".asmdef":
+        return _meta(guid, ["AssemblyDefinitionImporter:", "  externalObjects: {}"])
+    if Path(asset_path).name == "package.json":
+        return _meta(guid, ["PackageManifestImporter:", "  externalObjects: {}"])
     if suffix == ".cs":
         return _meta(guid, ["MonoImporter:", "  externalObjects: {}", "  serializedVersion: 2",
                             "  defaultReferences: []", "  executionOrder: 0",
@@ -98,16 +104,27 @@ def texture_meta(guid: str) -> str:
     ])
 
 
-def ensure_metas(project: Path, root: str = OURS) -> list[Path]:
+def needs_meta(rel: str) -> bool:
+    """Whether Unity expects a `.meta` beside this project path: not for hidden files, a
+    package's root folder, a sample's own folder (its content is copied into a folder named
+    after the sample) or anything in a "~" folder other than a sample's content."""
+    parts = Path(rel).parts
+    if rel.endswith(".meta") or (len(parts) == 2 and parts[0] == "Packages"):
+        return False
+    if len(parts) >= 2 and parts[-2] in COPIED_HIDDEN:
+        return False
+    return not any(part.startswith(".") or (part.endswith("~") and
+                   (part not in COPIED_HIDDEN or part == parts[-1])) for part in parts)
+
+
+def ensure_metas(project: Path, root: str) -> list[Path]:
     """Write a `.meta` for every file and folder under `root` that has none; return them."""
     written = []
     base = project / root
     candidates = [base, *sorted(base.rglob("*"))] if base.exists() else []
     for path in candidates:
         rel = path.relative_to(project).as_posix()
-        if path.name.startswith(".") or path.suffix == ".meta" or path.name.endswith("~"):
-            continue
-        if any(part.startswith(".") or part.endswith("~") for part in Path(rel).parts):
+        if not needs_meta(rel):
             continue
         meta = project / f"{rel}.meta"
         if meta.exists():

@@ -46,9 +46,10 @@ def summary(result: SceneResult) -> str:
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Regenerate unity_project/Assets/AgentAlign/Scenes/JumppadIsland.unity, its materials "
-        "and textures, the build's scene list and missing .meta files from the layout file "
-        "(the editor's AgentAlign > Regenerate Scene From Layout runs this). See "
+        "Regenerate the island scene of the Unity package's sample (unity_project/Packages/"
+        "com.agentalign.personalities/Samples~/JumppadIsland/Scenes/JumppadIsland.unity), its "
+        "materials and textures, the build's scene list and missing .meta files from the layout "
+        "file (the editor's AgentAlign > Regenerate Scene From Layout runs this). See "
         "docs/unity_project.md.")
     parser.add_argument("--project", type=Path, default=Path("unity_project"),
                         help="the Unity project folder (default: unity_project)")

@@ -22,8 +22,12 @@ What the scene holds, and how it mirrors the embedded renderer (`agentalign.envs
   DecisionRequester (one decision per academy step; the Island sets 10 steps/s),
   CameraSensorComponent (64x64 RGB, PNG), DemonstrationRecorder (off), our JumppadAgent; an
   avatar cylinder (its top in the shade colour) and the camera rig of the layout.
-- Personalities: a PersonalitySwitcher reading the personality library asset (models dropped
-  into `Assets/AgentAlign/Models`), so adding one never touches this generated scene.
+- Personalities: a PersonalitySwitcher (the package's runtime) reading the personality library
+  asset beside the sample's personalities, so adding one never touches this generated scene.
+
+The scene and its assets are the package's sample (`Samples~/JumppadIsland`, see
+`agentalign.unityproj.paths`): the development project plays and builds the copy the Package
+Manager imports from it, which keeps every GUID.
 
 File ids are derived from each object's path in the hierarchy, so regenerating gives the same
 bytes and a layout change touches only the objects it changes.
@@ -52,6 +56,15 @@ from agentalign.unityproj.assets import (
     png_bytes,
     texture_meta,
 )
+from agentalign.unityproj.paths import (
+    DEV,
+    IMPORTED_SAMPLE,
+    PACKAGE,
+    RUNTIME,
+    SAMPLE,
+    SAMPLE_PERSONALITIES,
+    SAMPLE_SCRIPTS,
+)
 from agentalign.unityproj.scene_parts import (
     _box_collider,
     _camera,
@@ -76,13 +89,14 @@ from agentalign.unityproj.unity_yaml import (
     vec,
 )
 
-SCENE = "Assets/AgentAlign/Scenes/JumppadIsland.unity"
-SCRIPTS = "Assets/AgentAlign/Scripts"
-SHADER = "Assets/AgentAlign/Shaders/Flat.shader"
-MATERIALS = "Assets/AgentAlign/Materials"
-TEXTURES = "Assets/AgentAlign/Textures"
-LIBRARY = "Assets/AgentAlign/Models/Personalities.asset"
+SCENE = f"{SAMPLE}/Scenes/JumppadIsland.unity"
+SHADER = f"{SAMPLE}/Shaders/Flat.shader"
+MATERIALS = f"{SAMPLE}/Materials"
+TEXTURES = f"{SAMPLE}/Textures"
+LIBRARY = f"{SAMPLE_PERSONALITIES}/Personalities.asset"
 BUILD_SETTINGS = "ProjectSettings/EditorBuildSettings.asset"
+# The development project builds the sample as the Package Manager imports it (same GUID).
+BUILD_SCENE = f"{IMPORTED_SAMPLE}/Scenes/JumppadIsland.unity"
 GENERATED_FOLDERS = (MATERIALS, TEXTURES)  # wholly generated: stale files there are removed
 
 # Script GUIDs of the ML-Agents package (FACTS.md; stable across 3.x and 4.x).
@@ -92,7 +106,10 @@ MLAGENTS_SCRIPTS = {
     "CameraSensorComponent": "282f342c2ab144bf38be65d4d0c4e07d",
     "DemonstrationRecorder": "f2902496c0120472b90269f94a0aec7e",
 }
-OUR_SCRIPTS = ("Island", "Jumppad", "JumppadAgent", "PersonalitySwitcher", "PersonalityLibrary")
+# Our scripts the scene refers to, by the folder they live in.
+OUR_SCRIPTS = {"Island": SAMPLE_SCRIPTS, "Jumppad": SAMPLE_SCRIPTS, "JumppadAgent": SAMPLE_SCRIPTS,
+               "PersonalitySwitcher": RUNTIME, "PersonalityLibrary": RUNTIME}
+KEY_N, KEY_B = 110, 98  # UnityEngine.KeyCode values of the switcher's next / previous keys
 
 # One decision per academy step; Island.cs sets Time.fixedDeltaTime = 1 / DECISIONS_PER_SECOND,
 # so the agent decides 10 times a second of game time, and an episode's end and its successor's
@@ -209,8 +226,9 @@ def _personalities(guids: dict[str, str]) -> _Node:
     return _Node("Personalities", components=[_script("PersonalitySwitcher",
                                                       guids["PersonalitySwitcher"], [
         f"agent: {ref(file_id('JumppadAgent', 'JumppadAgent'))}",
-        f"library: {ref(11400000, guids['library'], 2)}", "inferenceDevice: 0", "showMenu: 1",
-        "restartEpisodeOnSwitch: 1"])])
+        f"library: {ref(11400000, guids['library'], 2)}", "inferenceDevice: 0",
+        "startWithPersonality: 1", "showMenu: 1", "restartEpisodeOnSwitch: 1",
+        f"nextKey: {KEY_N}", f"previousKey: {KEY_B}"])])
 
 
 def scene_text(layout: Layout, guids: dict[str, str]) -> str:
@@ -232,7 +250,8 @@ def scene_text(layout: Layout, guids: dict[str, str]) -> str:
 def render_files(project: Path, layout: Layout) -> dict[str, bytes]:
     """Every generated file, relative path -> content; reads the project's existing GUIDs."""
     files: dict[str, bytes] = {}
-    guids = {name: asset_guid(project, f"{SCRIPTS}/{name}.cs") for name in OUR_SCRIPTS}
+    guids = {name: asset_guid(project, f"{folder}/{name}.cs")
+             for name, folder in OUR_SCRIPTS.items()}
     shader = asset_guid(project, SHADER)
     for name, rgb in textures(layout).items():
         path = f"{TEXTURES}/{name}.png"
@@ -253,7 +272,7 @@ def render_files(project: Path, layout: Layout) -> dict[str, bytes]:
     files[f"{SCENE}.meta"] = meta_text(SCENE, scene_guid).encode()
     files[BUILD_SETTINGS] = (HEADER + document(1045, 1, "EditorBuildSettings", [
         "m_ObjectHideFlags: 0", "serializedVersion: 2", "m_Scenes:", "- enabled: 1",
-        f"  path: {SCENE}", f"  guid: {scene_guid}", "m_configObjects: {}"])).encode()
+        f"  path: {BUILD_SCENE}", f"  guid: {scene_guid}", "m_configObjects: {}"])).encode()
     return files
 
 
@@ -300,7 +319,7 @@ def generate(project: Path, layout: Layout | str = DEFAULT_LAYOUT) -> list[str]:
     library = project / LIBRARY
     if not library.exists():
         library.parent.mkdir(parents=True, exist_ok=True)
-        script = asset_guid(project, f"{SCRIPTS}/PersonalityLibrary.cs")
+        script = asset_guid(project, f"{RUNTIME}/PersonalityLibrary.cs")
         library.write_text(_library_asset(script), encoding="utf-8")
         changed.append(LIBRARY)
     files = render_files(project, layout)
@@ -314,7 +333,8 @@ def generate(project: Path, layout: Layout | str = DEFAULT_LAYOUT) -> list[str]:
     for rel in _stale(project, set(files)):
         (project / rel).unlink()
         changed.append(f"{rel} (removed)")
-    changed += [p.relative_to(project).as_posix() for p in ensure_metas(project)]
+    changed += [p.relative_to(project).as_posix()
+                for root in (PACKAGE, DEV) for p in ensure_metas(project, root)]
     return changed
 
 

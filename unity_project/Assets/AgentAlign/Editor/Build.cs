@@ -2,7 +2,8 @@
 //   Unity -batchmode -quit -projectPath unity_project \
 //         -executeMethod AgentAlign.Editor.Build.Linux -logFile -
 // (build/build_unity.sh runs exactly that). The player goes to build/out/linux/ at the
-// repository root unless -buildOutput <path> follows on the command line.
+// repository root unless -buildOutput <path> follows on the command line. The scene is the
+// package sample's, imported first if it is missing and found by its GUID.
 
 using System;
 using UnityEditor;
@@ -13,7 +14,6 @@ namespace AgentAlign.Editor
 {
     public static class Build
     {
-        public const string Scene = "Assets/AgentAlign/Scenes/JumppadIsland.unity";
         // Relative paths are relative to the project folder (unity_project/).
         public const string DefaultOutput = "../build/out/linux/JumppadIsland.x86_64";
 
@@ -21,9 +21,18 @@ namespace AgentAlign.Editor
         public static void Linux()
         {
             string output = ArgumentAfter("-buildOutput") ?? DefaultOutput;
-            ProjectSetup.Apply();
+            DevProject.ApplyForHeadlessPlayer();
+            string scene = DevProject.EnsureSampleImported(false) ? DevProject.ScenePath() : null;
+            if (scene == null)
+            {
+                Debug.LogError("AgentAlign: the island sample's scene (GUID " + DevProject.SceneGuid +
+                               ") is not in the project; the build stopped.");
+                if (Application.isBatchMode)
+                    EditorApplication.Exit(1);
+                return;
+            }
             var options = new BuildPlayerOptions();
-            options.scenes = new[] { Scene };
+            options.scenes = new[] { scene };
             options.locationPathName = output;
             options.target = BuildTarget.StandaloneLinux64;
             options.options = BuildOptions.None;

@@ -1,5 +1,5 @@
 // AgentAlign > Regenerate Scene From Layout: runs the same generator as the command line
-// (`agentalign unity-scene`), so the scene, its materials and textures come out byte for byte
+// (`agentalign unity-scene`, which writes the package's sample), so the scene, its materials and textures come out byte for byte
 // as the committed ones; one generator means the two islands cannot drift apart. The Python
 // interpreter is the repository's .venv if there is one, else python3 (Edit > Preferences is
 // not needed: set EditorPrefs key "AgentAlign.Python" to use another).
@@ -56,7 +56,11 @@ namespace AgentAlign.Editor
             }
             Debug.Log("AgentAlign: " + output);
             AssetDatabase.Refresh();
-            EditorSceneManager.OpenScene(Build.Scene);
+            // The generator wrote the package's sample; the project plays its imported copy.
+            DevProject.EnsureSampleImported(true);
+            string scene = DevProject.ScenePath();
+            if (scene != null)
+                EditorSceneManager.OpenScene(scene);
         }
 
         static string DefaultPython(string project)
