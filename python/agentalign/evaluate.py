@@ -26,7 +26,7 @@ from agentalign.envs.intents import intent_by_name, satisfaction
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.envs.render import IslandRenderer
 from agentalign.errors import ConfigError
-from agentalign.evaluate_config import EvaluateSettings
+from agentalign.evaluate_config import EvaluateSettings, cluster_of
 from agentalign.lifecycle import result_from
 from agentalign.models.checkpoint import load_policy, resolve
 from agentalign.rollout import (
@@ -40,6 +40,7 @@ from agentalign.rollout import (
     spawn_starts,
     summarise,
 )
+from agentalign.rollout.cluster import play_on_cluster
 from agentalign.rollout.pictures import save_episode_gif, save_heatmap, trajectory_heatmap
 from agentalign.spec import OUTCOMES
 
@@ -84,11 +85,15 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads or threads)
     try:
-        played = play(actor, starts, num_envs=settings.num_envs, layout=layout,
-                      height=policy.config.obs_height, width=policy.config.obs_width,
-                      max_steps=settings.max_steps, seed=settings.seed,
-                      record_frames=settings.gif_episodes, progress=progress, env=settings.env,
-                      stage="evaluate")
+        options = dict(num_envs=settings.num_envs, layout=layout,
+                       height=policy.config.obs_height, width=policy.config.obs_width,
+                       max_steps=settings.max_steps, seed=settings.seed,
+                       record_frames=settings.gif_episodes, progress=progress, env=settings.env,
+                       stage="evaluate")
+        if settings.cluster is None:
+            played = play(actor, starts, **options)
+        else:  # the same episodes, played by Ray actors
+            played = play_on_cluster(cluster_of(settings), actor, starts, **options)
     finally:
         torch.set_num_threads(threads)
     episodes = played.episodes

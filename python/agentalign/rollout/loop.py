@@ -82,7 +82,8 @@ def play(actor: Actor, starts: Starts | None, *, episodes: int | None = None,
          env: str | VectorEnv = "island", num_envs: int = 64,
          layout: Layout | str = "jumppad_island", height: int = 64, width: int = 64,
          max_steps: int = MAX_DECISIONS, seed: int = 0, spawn_jitter: float = 0.5,
-         record_frames: int = 4, progress: bool = False, stage: str = "play") -> Rollout:
+         record_frames: int = 4, progress: bool = False, stage: str = "play",
+         first: int = 0) -> Rollout:
     """Play the episodes `starts` describes (or `episodes` from the environment's own starts),
     `num_envs` at a time, and return all of them.
 
@@ -90,7 +91,9 @@ def play(actor: Actor, starts: Starts | None, *, episodes: int | None = None,
     an environment made by the caller (`rollout_env`) with `min(num_envs, N)` rows, same-step
     autoreset and `max_steps` (reused across calls, e.g. by RL iterations, and left open).
     `spawn_jitter` applies to the environment's own starts only. Frames are kept for episodes
-    0..record_frames-1; positions, headings and actions for all.
+    0..record_frames-1; positions, headings and actions for all. `first`: the index of
+    `starts[0]` in a larger rollout whose part this is (rollout.cluster plays the parts of one
+    on several machines): episodes are numbered, and draw their streams, from there.
     """
     total = len(starts) if starts is not None else (episodes or 0)
     if total < 1:
@@ -108,7 +111,8 @@ def play(actor: Actor, starts: Starts | None, *, episodes: int | None = None,
     else:
         vector = env
     try:
-        return _Loop(actor, starts, total, vector, record_frames, seed).run(progress, stage, {
+        return _Loop(actor, starts, total, vector, record_frames, seed, first).run(
+            progress, stage, {
             "num_envs": rows, "height": height, "width": width, "max_steps": max_steps,
             "seed": seed})
     finally:
@@ -120,9 +124,9 @@ class _Loop:
     """The state of one `play` call: which episode each row plays and what it recorded."""
 
     def __init__(self, actor: Actor, starts: Starts | None, total: int, env: VectorEnv,
-                 record_frames: int, seed: int) -> None:
+                 record_frames: int, seed: int, first: int = 0) -> None:
         self.actor, self.starts, self.total, self.env = actor, starts, total, env
-        self.record_frames, self.seed = record_frames, seed
+        self.record_frames, self.seed, self.first = record_frames, seed, first
         rows = env.num_envs
         self.episode_of = np.arange(rows)  # the episode each row plays; -1 once the row idles
         self.tracks: list[list[np.ndarray]] = [[] for _ in range(rows)]
@@ -146,11 +150,12 @@ class _Loop:
             self._check_placed(info, starting, k)
         elif obs is None or info is None:
             obs, info = self.env.reset(seed=reset_seed)
-        self.actor.begin(starting, self.episode_of, self.seed)
+        self.actor.begin(starting, self.episode_of + self.first, self.seed)
         for row in np.flatnonzero(starting):
             self.tracks[row], self.moves[row] = [info["position"][row].copy()], []
             self.turns[row] = [np.float32(info["heading"][row])]
-            self.films[row] = [obs[row]] if self.episode_of[row] < self.record_frames else []
+            recorded = self.first + self.episode_of[row] < self.record_frames
+            self.films[row] = [obs[row]] if recorded else []
         return obs, info
 
     def _check_placed(self, info: dict[str, Any], starting: np.ndarray, k: np.ndarray) -> None:
@@ -205,7 +210,7 @@ class _Loop:
         k = int(self.episode_of[row])
         own = self.starts is None
         self.finished.append(Episode(
-            index=k, outcome=int(final["outcome"][row]),
+            index=self.first + k, outcome=int(final["outcome"][row]),
             spawn=int(final["spawn"][row]) if own else int(self.starts.spawns[k]),
             kind="spawn" if own else str(self.starts.kinds[k]),
             length=int(final["step"][row]), positions=np.stack(self.tracks[row]),

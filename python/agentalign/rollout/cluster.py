@@ -1,0 +1,149 @@
+"""Episodes played by Ray actors across machines (`--cluster ray[:ADDRESS]`), the same episodes
+the local loop plays.
+
+Why it can split: every episode draws from its own random stream, keyed by the rollout's seed
+and the episode's index (rollout.actors), and starts where its `Starts` row says. So the N
+episodes are cut into one contiguous part per actor, each actor plays its part with the same
+`loop.play` (told the index of its first episode), and the parts put back in index order are
+the local rollout: same starts, same actions (up to the float rounding of a policy run on other
+batch sizes, which flips a sampled action only when a draw lies within ~1e-7 of a boundary).
+
+Failures: an actor that dies (a crashed process, a lost node) is restarted by Ray and its task
+runs again from its part's first episode, so an episode is counted once, from the run that
+finished; a part is a unit of retry. A cluster that cannot run the actors (no node has the
+custom resource they ask for, an address where nothing answers) is a one-line error within
+seconds, never a wait. A cluster started with `ray start` is unauthenticated unless its nodes
+set RAY_AUTH_MODE=token: keep it on a private network (docs/distributed.md). Usage statistics
+are off unless the environment turns them on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agentalign.errors import UserError
+
+if TYPE_CHECKING:  # the loop imports torch: settings that name a cluster load without it
+    from agentalign.rollout.actors import Actor
+    from agentalign.rollout.loop import Rollout
+    from agentalign.rollout.starts import Starts
+
+INSTALL = "pip install 'agentalign[distributed]'"
+CONNECT_TIMEOUT_S = 5.0  # an address where nothing answers fails after this
+RESTARTS = 4  # times Ray restarts a dead actor (and retries its part) before giving up
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a rollout's actors run: `ray` starts a local Ray (on loopback), `ray:HOST:PORT`
+    joins a running cluster through its head's GCS address."""
+
+    address: str | None = None
+    actors: int = 2  # parts the episodes are cut into, one Ray actor each
+    cpus: float = 1.0  # CPUs each actor reserves
+    resources: dict[str, float] = field(default_factory=dict)  # custom ones, e.g. a game build
+
+    @classmethod
+    def parse(cls, text: str, **options: Any) -> Cluster:
+        """`ray` or `ray:HOST:PORT`; a one-line UserError for anything else."""
+        kind, _, address = text.partition(":")
+        if kind != "ray" or (text.startswith("ray:") and not address):
+            raise UserError(f"--cluster {text!r}: use ray (a local Ray) or ray:HOST:PORT (a "
+                            "running cluster's head, e.g. ray:10.0.0.5:6379)")
+        return cls(address or None, **options)
+
+
+def connect(cluster: Cluster) -> Any:
+    """Ray, initialised for `cluster` (idempotent within a process); one-line errors for a
+    missing install and an address that does not answer."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if cluster.address is None:  # one machine: every process on loopback (Ray reads this when
+        # imported; it would otherwise pick another interface)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--cluster needs Ray, which is not installed: {INSTALL}") from None
+    if ray.is_initialized():
+        return ray
+    if cluster.address is None:
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+                 configure_logging=False)
+        return ray
+    host, _, port = cluster.address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as e:
+        raise UserError(f"--cluster ray:{cluster.address}: no Ray head answers there ({e}); "
+                        "start one with `ray start --head` or check the address") from None
+    ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+def check_resources(ray: Any, cluster: Cluster) -> None:
+    """Refuse, in one line, actors that no node of the cluster could ever host."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    need = {"CPU": cluster.cpus, **cluster.resources}
+    if not any(all(n["Resources"].get(k, 0) >= v for k, v in need.items()) for n in nodes):
+        have = sorted({k for n in nodes for k in n["Resources"]
+                       if not k.startswith(("node:", "memory", "object_store"))})
+        raise UserError(f"no node of the Ray cluster has {need} for an actor (its nodes have "
+                        f"{', '.join(have) or 'nothing'}); start a node with them, e.g. "
+                        "`ray start --address ... --resources '{\"NAME\": 1}'`")
+
+
+def _worker_class(ray: Any) -> Any:
+    """The actor class, made remote once Ray is imported (Ray is an optional dependency)."""
+
+    class EpisodeWorker:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def play(self, actor: Actor, starts: Starts, first: int,
+                 options: dict[str, Any]) -> Rollout:
+            from agentalign.rollout.loop import play
+
+            return play(actor, starts, first=first, **options)
+
+    return ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS)(EpisodeWorker)
+
+
+def parts(total: int, actors: int) -> list[tuple[int, int]]:
+    """Contiguous [first, stop) ranges of near-equal size, at most one per episode."""
+    n = max(1, min(actors, total))
+    bounds = [round(i * total / n) for i in range(n + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(n)]
+
+
+def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: Any
+                    ) -> Rollout:
+    """`loop.play(actor, starts, **options)`, its episodes cut into parts played by Ray
+    actors; episodes in index order, env steps summed, seconds the wall clock."""
+    from agentalign.rollout.loop import Rollout
+
+    ray = connect(cluster)
+    check_resources(ray, cluster)
+    options = {**options, "progress": False}
+    # SPREAD: the parts go to different machines where there are several.
+    worker = _worker_class(ray).options(num_cpus=cluster.cpus, resources=cluster.resources,
+                                        scheduling_strategy="SPREAD")
+    started = time.perf_counter()
+    ranges = parts(len(starts), cluster.actors)
+    workers = [worker.remote() for _ in ranges]
+    actor_ref = ray.put(actor)
+    pending = [w.play.remote(actor_ref, starts.part(slice(a, b)), a, options)
+               for w, (a, b) in zip(workers, ranges, strict=True)]
+    try:
+        done = ray.get(pending)
+    finally:
+        for w in workers:
+            ray.kill(w)
+    episodes = sorted((e for r in done for e in r.episodes), key=lambda e: e.index)
+    return Rollout(episodes, time.perf_counter() - started, sum(r.env_steps for r in done),
+                   {**done[0].settings, "cluster": cluster.address or "local",
+                    "actors": len(ranges)})

@@ -1,0 +1,191 @@
+"""Rollouts on Ray actors (`--cluster`, rollout.cluster): the local loop's episodes, episode for
+episode, on a local two-node Ray cluster bound to loopback; a killed actor and a removed node
+give the same episodes after recovery; a cluster that cannot run the actors, a dead address and
+a missing Ray each give a one-line error.
+
+One cluster for the module (`ray.cluster_utils.Cluster`): two simulated nodes of 2 CPUs, 80 MB
+object stores, no dashboard, every process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+# Before Ray is imported: its processes and this driver on loopback only (Ray would otherwise
+# pick another interface); no usage statistics.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import numpy as np
+import pytest
+import torch
+
+from agentalign.envs.layout import load_layout
+from agentalign.errors import UserError
+from agentalign.models.policy import Policy, get_config
+from agentalign.rollout.actors import PolicyActor
+from agentalign.rollout.cluster import Cluster, parts, play_on_cluster
+from agentalign.rollout.loop import play
+from agentalign.rollout.starts import spawn_starts
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[distributed]'")
+from ray.cluster_utils import Cluster as LocalCluster  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+NODE = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "object_store_memory": 80 * 2**20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    test_cluster = LocalCluster(initialize_head=True,
+                                head_node_args={**NODE, "include_dashboard": False})
+    test_cluster.add_node(**NODE)
+    ray.init(address=test_cluster.address, log_to_driver=False, configure_logging=False)
+    yield test_cluster
+    ray.shutdown()
+    test_cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    torch.manual_seed(0)
+    return Policy(get_config("tiny")).eval()
+
+
+def same_episodes(a, b) -> bool:
+    return len(a.episodes) == len(b.episodes) and all(
+        x.index == y.index and x.outcome == y.outcome and x.spawn == y.spawn
+        and np.array_equal(x.actions, y.actions) and np.allclose(x.positions, y.positions)
+        for x, y in zip(a.episodes, b.episodes, strict=True))
+
+
+def test_parts_cover_every_episode_once():
+    assert parts(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert parts(2, 5) == [(0, 1), (1, 2)]
+    assert sum(b - a for a, b in parts(1000, 7)) == 1000
+
+
+def test_cluster_values_are_checked_in_one_line():
+    assert Cluster.parse("ray").address is None
+    assert Cluster.parse("ray:10.0.0.5:6379", actors=4).address == "10.0.0.5:6379"
+    for bad in ("spark", "ray:", "ray2"):
+        with pytest.raises(UserError, match="use ray"):
+            Cluster.parse(bad)
+
+
+def test_actors_play_the_local_episodes(cluster, policy):
+    starts = spawn_starts(load_layout(), 24, 3, 0.5)
+    local = play(PolicyActor(policy), starts, num_envs=8, seed=3, record_frames=2)
+    remote = play_on_cluster(Cluster(cluster.address, actors=3), PolicyActor(policy), starts,
+                             num_envs=8, seed=3, record_frames=2)
+    assert same_episodes(local, remote)
+    assert [e.frames is not None for e in remote.episodes[:3]] == [True, True, False]
+    assert remote.settings["actors"] == 3
+
+
+def _kill_during(action, target: str):
+    """Run `action` in a thread; kill one process whose title names `target` once it works."""
+    import psutil
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(value=action()))
+    thread.start()
+    deadline, killed = time.monotonic() + 60, None
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if target in " ".join(proc.info["cmdline"] or []):
+                os.kill(proc.info["pid"], signal.SIGKILL)
+                killed = proc.info["pid"]
+                break
+        time.sleep(0.05)
+    thread.join(180)
+    return killed, result.get("value")
+
+
+def test_a_killed_actor_plays_its_part_again_and_nothing_twice(cluster, policy):
+    starts = spawn_starts(load_layout(), 96, 5, 0.5)
+    local = play(PolicyActor(policy), starts, num_envs=8, seed=5, record_frames=0)
+    killed, remote = _kill_during(lambda: play_on_cluster(
+        Cluster(cluster.address, actors=2), PolicyActor(policy), starts, num_envs=8, seed=5,
+        record_frames=0), "EpisodeWorker.play")
+    assert killed is not None, "no actor was seen playing"
+    assert remote is not None and same_episodes(local, remote)
+
+
+def test_a_removed_node_loses_its_actor_and_the_outcomes_stay(cluster, policy):
+    starts = spawn_starts(load_layout(), 96, 6, 0.5)
+    local = play(PolicyActor(policy), starts, num_envs=8, seed=6, record_frames=0)
+    (extra,) = [n for n in cluster.list_all_nodes() if n is not cluster.head_node]
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(value=play_on_cluster(
+        Cluster(cluster.address, actors=2), PolicyActor(policy), starts, num_envs=8, seed=6,
+        record_frames=0)))
+    thread.start()
+    time.sleep(4)  # the actors have started (SPREAD: one on each node) and are playing
+    cluster.remove_node(extra)
+    thread.join(180)
+    cluster.add_node(**NODE)  # for the tests after this one
+    remote = result.get("value")
+    assert remote is not None and same_episodes(local, remote)
+    counts = np.bincount([e.outcome for e in remote.episodes], minlength=5)
+    assert counts.tolist() == np.bincount([e.outcome for e in local.episodes],
+                                          minlength=5).tolist()
+
+
+def test_no_node_with_the_resource_is_a_one_line_error(cluster, policy):
+    starts = spawn_starts(load_layout(), 4, 0, 0.5)
+    start = time.monotonic()
+    with pytest.raises(UserError, match="no node of the Ray cluster has") as error:
+        play_on_cluster(Cluster(cluster.address, resources={"unity_build": 1.0}),
+                        PolicyActor(policy), starts, num_envs=4)
+    assert time.monotonic() - start < 30 and "\n" not in str(error.value)
+
+
+def test_evaluate_on_the_cluster_gives_the_local_results(cluster, policy, tmp_path):
+    from agentalign.config import load
+    from agentalign.evaluate import run
+    from agentalign.evaluate_config import EvaluateSettings
+    stage = _stage(policy, tmp_path / "stage")
+    settings = load(EvaluateSettings).replace(episodes=20, num_envs=8, gif_episodes=0)
+    here = run(settings, stage, tmp_path / "here", progress=False)
+    there = run(settings.replace(cluster=f"ray:{cluster.address}", cluster_actors=2), stage,
+                tmp_path / "there", progress=False)
+    assert here.rates == there.rates
+
+
+def _cli(*args: str, env: dict | None = None, block_ray: bool = False):
+    code = ("import sys\n" + ("sys.modules['ray'] = None\n" if block_ray else "")
+            + "from agentalign.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def _stage(policy: Policy, folder):
+    from agentalign.models.checkpoint import save_step
+
+    save_step(folder, policy, policy.config.to_dict(), kind="policy", stage="sft", step=1)
+    return folder
+
+
+def test_a_dead_address_is_a_one_line_error_in_seconds(policy, tmp_path):
+    start = time.monotonic()
+    result = _cli("evaluate", str(_stage(policy, tmp_path / "stage")), "--episodes", "2",
+                  "--cluster", "ray:127.0.0.1:9", "--out", str(tmp_path / "out"))
+    assert time.monotonic() - start < 30
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "no Ray head answers there" in line
+
+
+def test_without_ray_cluster_says_what_to_install(policy, tmp_path):
+    result = _cli("evaluate", str(_stage(policy, tmp_path / "stage")), "--episodes", "2",
+                  "--cluster", "ray",
+                  "--out", str(tmp_path / "out"), block_ray=True)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "pip install 'agentalign[distributed]'" in line
