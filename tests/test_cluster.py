@@ -189,3 +189,14 @@ def test_without_ray_cluster_says_what_to_install(policy, tmp_path):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "pip install 'agentalign[distributed]'" in line
+
+
+def test_stand_in_unity_players_run_as_actors_on_two_nodes(cluster, policy, player):
+    """Each actor launches its own headless players (the stand-in for a Unity build, each on a
+    port of its own), one actor per node (SPREAD), and plays the island's episodes."""
+    starts = spawn_starts(load_layout(), 8, 2, 0.5)
+    island = play(PolicyActor(policy), starts, num_envs=2, seed=2, record_frames=0)
+    remote = play_on_cluster(Cluster(cluster.address, actors=2), PolicyActor(policy), starts,
+                             num_envs=2, seed=2, record_frames=0, env=f"unity:{player}")
+    assert same_episodes(island, remote)
+    assert len(set(remote.settings["nodes"])) == 2, "both parts ran on one node"

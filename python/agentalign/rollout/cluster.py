@@ -108,7 +108,9 @@ def _worker_class(ray: Any) -> Any:
                  options: dict[str, Any]) -> Rollout:
             from agentalign.rollout.loop import play
 
-            return play(actor, starts, first=first, **options)
+            rollout = play(actor, starts, first=first, **options)
+            rollout.settings["node"] = ray.get_runtime_context().get_node_id()
+            return rollout
 
     return ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS)(EpisodeWorker)
 
@@ -144,6 +146,7 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
         for w in workers:
             ray.kill(w)
     episodes = sorted((e for r in done for e in r.episodes), key=lambda e: e.index)
+    settings = {k: v for k, v in done[0].settings.items() if k != "node"}
     return Rollout(episodes, time.perf_counter() - started, sum(r.env_steps for r in done),
-                   {**done[0].settings, "cluster": cluster.address or "local",
-                    "actors": len(ranges)})
+                   {**settings, "cluster": cluster.address or "local", "actors": len(ranges),
+                    "nodes": [r.settings["node"] for r in done]})
