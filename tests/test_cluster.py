@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 # Before Ray is imported: its processes and this driver on loopback only (Ray would otherwise
 # pick another interface); no usage statistics.
@@ -45,7 +46,10 @@ def cluster():
     test_cluster = LocalCluster(initialize_head=True,
                                 head_node_args={**NODE, "include_dashboard": False})
     test_cluster.add_node(**NODE)
-    ray.init(address=test_cluster.address, log_to_driver=False, configure_logging=False)
+    # The workers import helpers from this folder (test_bc), as this process does.
+    here = str(Path(__file__).resolve().parent)
+    ray.init(address=test_cluster.address, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": here}})
     yield test_cluster
     ray.shutdown()
     test_cluster.shutdown()
@@ -200,3 +204,73 @@ def test_stand_in_unity_players_run_as_actors_on_two_nodes(cluster, policy, play
                              num_envs=2, seed=2, record_frames=0, env=f"unity:{player}")
     assert same_episodes(island, remote)
     assert len(set(remote.settings["nodes"])) == 2, "both parts ran on one node"
+
+
+# -- trainers on Ray Train (train.on_ray) -----------------------------------------------------
+
+
+def _ddp_step(small_corpus, box):
+    """A Ray Train loop: one step of each optimizer on this rank's half of test_bc's fixed
+    batch, wrapped in DDP; rank 0 hands the weights to `box`."""
+
+    def loop(config):
+        import torch.distributed as dist
+
+        from agentalign.train.distributed import init_distributed
+        from test_bc import fixed_batch, one_step
+
+        torch.set_num_threads(1)
+        ranks = init_distributed("cpu")
+        half = {k: v[ranks.rank * 4:(ranks.rank + 1) * 4]
+                for k, v in fixed_batch(small_corpus).items()}
+        weights = [one_step(half, ranks, wrap=True, sgd=sgd) for sgd in (False, True)]
+        if dist.get_rank() == 0:
+            ray.get(box.put.remote((ranks.world, weights)))
+
+    return loop
+
+
+def test_ray_train_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(
+        cluster, small_corpus, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from test_bc import CPU, fixed_batch, one_step
+
+    @ray.remote(num_cpus=0)
+    class Box:
+        def put(self, value):
+            self.value = value
+
+        def get(self):
+            return self.value
+
+    box = Box.remote()
+    TorchTrainer(_ddp_step(small_corpus, box),
+                 scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
+                 run_config=RunConfig(storage_path=str(tmp_path), name="ddp")).fit()
+    world, weights = ray.get(box.get.remote())
+    assert world == 2
+    for i, sgd in enumerate((False, True)):
+        single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
+        atol = 1e-6 if sgd else 1e-5  # test_bc's DDP tolerance (reduction order)
+        for name, value in single.items():
+            assert (weights[i][name] - value).abs().max().item() <= atol, (name, sgd)
+
+
+def test_pretrain_on_ray_train_writes_the_stage_folder_and_resumes(cluster, small_corpus,
+                                                                   tmp_path):
+    import json
+
+    from agentalign.train.bc import pretrain
+    from test_bc import tiny
+
+    out = tmp_path / "pretrain"
+    result = pretrain(tiny("pretrain", "steps=3"), small_corpus, out,
+                      cluster=f"ray:{cluster.address}", cluster_workers=2)
+    saved = json.loads((out / "metrics.json").read_text())  # rank 0 wrote the torchrun files
+    assert saved["step"] == 3 and saved["world_size"] == 2
+    assert result.world_size == 2
+    # A rerun here, without Ray, finds the finished run and skips it: the same files.
+    again = pretrain(tiny("pretrain", "steps=3"), small_corpus, out, progress=False)
+    assert again.step == 3

@@ -19,6 +19,7 @@ are off unless the environment turns them on.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import time
@@ -150,3 +151,22 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
     return Rollout(episodes, time.perf_counter() - started, sum(r.env_steps for r in done),
                    {**settings, "cluster": cluster.address or "local", "actors": len(ranges),
                     "nodes": [r.settings["node"] for r in done]})
+
+
+def trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--cluster` and `--cluster-workers` for a trainer's command (train.on_ray): where it runs,
+    not what it computes, so they are not settings and leave a run's identity alone."""
+    parser.add_argument("--cluster", metavar="ray[:HOST:PORT]", help="train on Ray Train "
+                        "workers: ray (a local Ray) or ray:HOST:PORT (a running cluster; the "
+                        "data and --out on storage every node sees); needs pip install "
+                        "'agentalign[distributed]' (docs/distributed.md)")
+    parser.add_argument("--cluster-workers", type=int, default=2, metavar="N",
+                        help="Ray Train workers (ranks), one CPU each (default 2)")
+
+
+def trainer_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage function's keyword arguments for `trainer_arguments`' options."""
+    if args.cluster is None:
+        return {}
+    Cluster.parse(args.cluster)  # a one-line error before anything runs
+    return {"cluster": args.cluster, "cluster_workers": args.cluster_workers}

@@ -18,6 +18,7 @@ from agentalign.config import (
     invalid,
     load_from_args,
 )
+from agentalign.rollout.cluster import trainer_arguments, trainer_request
 
 # Keys that change no weight, so a resumed run may change them.
 RESUMABLE_CHANGES = ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints",
@@ -93,11 +94,13 @@ def pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"),
                         help="gameplay corpus folder (from `agentalign collect`)")
     parser.add_argument("--out", type=Path, default=Path("runs/pretrain"), help="stage folder")
+    trainer_arguments(parser)
     add_config_arguments(parser)
 
 
 def pretrain_request(args: argparse.Namespace) -> tuple[ImitationSettings, dict[str, Any]]:
-    return load_from_args(ImitationSettings, args), {"corpus": args.corpus, "out": args.out}
+    return load_from_args(ImitationSettings, args), {"corpus": args.corpus, "out": args.out,
+                                                      **trainer_request(args)}
 
 
 def sft_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,12 +116,13 @@ def sft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demos", type=Path, default=Path("runs/demos"),
                         help="demo corpus folder")
     parser.add_argument("--out", type=Path, default=Path("runs/sft"), help="stage folder")
+    trainer_arguments(parser)
     add_config_arguments(parser)
 
 
 def sft_request(args: argparse.Namespace) -> tuple[SftSettings, dict[str, Any]]:
     return load_from_args(SftSettings, args), {"demos": args.demos, "out": args.out,
-                                               "init": args.init}
+                                               "init": args.init, **trainer_request(args)}
 
 
 PRETRAIN = Command("pretrain", "pre-train the policy by imitating the gameplay corpus",

@@ -238,11 +238,15 @@ def draw_study(table: list[dict[str, Any]], path: Path, target: str) -> None:
 
 
 def command(settings: RewardSettings, *, labels: Path, target: str, out: Path,
-            init: Path | None, labels_used: int | None, study: bool, progress: bool = True
-            ) -> reward.RewardResult | StudyResult:
-    """`agentalign reward`: one reward model, or with --study the label-scaling study."""
+            init: Path | None, labels_used: int | None, study: bool, progress: bool = True,
+            **cluster: Any) -> reward.RewardResult | StudyResult:
+    """`agentalign reward`: one reward model (with `cluster`: on Ray Train workers), or with
+    --study the label-scaling study."""
     if not study:
-        return reward.run(settings, labels, target, out, init, labels_used, progress=progress)
+        return reward.run(settings, labels, target, out, init, labels_used, progress=progress,
+                          **cluster)
+    if cluster:
+        raise UserError("reward --study runs here only: drop --cluster")
     if init is None:
         raise UserError("reward --study compares inits: give the pre-trained --init")
     return run(settings, labels, target, init, out, progress=progress)
