@@ -76,7 +76,7 @@ def test_parts_cover_every_episode_once():
 
 def test_cluster_values_are_checked_in_one_line():
     assert Cluster.parse("ray").address is None
-    assert Cluster.parse("ray:10.0.0.5:6379", actors=4).address == "10.0.0.5:6379"
+    assert Cluster.parse("ray:10.0.0.5:6379", workers=4).address == "10.0.0.5:6379"
     for bad in ("spark", "ray:", "ray2"):
         with pytest.raises(UserError, match="use ray"):
             Cluster.parse(bad)
@@ -85,7 +85,7 @@ def test_cluster_values_are_checked_in_one_line():
 def test_actors_play_the_local_episodes(cluster, policy):
     starts = spawn_starts(load_layout(), 24, 3, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=3, record_frames=2)
-    remote = play_on_cluster(Cluster(cluster.address, actors=3), PolicyActor(policy), starts,
+    remote = play_on_cluster(Cluster(cluster.address, workers=3), PolicyActor(policy), starts,
                              num_envs=8, seed=3, record_frames=2)
     assert same_episodes(local, remote)
     assert [e.frames is not None for e in remote.episodes[:3]] == [True, True, False]
@@ -115,7 +115,7 @@ def test_a_killed_actor_plays_its_part_again_and_nothing_twice(cluster, policy):
     starts = spawn_starts(load_layout(), 96, 5, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=5, record_frames=0)
     killed, remote = _kill_during(lambda: play_on_cluster(
-        Cluster(cluster.address, actors=2), PolicyActor(policy), starts, num_envs=8, seed=5,
+        Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=5,
         record_frames=0), "EpisodeWorker.play")
     assert killed is not None, "no actor was seen playing"
     assert remote is not None and same_episodes(local, remote)
@@ -127,7 +127,7 @@ def test_a_removed_node_loses_its_actor_and_the_outcomes_stay(cluster, policy):
     (extra,) = [n for n in cluster.list_all_nodes() if n is not cluster.head_node]
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(value=play_on_cluster(
-        Cluster(cluster.address, actors=2), PolicyActor(policy), starts, num_envs=8, seed=6,
+        Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=6,
         record_frames=0)))
     thread.start()
     time.sleep(4)  # the actors have started (SPREAD: one on each node) and are playing
@@ -157,9 +157,47 @@ def test_evaluate_on_the_cluster_gives_the_local_results(cluster, policy, tmp_pa
     stage = _stage(policy, tmp_path / "stage")
     settings = load(EvaluateSettings).replace(episodes=20, num_envs=8, gif_episodes=0)
     here = run(settings, stage, tmp_path / "here", progress=False)
-    there = run(settings.replace(cluster=f"ray:{cluster.address}", cluster_actors=2), stage,
-                tmp_path / "there", progress=False)
+    there = run(settings, stage, tmp_path / "there", progress=False,
+                cluster=Cluster(cluster.address, workers=2))
     assert here.rates == there.rates
+
+
+def test_label_on_the_cluster_records_the_local_rollouts_and_labels(cluster, policy, tmp_path):
+    import sqlite3
+
+    from agentalign.config import load
+    from agentalign.train.label import run
+    from agentalign.train.label_config import LabelSettings
+
+    stage = _stage(policy, tmp_path / "stage")
+    settings = load(LabelSettings).replace(train_episodes=12, heldout_episodes=8, pairs=30,
+                                           heldout_pairs=10, num_envs=4)
+    run(settings, stage, tmp_path / "here", ["left"], progress=False)
+    run(settings, stage, tmp_path / "there", ["left"], progress=False,
+        cluster=Cluster(cluster.address, workers=2))
+
+    def labels(folder):
+        with sqlite3.connect(folder / "labels.sqlite") as db:
+            return db.execute("SELECT p.first, p.second, l.answer, l.choice, l.target "
+                              "FROM labels l JOIN pairs p ON p.id = l.pair "
+                              "ORDER BY l.id").fetchall()
+
+    assert labels(tmp_path / "here") == labels(tmp_path / "there") != []
+
+
+def test_the_pipeline_runs_its_trainers_label_and_evaluations_on_the_cluster(tmp_path):
+    from agentalign.config import load
+    from agentalign.pipeline import plan
+    from agentalign.pipeline_config import PipelineSettings
+
+    where = Cluster("127.0.0.1:6379", workers=3)
+    stages = plan(tmp_path, load(PipelineSettings), progress=False, cluster=where)
+    on = {s.name for s in stages if s.call.keywords.get("cluster") is where}
+    assert on == {"pretrain", "sft", "label", "reward-left", "reward-middle", "reward-right",
+                  "evaluate-base", "evaluate-sft", "evaluate-left-aligned",
+                  "evaluate-middle-aligned", "evaluate-right-aligned"}
+    assert not any("cluster" in s.call.keywords for s in plan(tmp_path, load(PipelineSettings),
+                                                             progress=False))
 
 
 def _cli(*args: str, env: dict | None = None, block_ray: bool = False):
@@ -200,7 +238,7 @@ def test_stand_in_unity_players_run_as_actors_on_two_nodes(cluster, policy, play
     port of its own), one actor per node (SPREAD), and plays the island's episodes."""
     starts = spawn_starts(load_layout(), 8, 2, 0.5)
     island = play(PolicyActor(policy), starts, num_envs=2, seed=2, record_frames=0)
-    remote = play_on_cluster(Cluster(cluster.address, actors=2), PolicyActor(policy), starts,
+    remote = play_on_cluster(Cluster(cluster.address, workers=2), PolicyActor(policy), starts,
                              num_envs=2, seed=2, record_frames=0, env=f"unity:{player}")
     assert same_episodes(island, remote)
     assert len(set(remote.settings["nodes"])) == 2, "both parts ran on one node"
@@ -267,7 +305,7 @@ def test_pretrain_on_ray_train_writes_the_stage_folder_and_resumes(cluster, smal
 
     out = tmp_path / "pretrain"
     result = pretrain(tiny("pretrain", "steps=3"), small_corpus, out,
-                      cluster=f"ray:{cluster.address}", cluster_workers=2)
+                      cluster=Cluster(cluster.address, workers=2))
     saved = json.loads((out / "metrics.json").read_text())  # rank 0 wrote the torchrun files
     assert saved["step"] == 3 and saved["world_size"] == 2
     assert result.world_size == 2

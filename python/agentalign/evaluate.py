@@ -26,7 +26,7 @@ from agentalign.envs.intents import intent_by_name, satisfaction
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.envs.render import IslandRenderer
 from agentalign.errors import ConfigError
-from agentalign.evaluate_config import EvaluateSettings, cluster_of
+from agentalign.evaluate_config import EvaluateSettings
 from agentalign.lifecycle import result_from
 from agentalign.models.checkpoint import load_policy, resolve
 from agentalign.rollout import (
@@ -40,7 +40,7 @@ from agentalign.rollout import (
     spawn_starts,
     summarise,
 )
-from agentalign.rollout.cluster import play_on_cluster
+from agentalign.rollout.cluster import Cluster, play_on_cluster
 from agentalign.rollout.pictures import save_episode_gif, save_heatmap, trajectory_heatmap
 from agentalign.spec import OUTCOMES
 
@@ -70,9 +70,9 @@ def make_starts(layout: Layout, settings: EvaluateSettings) -> Starts:
 
 
 def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
-        progress: bool = True) -> EvaluateResult:
+        progress: bool = True, cluster: Cluster | None = None) -> EvaluateResult:
     """Evaluate a policy checkpoint (or stage folder) and write results.json, heatmap.png and
-    episode GIFs into `out`."""
+    episode GIFs into `out`; with `cluster`, the same episodes are played by Ray actors."""
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("evaluate: device cuda asked for, but torch sees no CUDA GPU here")
@@ -90,10 +90,8 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
                        max_steps=settings.max_steps, seed=settings.seed,
                        record_frames=settings.gif_episodes, progress=progress, env=settings.env,
                        stage="evaluate")
-        if settings.cluster is None:
-            played = play(actor, starts, **options)
-        else:  # the same episodes, played by Ray actors
-            played = play_on_cluster(cluster_of(settings), actor, starts, **options)
+        played = (play(actor, starts, **options) if cluster is None
+                  else play_on_cluster(cluster, actor, starts, **options))
     finally:
         torch.set_num_threads(threads)
     episodes = played.episodes

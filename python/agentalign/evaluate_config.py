@@ -19,7 +19,7 @@ from agentalign.config import (
     option_values,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
-from agentalign.rollout.cluster import Cluster
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.rollout.starts import OfflaneSettings
 
 OPTIONS = {"episodes": "episodes to count", "num_envs": "environments stepped together",
@@ -28,11 +28,7 @@ OPTIONS = {"episodes": "episodes to count", "num_envs": "environments stepped to
            "intent": "also report the share of episodes satisfying this designer intent, by "
                      "name (docs/intents.md)",
            "intents": "the intents file --intent reads; none: the packaged "
-                      "configs/intents.yaml",
-           "cluster": "play on Ray actors: ray (a local Ray) or ray:HOST:PORT (a running "
-                      "cluster); needs pip install 'agentalign[distributed]' "
-                      "(docs/distributed.md)",
-           "cluster_actors": "Ray actors the episodes are split over"}
+                      "configs/intents.yaml"}
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,12 @@ class EvaluateSettings(Settings):
     offlane: OfflaneSettings
     intent: str | None = None  # a designer intent to count satisfaction of (envs.intents)
     intents: str | None = None  # the intents file it is read from; None: the packaged one
-    cluster: str | None = None  # None: this process; ray or ray:HOST:PORT (rollout.cluster)
-    cluster_actors: int = field(default=2, metadata=at_least(1))
-    cluster_resource: str | None = None  # a custom Ray resource each actor needs (1 unit)
 
     def check(self) -> None:
         check_env_setting(self.env)
         if self.intents is not None and self.intent is None:
             raise invalid("intents", "names an intents file, but no intent is chosen from it "
                           "(--intent NAME)")
-        if self.cluster is not None:
-            cluster_of(self)  # a one-line error for a bad value, before anything runs
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise invalid("device", f"must be cpu or cuda[:N], got {self.device!r}")
 
@@ -84,6 +75,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offlane", action="store_true", help="start displaced or turned "
                         "away from the demonstration lanes (the fixed set in "
                         "configs/evaluate.yaml)")
+    cluster_arguments(parser)
     add_config_arguments(parser)
 
 
@@ -92,16 +84,10 @@ def request(args: argparse.Namespace) -> tuple[EvaluateSettings, dict[str, Any]]
     if args.offlane:
         options["starts"] = "offlane"
     return load(EvaluateSettings, args.config, args.overrides, options), {
-        "checkpoint": args.checkpoint, "out": args.out}
+        "checkpoint": args.checkpoint, "out": args.out, **cluster_request(args)}
 
 
 COMMAND = Command("evaluate", "outcome rates of a policy, with a heatmap and GIFs", arguments,
                   request, "agentalign.evaluate:run", "agentalign.evaluate:summary",
                   inputs=("checkpoint",), outputs=("out",))
 
-
-def cluster_of(settings: EvaluateSettings) -> Cluster:
-    """The Ray cluster `settings.cluster` names (rollout.cluster)."""
-    resources = {settings.cluster_resource: 1.0} if settings.cluster_resource else {}
-    return Cluster.parse(settings.cluster or "ray", actors=settings.cluster_actors,
-                         resources=resources)

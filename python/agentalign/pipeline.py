@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
 from agentalign.lifecycle import StageRun, read_json
 from agentalign.pipeline_config import PipelineSettings, check_targets, recipe
+from agentalign.rollout.cluster import Cluster, connect, local_address
 from agentalign.spec import PADS
 from agentalign.train.align_config import AlignSettings
 from agentalign.train.bc_config import ImitationSettings, SftSettings
@@ -76,8 +77,11 @@ class PipelineResult:
     report: str
 
 
-def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[Stage]:
-    """The stages of a run, in order, each a stage function with its settings."""
+def plan(run: Path, settings: PipelineSettings, progress: bool = True,
+         cluster: Cluster | None = None) -> list[Stage]:
+    """The stages of a run, in order, each a stage function with its settings; with `cluster`,
+    the trainers (pretrain, sft, reward), label and the evaluations run on it (rollout.cluster,
+    train.on_ray), the same computations."""
     from agentalign import collect, evaluate
     from agentalign.export import personality
     from agentalign.train import align, bc, label, reward, reward_study
@@ -96,6 +100,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
 
     worker = {"progress": False}  # stages in worker processes log to files: no bars
     here = {"progress": progress}
+    on = {"cluster": cluster} if cluster is not None else {}  # where a stage runs
     stages = [
         Stage("collect", partial(collect.run, settings_of(
             CollectSettings, extra("collect"), seed=seed, **on_env), path("corpus"), **here),
@@ -106,9 +111,9 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
             **here), solo=True),
         Stage("pretrain", partial(bc.pretrain, settings_of(
             ImitationSettings, [f"seed={seed}", *extra("pretrain")]), path("corpus"),
-            path("pretrain"), **here), ("collect",), solo=True),
+            path("pretrain"), **here, **on), ("collect",), solo=True),
         Stage("sft", partial(bc.sft, settings_of(SftSettings, [f"seed={seed}", *extra("sft")]),
-                             path("demos"), path("sft"), init=path("pretrain"), **here),
+                             path("demos"), path("sft"), init=path("pretrain"), **here, **on),
               ("pretrain", "demos"), solo=True),
     ]
     if settings.ablation:
@@ -120,7 +125,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     # The intents file only where one is given: a pad-only default run calls its stages as before.
     intents = {"intents": settings.intents} if settings.intents is not None else {}
     stages.append(Stage("label", partial(label.run, labels, path("sft"), path("label"),
-                                         targets, **intents, **worker), ("sft",)))
+                                         targets, **intents, **worker, **on), ("sft",)))
     reward_settings = settings_of(RewardSettings, [f"seed={seed}", *extra("reward")])
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
     align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
@@ -130,7 +135,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     for t in targets:
         stages.append(Stage(f"reward-{t}", partial(
             reward.run, reward_settings, path("label"), t, path(f"reward-{t}"),
-            path("pretrain"), settings.labels_used, **worker), ("label", "pretrain")))
+            path("pretrain"), settings.labels_used, **worker, **on), ("label", "pretrain")))
     for t in targets:
         stages.append(Stage(f"align-{t}", partial(
             align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
@@ -153,13 +158,13 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     for name, folder in agents:
         stages.append(Stage(f"evaluate-{name}", partial(
             evaluate.run, evaluating(name, evaluation), path(folder), path("eval", name),
-            **worker), (folder,)))
+            **worker, **on), (folder,)))
     if settings.offlane:
         offlane = evaluation.replace(starts="offlane")
         for name, folder in agents:  # the aligned personalities too: do they recover?
             stages.append(Stage(f"evaluate-{name}-offlane", partial(
                 evaluate.run, evaluating(name, offlane), path(folder),
-                path("eval", f"{name}-offlane"), **worker), (folder,)))
+                path("eval", f"{name}-offlane"), **worker, **on), (folder,)))
     if settings.export:
         exporting = settings_of(ExportSettings, [], seed=seed,
                                 episodes=settings.export_episodes)
@@ -175,16 +180,20 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True) -> list[S
     return stages
 
 
-def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True
-        ) -> PipelineResult:
-    """Run (or resume) the whole pipeline into `out`."""
+def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True,
+        cluster: Cluster | None = None) -> PipelineResult:
+    """Run (or resume) the whole pipeline into `out`; `cluster` as in `plan` (where the stages
+    run: a resume may change it)."""
     from agentalign.report import build_report
 
     check_targets(settings.targets, settings.intents, settings.label.layout)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     state = _state(folder, settings)
-    stages = plan(folder, settings, progress)
+    if cluster is not None and cluster.address is None:
+        # One local Ray for the whole run, which every stage's process joins.
+        cluster = replace(cluster, address=local_address(connect(cluster)))
+    stages = plan(folder, settings, progress, cluster)
     clock, before = time.perf_counter(), state.get("wall_seconds", 0.0)
 
     def wall() -> None:  # summed over the invocations that made the run

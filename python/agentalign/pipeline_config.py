@@ -19,6 +19,7 @@ from agentalign.config import (
 from agentalign.envs.factory import ENV_HELP, check_env_setting
 from agentalign.envs.intents import IntentError, load_intents
 from agentalign.envs.layout import DEFAULT_LAYOUT
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.rollout.starts import without_anywhere
 from agentalign.train.label_config import LabelSettings
 
@@ -113,6 +114,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intents", metavar="FILE", help="the intents file --targets are "
                         "read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--env", help=ENV_HELP + "; passed to every stage that runs episodes")
+    cluster_arguments(parser)  # for pretrain, sft, reward (workers) and label, evaluate (actors)
     add_config_arguments(parser)
 
 
@@ -120,7 +122,7 @@ def request(args: argparse.Namespace) -> tuple[PipelineSettings, dict[str, Any]]
     options = {"targets": list(args.targets) if args.targets else None, "env": args.env,
                "intents": args.intents}
     return load(PipelineSettings, args.config, args.overrides, options), {
-        "out": args.out or Path("runs") / args.name}
+        "out": args.out or Path("runs") / args.name, **cluster_request(args)}
 
 
 COMMAND = Command("pipeline", "the whole recipe: collect to personalities and report",

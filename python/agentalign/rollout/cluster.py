@@ -44,7 +44,7 @@ class Cluster:
     joins a running cluster through its head's GCS address."""
 
     address: str | None = None
-    actors: int = 2  # parts the episodes are cut into, one Ray actor each
+    workers: int = 2  # Ray actors a rollout is cut into, or a trainer's Ray Train workers
     cpus: float = 1.0  # CPUs each actor reserves
     resources: dict[str, float] = field(default_factory=dict)  # custom ones, e.g. a game build
 
@@ -84,6 +84,11 @@ def connect(cluster: Cluster) -> Any:
                         "start one with `ray start --head` or check the address") from None
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     return ray
+
+
+def local_address(ray: Any) -> str:
+    """The GCS address of the Ray this process started (or joined), for other processes."""
+    return ray.get_runtime_context().gcs_address
 
 
 def check_resources(ray: Any, cluster: Cluster) -> None:
@@ -136,7 +141,7 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
     worker = _worker_class(ray).options(num_cpus=cluster.cpus, resources=cluster.resources,
                                         scheduling_strategy="SPREAD")
     started = time.perf_counter()
-    ranges = parts(len(starts), cluster.actors)
+    ranges = parts(len(starts), cluster.workers)
     workers = [worker.remote() for _ in ranges]
     actor_ref = ray.put(actor)
     pending = [w.play.remote(actor_ref, starts.part(slice(a, b)), a, options)
@@ -153,20 +158,27 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
                     "nodes": [r.settings["node"] for r in done]})
 
 
-def trainer_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--cluster` and `--cluster-workers` for a trainer's command (train.on_ray): where it runs,
-    not what it computes, so they are not settings and leave a run's identity alone."""
-    parser.add_argument("--cluster", metavar="ray[:HOST:PORT]", help="train on Ray Train "
-                        "workers: ray (a local Ray) or ray:HOST:PORT (a running cluster; the "
-                        "data and --out on storage every node sees); needs pip install "
+def cluster_arguments(parser: argparse.ArgumentParser, trains: bool = False) -> None:
+    """`--cluster`, `--cluster-workers`, `--cluster-resource` for a stage's command: where it
+    runs, not what it computes, so they are not settings and leave a run's identity alone."""
+    what = ("train on Ray Train workers" if trains else "play the episodes on Ray actors")
+    parser.add_argument("--cluster", metavar="ray[:HOST:PORT]", help=f"{what}: ray (a local "
+                        "Ray) or ray:HOST:PORT (a running cluster); needs pip install "
                         "'agentalign[distributed]' (docs/distributed.md)")
     parser.add_argument("--cluster-workers", type=int, default=2, metavar="N",
-                        help="Ray Train workers (ranks), one CPU each (default 2)")
+                        help=("Ray Train workers (ranks)" if trains else "Ray actors the "
+                              "episodes are split over") + ", one CPU each (default 2)")
+    parser.add_argument("--cluster-resource", metavar="NAME", help="a custom Ray resource "
+                        "each worker needs, e.g. unity_build: only nodes started with it host "
+                        "one")
 
 
-def trainer_request(args: argparse.Namespace) -> dict[str, Any]:
-    """The stage function's keyword arguments for `trainer_arguments`' options."""
+def cluster_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage function's `cluster` keyword for `cluster_arguments`' options ({} without)."""
     if args.cluster is None:
         return {}
-    Cluster.parse(args.cluster)  # a one-line error before anything runs
-    return {"cluster": args.cluster, "cluster_workers": args.cluster_workers}
+    if args.cluster_workers < 1:
+        raise UserError(f"--cluster-workers must be at least 1, got {args.cluster_workers}")
+    resources = {args.cluster_resource: 1.0} if args.cluster_resource else {}
+    return {"cluster": Cluster.parse(args.cluster, workers=args.cluster_workers,
+                                     resources=resources)}

@@ -105,11 +105,9 @@ def check_run(args: list[str], run_dir: Path, folders: Folders) -> None:
         raise
     except UserError as e:
         raise RefusedRun(str(e)) from None
-    cluster = kwargs.get("cluster") or getattr(settings, "cluster", None)
-    if cluster is not None:  # a Ray driver unpickles what the cluster it joins sends it
-        raise RefusedRun(f"--cluster {cluster}: runs this server starts play and train on this "
-                         "machine; start a cluster run from a shell on the cluster "
-                         "(docs/distributed.md)")
+    if kwargs.get("cluster") is not None:  # a Ray driver unpickles what its cluster sends
+        raise RefusedRun("--cluster: runs this server starts play and train on this machine; "
+                         "start a cluster run from a shell on the cluster (docs/distributed.md)")
     for key in chosen.outputs:
         if kwargs.get(key) is None:
             raise RefusedRun(f"--{key}: give it, inside the run's folder {run_dir}")

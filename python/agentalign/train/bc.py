@@ -54,6 +54,7 @@ from agentalign.models.checkpoint import (
     save_step,
 )
 from agentalign.models.policy import Policy, PolicyConfig, get_config
+from agentalign.rollout.cluster import Cluster
 from agentalign.train import on_ray
 from agentalign.train.bc_config import ImitationSettings, ModelSettings
 from agentalign.train.distributed import (
@@ -165,25 +166,24 @@ def evaluate(policy: Policy, corpus: Corpus, windows: list[tuple[int, int, int]]
 
 
 def pretrain(settings: ImitationSettings, corpus: str | Path, out: str | Path, *,
-             progress: bool = True, cluster: str | None = None,
-             cluster_workers: int = 2) -> TrainResult:
+             progress: bool = True, cluster: Cluster | None = None) -> TrainResult:
     """`agentalign pretrain`: a policy from a random init, on a gameplay corpus; with
-    `cluster`, on `cluster_workers` Ray Train workers (train.on_ray)."""
+    `cluster`, on its Ray Train workers (train.on_ray)."""
     if cluster is not None:
         return on_ray.fit(pretrain, (settings, on_ray.absolute(corpus), on_ray.absolute(out)),
-                          {}, cluster, cluster_workers)
+                          {}, cluster)
     return train("pretrain", settings, corpus, out, progress=progress)
 
 
 def sft(settings: ImitationSettings, demos: str | Path, out: str | Path, *,
-        init: str | Path | None = None, progress: bool = True, cluster: str | None = None,
-        cluster_workers: int = 2) -> TrainResult:
+        init: str | Path | None = None, progress: bool = True,
+        cluster: Cluster | None = None) -> TrainResult:
     """`agentalign sft`: fine-tune the policy at `init` (a checkpoint or stage folder) on curated
     demos; with `init=None`, train the same architecture from a random init (the ablation).
     `cluster`: as pretrain's."""
     if cluster is not None:
         return on_ray.fit(sft, (settings, on_ray.absolute(demos), on_ray.absolute(out)),
-                          {"init": init and on_ray.absolute(init)}, cluster, cluster_workers)
+                          {"init": init and on_ray.absolute(init)}, cluster)
     return train("sft", settings, demos, out, init=init, progress=progress)
 
 

@@ -18,7 +18,7 @@ from agentalign.config import (
     invalid,
     load_from_args,
 )
-from agentalign.rollout.cluster import trainer_arguments, trainer_request
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 
 # Keys that change no weight, so a resumed run may change them.
 RESUMABLE_CHANGES = ("eval_interval", "log_interval", "checkpoint_interval", "keep_checkpoints",
@@ -94,13 +94,13 @@ def pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"),
                         help="gameplay corpus folder (from `agentalign collect`)")
     parser.add_argument("--out", type=Path, default=Path("runs/pretrain"), help="stage folder")
-    trainer_arguments(parser)
+    cluster_arguments(parser, trains=True)
     add_config_arguments(parser)
 
 
 def pretrain_request(args: argparse.Namespace) -> tuple[ImitationSettings, dict[str, Any]]:
     return load_from_args(ImitationSettings, args), {"corpus": args.corpus, "out": args.out,
-                                                      **trainer_request(args)}
+                                                      **cluster_request(args)}
 
 
 def sft_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,13 +116,13 @@ def sft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demos", type=Path, default=Path("runs/demos"),
                         help="demo corpus folder")
     parser.add_argument("--out", type=Path, default=Path("runs/sft"), help="stage folder")
-    trainer_arguments(parser)
+    cluster_arguments(parser, trains=True)
     add_config_arguments(parser)
 
 
 def sft_request(args: argparse.Namespace) -> tuple[SftSettings, dict[str, Any]]:
     return load_from_args(SftSettings, args), {"demos": args.demos, "out": args.out,
-                                               "init": args.init, **trainer_request(args)}
+                                               "init": args.init, **cluster_request(args)}
 
 
 PRETRAIN = Command("pretrain", "pre-train the policy by imitating the gameplay corpus",

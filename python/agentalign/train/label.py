@@ -52,6 +52,7 @@ from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, play, training_starts, without_anywhere
+from agentalign.rollout.cluster import Cluster, play_on_cluster
 from agentalign.spec import PADS
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
@@ -106,11 +107,13 @@ def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float]]:
 def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
                     num_envs: int, source: dict[str, Any], progress: bool = True,
                     env: str = "island", obs: tuple[int, int] = (64, 64),
-                    anywhere: float = 0.0, anywhere_edge: float = 1.5) -> Corpus:
+                    anywhere: float = 0.0, anywhere_edge: float = 1.5,
+                    cluster: Cluster | None = None) -> Corpus:
     """Play `episodes` episodes with `actor` from the game's spawns (a share `anywhere` of them
     from anywhere on the island) and write them as a corpus at `out`, one shard per
     SHARD_EPISODES episodes (so frames never pile up in memory), each shard's start kinds in its
-    metadata. A finished corpus with the same source is reused."""
+    metadata. A finished corpus with the same source is reused. With `cluster`, Ray actors
+    play each shard's episodes (the same episodes: rollout.cluster)."""
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
@@ -124,9 +127,11 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
     for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
         part = slice(first, min(first + SHARD_EPISODES, episodes))
         chunk = starts.part(part)
-        played = play(actor, chunk, num_envs=num_envs, layout=layout, height=obs[0],
-                      width=obs[1], seed=seed * 1009 + index, record_frames=len(chunk),
-                      progress=progress, env=env, stage="label")
+        options = dict(num_envs=num_envs, layout=layout, height=obs[0], width=obs[1],
+                       seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
+                       env=env, stage="label")
+        played = (play(actor, chunk, **options) if cluster is None
+                  else play_on_cluster(cluster, actor, chunk, **options))
         recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
                             positions=e.positions[:e.length],
                             headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
@@ -189,8 +194,8 @@ def target_intents(targets: list[str], intents: str | Path | None, layout: str
 
 def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: LabelSettings,
                 *, source: dict[str, Any], progress: bool = True,
-                obs: tuple[int, int] = (64, 64), intents: str | Path | None = None
-                ) -> dict[str, Any]:
+                obs: tuple[int, int] = (64, 64), intents: str | Path | None = None,
+                cluster: Cluster | None = None) -> dict[str, Any]:
     """Roll out with `actor` (or reuse the rollouts), pair and label for `targets` (intent
     names of `intents`, default: the packaged file); returns the summary (metrics.json).
     Targets add up: a rerun labels only those the store lacks."""
@@ -236,7 +241,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
                         "greedy": settings.greedy, "anywhere": anywhere,
                         "anywhere_edge": settings.anywhere_edge}),
                     progress=progress, env=settings.env, obs=obs, anywhere=anywhere,
-                    anywhere_edge=settings.anywhere_edge)
+                    anywhere_edge=settings.anywhere_edge, cluster=cluster)
             ids = store.add_trajectories(folder, range(corpus.num_episodes),
                                          SPLITS[split].store_split)
             trajectories[split] = (ids, summaries(corpus))
@@ -312,9 +317,11 @@ def _label_target(store: LabelStore, target: str, intent: Intent, settings: Labe
 
 
 def run(settings: LabelSettings, policy: str | Path, out: str | Path, targets: list[str], *,
-        intents: str | Path | None = None, progress: bool = True) -> LabelResult:
+        intents: str | Path | None = None, progress: bool = True,
+        cluster: Cluster | None = None) -> LabelResult:
     """`agentalign label`: the SFT policy at `policy` acts, sampling its actions; `targets`
-    are intent names of `intents` (default: the packaged configs/intents.yaml)."""
+    are intent names of `intents` (default: the packaged configs/intents.yaml); with `cluster`,
+    on Ray actors (the same rollouts)."""
     from agentalign.models.checkpoint import load_policy
 
     target_intents(targets, intents, settings.layout)  # an unknown name fails before loading
@@ -322,7 +329,8 @@ def run(settings: LabelSettings, policy: str | Path, out: str | Path, targets: l
     actor = PolicyActor(model, greedy=settings.greedy)
     source = {"policy": info.get("sha256"), "stage": info.get("stage")}
     result = make_labels(actor, out, targets, settings, source=source, progress=progress,
-                         obs=(model.config.obs_height, model.config.obs_width), intents=intents)
+                         obs=(model.config.obs_height, model.config.obs_width), intents=intents,
+                         cluster=cluster)
     return result_from(LabelResult, result)
 
 

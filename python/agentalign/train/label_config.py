@@ -17,6 +17,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.rollout.starts import without_anywhere
 
 OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rollouts",
@@ -78,13 +79,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                         "--target names are read from (default: the packaged "
                         "configs/intents.yaml)")
     add_options(parser, LabelSettings, OPTIONS)
+    cluster_arguments(parser)
     add_config_arguments(parser)
 
 
 def request(args: argparse.Namespace) -> tuple[LabelSettings, dict[str, Any]]:
     targets = list(dict.fromkeys(args.target))  # --target is required: never empty
     return load_from_args(LabelSettings, args, OPTIONS), {
-        "policy": args.policy, "out": args.out, "targets": targets, "intents": args.intents}
+        "policy": args.policy, "out": args.out, "targets": targets, "intents": args.intents,
+        **cluster_request(args)}
 
 
 COMMAND = Command("label", "roll out the SFT agent and label pairs of its runs", arguments,

@@ -28,14 +28,11 @@ def absolute(path: str | Path) -> Path:
 
 
 def fit(stage: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        cluster: str, workers: int) -> Any:
-    """`stage(*args, **kwargs, progress=False)` on `workers` Ray Train workers (one CPU each)
-    of the cluster `cluster` names (`ray` or `ray:HOST:PORT`); returns rank 0's result."""
-    if workers < 1:
-        raise UserError(f"--cluster-workers must be at least 1, got {workers}")
-    chosen = Cluster.parse(cluster)
-    ray = connect(chosen)
-    check_resources(ray, chosen)
+        cluster: Cluster) -> Any:
+    """`stage(*args, **kwargs, progress=False)` on `cluster.workers` Ray Train workers (one CPU
+    each, and `cluster.resources`); returns rank 0's result."""
+    ray = connect(cluster)
+    check_resources(ray, cluster)
     try:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
@@ -65,8 +62,9 @@ def fit(stage: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="agentalign-ray-train-") as scratch:
         trainer = TorchTrainer(
             loop, train_loop_config={"box": box},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
-                                         resources_per_worker={"CPU": 1}),
+            scaling_config=ScalingConfig(num_workers=cluster.workers, use_gpu=False,
+                                         resources_per_worker={"CPU": cluster.cpus,
+                                                               **cluster.resources}),
             run_config=RunConfig(storage_path=str(Path(scratch)), name="train"))
         outcome = trainer.fit()
     if outcome.error is not None:

@@ -59,6 +59,7 @@ from agentalign.models.reward import (
     encode_fitted,
     init_from_policy,
 )
+from agentalign.rollout.cluster import Cluster
 from agentalign.train import on_ray
 from agentalign.train.bc import resolve_policy_config
 from agentalign.train.distributed import (
@@ -242,15 +243,15 @@ def _policy_config(cfg: RewardSettings, init: Path | None) -> tuple[PolicyConfig
 
 def run(settings: RewardSettings, labels: str | Path, target: str, out: str | Path,
         init: str | Path | None, labels_used: int | None = None, *, progress: bool = True,
-        cluster: str | None = None, cluster_workers: int = 2) -> RewardResult:
+        cluster: Cluster | None = None) -> RewardResult:
     """Train one reward model on the first `labels_used` training labels of `target` (all if
     None); `init` is a policy checkpoint (agent encoder) or None (random init). A finished run
-    of the same settings is skipped; rank 0 writes metrics.json. With `cluster`, on
-    `cluster_workers` Ray Train workers (train.on_ray)."""
+    of the same settings is skipped; rank 0 writes metrics.json. With `cluster`, on its Ray
+    Train workers (train.on_ray)."""
     if cluster is not None:
         return on_ray.fit(run, (settings, on_ray.absolute(labels), target,
                                 on_ray.absolute(out), init and on_ray.absolute(init),
-                                labels_used), {}, cluster, cluster_workers)
+                                labels_used), {}, cluster)
     ranks = init_distributed(settings.device)
     try:
         with cpu_settings(training_threads(settings.num_threads, ranks)):

@@ -19,7 +19,7 @@ from agentalign.config import (
     invalid,
     load_from_args,
 )
-from agentalign.rollout.cluster import trainer_arguments, trainer_request
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.train.bc_config import ModelSettings
 
 INITS = ("agent", "random")
@@ -119,14 +119,14 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", action="store_true", help="the label-scaling study (both "
                         "inits, the label counts and seeds of the config's study section)")
     parser.add_argument("--out", type=Path, default=Path("runs/reward"), help="stage folder")
-    trainer_arguments(parser)
+    cluster_arguments(parser, trains=True)
     add_config_arguments(parser)
 
 
 def request(args: argparse.Namespace) -> tuple[RewardSettings, dict[str, Any]]:
     return load_from_args(RewardSettings, args), {
         "labels": args.labels, "target": args.target, "out": args.out, "init": args.init,
-        "labels_used": args.labels_used, "study": args.study, **trainer_request(args)}
+        "labels_used": args.labels_used, "study": args.study, **cluster_request(args)}
 
 
 COMMAND = Command("reward", "train the reward model on preference labels", arguments, request,
