@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agentalign import events
 from agentalign.errors import UserError
 
 if TYPE_CHECKING:  # the loop imports torch: settings that name a cluster load without it
@@ -136,7 +137,8 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
 
     ray = connect(cluster)
     check_resources(ray, cluster)
-    options = {**options, "progress": False}
+    show, stage = options.get("progress", False), options.get("stage", "play")
+    options = {**options, "progress": False}  # the actors' bars would go to their logs
     # SPREAD: the parts go to different machines where there are several.
     worker = _worker_class(ray).options(num_cpus=cluster.cpus, resources=cluster.resources,
                                         scheduling_strategy="SPREAD")
@@ -146,7 +148,13 @@ def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: A
     actor_ref = ray.put(actor)
     pending = [w.play.remote(actor_ref, starts.part(slice(a, b)), a, options)
                for w, (a, b) in zip(workers, ranges, strict=True)]
-    try:
+    waiting = dict(zip(pending, ranges, strict=True))
+    try:  # a bar that moves as parts finish
+        with events.progress(stage, len(starts), unit="ep", show=show) as bar:
+            while waiting:
+                (ready,), _ = ray.wait(list(waiting), num_returns=1)
+                first, stop = waiting.pop(ready)
+                bar.update(stop - first)
         done = ray.get(pending)
     finally:
         for w in workers:
