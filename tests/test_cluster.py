@@ -92,31 +92,40 @@ def test_actors_play_the_local_episodes(cluster, policy):
     assert remote.settings["actors"] == 3
 
 
-def _kill_during(action, target: str):
-    """Run `action` in a thread; kill one process whose title names `target` once it works."""
-    import psutil
-
+def _meanwhile(action, during):
+    """Run `action` in a thread and `during(thread)` here while it runs; (during's result,
+    action's result or None)."""
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(value=action()))
     thread.start()
-    deadline, killed = time.monotonic() + 60, None
-    while killed is None and thread.is_alive() and time.monotonic() < deadline:
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if target in " ".join(proc.info["cmdline"] or []):
-                os.kill(proc.info["pid"], signal.SIGKILL)
-                killed = proc.info["pid"]
-                break
-        time.sleep(0.05)
+    seen = during(thread)
     thread.join(180)
-    return killed, result.get("value")
+    return seen, result.get("value")
+
+
+def _kill(target: str):
+    """A `during`: kill the first process whose title names `target`; its pid, or None."""
+    import psutil
+
+    def during(thread):
+        deadline = time.monotonic() + 60
+        while thread.is_alive() and time.monotonic() < deadline:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                if target in " ".join(proc.info["cmdline"] or []):
+                    os.kill(proc.info["pid"], signal.SIGKILL)
+                    return proc.info["pid"]
+            time.sleep(0.05)
+        return None
+
+    return during
 
 
 def test_a_killed_actor_plays_its_part_again_and_nothing_twice(cluster, policy):
     starts = spawn_starts(load_layout(), 96, 5, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=5, record_frames=0)
-    killed, remote = _kill_during(lambda: play_on_cluster(
+    killed, remote = _meanwhile(lambda: play_on_cluster(
         Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=5,
-        record_frames=0), "EpisodeWorker.play")
+        record_frames=0), _kill("EpisodeWorker.play"))
     assert killed is not None, "no actor was seen playing"
     assert remote is not None and same_episodes(local, remote)
 
@@ -125,16 +134,15 @@ def test_a_removed_node_loses_its_actor_and_the_outcomes_stay(cluster, policy):
     starts = spawn_starts(load_layout(), 96, 6, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=6, record_frames=0)
     (extra,) = [n for n in cluster.list_all_nodes() if n is not cluster.head_node]
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(value=play_on_cluster(
+
+    def remove(thread):
+        time.sleep(4)  # the actors have started (SPREAD: one on each node) and are playing
+        cluster.remove_node(extra)
+
+    _, remote = _meanwhile(lambda: play_on_cluster(
         Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=6,
-        record_frames=0)))
-    thread.start()
-    time.sleep(4)  # the actors have started (SPREAD: one on each node) and are playing
-    cluster.remove_node(extra)
-    thread.join(180)
+        record_frames=0), remove)
     cluster.add_node(**NODE)  # for the tests after this one
-    remote = result.get("value")
     assert remote is not None and same_episodes(local, remote)
     counts = np.bincount([e.outcome for e in remote.episodes], minlength=5)
     assert counts.tolist() == np.bincount([e.outcome for e in local.episodes],

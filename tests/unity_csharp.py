@@ -94,7 +94,8 @@ def build(out: Path) -> dict[str, Path]:
     _mcs("-warnaserror", f"-out:{harness}", str(REFS / "harness" / "IslandHarness.cs"),
          *map(str, ENGINE_FREE), cwd=out)
     built["harness"] = harness
-    pending = {a.name: a for a in asmdefs()}
+    defs = asmdefs()
+    pending = {a.name: a for a in defs}
     while pending:  # in dependency order
         ready = [a for a in pending.values() if all(
             r in built or r in TEST_RUNNER for r in a.data.get("references", []))]
@@ -108,7 +109,7 @@ def build(out: Path) -> dict[str, Path]:
             built[a.name] = _library(out, a.name, a.sources(), refs, "-warnaserror")
             del pending[a.name]
     # The development project's editor scripts: Unity's predefined Assembly-CSharp-Editor.
-    auto = [a.name for a in asmdefs() if a.data.get("autoReferenced", True)]
+    auto = [a.name for a in defs if a.data.get("autoReferenced", True)]
     built["Assembly-CSharp-Editor"] = _library(
         out, "Assembly-CSharp-Editor", sorted((UNITY / "Assets").rglob("*.cs")),
         ["UnityEngine", "Unity.InferenceEngine", "Unity.ML-Agents", "UnityEditor", *auto],

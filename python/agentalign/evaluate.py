@@ -35,12 +35,11 @@ from agentalign.rollout import (
     format_table,
     intent_line,
     offlane_starts,
-    play,
     rates_line,
     spawn_starts,
     summarise,
 )
-from agentalign.rollout.cluster import Cluster, play_on_cluster
+from agentalign.rollout.cluster import Cluster, play_on
 from agentalign.rollout.pictures import save_episode_gif, save_heatmap, trajectory_heatmap
 from agentalign.spec import OUTCOMES
 
@@ -90,8 +89,7 @@ def run(settings: EvaluateSettings, checkpoint: str | Path, out: str | Path, *,
                        max_steps=settings.max_steps, seed=settings.seed,
                        record_frames=settings.gif_episodes, progress=progress, env=settings.env,
                        stage="evaluate")
-        played = (play(actor, starts, **options) if cluster is None
-                  else play_on_cluster(cluster, actor, starts, **options))
+        played = play_on(cluster, actor, starts, **options)
     finally:
         torch.set_num_threads(threads)
     episodes = played.episodes

@@ -20,6 +20,7 @@ are off unless the environment turns them on.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import time
@@ -104,13 +105,12 @@ def check_resources(ray: Any, cluster: Cluster) -> None:
                         "`ray start --address ... --resources '{\"NAME\": 1}'`")
 
 
+@functools.cache
 def _worker_class(ray: Any) -> Any:
-    """The actor class, made remote once Ray is imported (Ray is an optional dependency)."""
+    """The actor class, made remote once per process once Ray is imported (Ray is an optional
+    dependency); a stage that plays several rollouts (label's shards) reuses it."""
 
     class EpisodeWorker:
-        def pid(self) -> int:
-            return os.getpid()
-
         def play(self, actor: Actor, starts: Starts, first: int,
                  options: dict[str, Any]) -> Rollout:
             from agentalign.rollout.loop import play
@@ -127,6 +127,15 @@ def parts(total: int, actors: int) -> list[tuple[int, int]]:
     n = max(1, min(actors, total))
     bounds = [round(i * total / n) for i in range(n + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(n)]
+
+
+def play_on(cluster: Cluster | None, actor: Actor, starts: Starts, **options: Any) -> Rollout:
+    """`loop.play` here when `cluster` is None, else on its Ray actors: the same episodes."""
+    if cluster is None:
+        from agentalign.rollout.loop import play
+
+        return play(actor, starts, **options)
+    return play_on_cluster(cluster, actor, starts, **options)
 
 
 def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: Any

@@ -51,8 +51,8 @@ from agentalign.envs.intents import (
 from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
-from agentalign.rollout import Actor, PolicyActor, play, training_starts, without_anywhere
-from agentalign.rollout.cluster import Cluster, play_on_cluster
+from agentalign.rollout import Actor, PolicyActor, training_starts, without_anywhere
+from agentalign.rollout.cluster import Cluster, play_on
 from agentalign.spec import PADS
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
@@ -130,8 +130,7 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         options = dict(num_envs=num_envs, layout=layout, height=obs[0], width=obs[1],
                        seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
                        env=env, stage="label")
-        played = (play(actor, chunk, **options) if cluster is None
-                  else play_on_cluster(cluster, actor, chunk, **options))
+        played = play_on(cluster, actor, chunk, **options)
         recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
                             positions=e.positions[:e.length],
                             headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
