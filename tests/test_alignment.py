@@ -170,6 +170,50 @@ def test_rloo_baseline_is_the_mean_of_the_others():
     np.testing.assert_allclose(advantages, [-1.5, 0.0, 1.5, 0.0, 0.0, 0.0])
 
 
+def test_spawn_priority_draws_more_starts_where_runs_of_a_start_disagree(layout):
+    from agentalign.train.rl import spawn_spread, spawn_weights
+
+    # 4 starts x k=2: spawn 1's runs disagree (scores 0 and 4), the others' agree
+    spawns = np.repeat([0, 1, 2, 3], 2)
+    spread = spawn_spread(None, spawns, np.array([1, 1, 0, 4, 2, 2, 3, 3.0]), 2, 4)
+    assert spread == [0.0, 2.0, 0.0, 0.0]
+    assert spawn_weights(spread, 0.0) is None  # off: uniform draws, as before the setting
+    weights = spawn_weights(spread, 0.5)
+    np.testing.assert_allclose(weights, [0.125, 0.625, 0.125, 0.125])  # none ever dropped
+    # a running mean: a later batch where spawn 1 agrees lowers it, spawn 3's spread rises
+    later = spawn_spread(spread, spawns, np.array([1, 1, 2, 2, 0, 0, 0, 2.0]), 2, 4)
+    np.testing.assert_allclose(later, [0.0, 1.6, 0.0, 0.2])
+    assert spawn_weights([float("nan")] * 4, 0.5) is None  # nothing known yet
+    drawn = spawn_starts(layout, 4000, 3, 0.5, weights).spawns
+    np.testing.assert_allclose(np.bincount(drawn, minlength=4) / 4000, weights, atol=0.02)
+    uniform = spawn_starts(layout, 50, 3, 0.5)
+    assert np.array_equal(uniform.spawns, spawn_starts(layout, 50, 3, 0.5, None).spawns)
+
+
+def test_rl_with_start_priority_resumes_its_spread(policy_path, tmp_path):
+    """The spread is part of the training state: a resumed run draws as an unbroken one."""
+    from agentalign.models.checkpoint import load_trainer_state
+
+    cfg = small_rl(iterations=3, start_priority=0.5)
+    whole = rl(cfg, policy_path, TOY, "left", tmp_path / "whole", progress=False)
+    calls = {"n": 0}
+
+    def stopping(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # stopped during iteration 3
+        return left_pad_percent(frames, actions)
+
+    with pytest.raises(KeyboardInterrupt):
+        rl(cfg, policy_path, RewardFunction(stopping, "toy"), "left", tmp_path / "cut",
+           progress=False)
+    resumed = rl(cfg, policy_path, TOY, "left", tmp_path / "cut", progress=False)
+    assert [h["score"] for h in resumed.history] == [h["score"] for h in whole.history]
+    state = load_trainer_state(tmp_path / "whole" / "checkpoints" / "step-00000003")
+    assert len(state["spawn_spread"]) == 4
+    assert "start_priority" not in small_rl().identity()  # off: older runs stay valid
+
+
 def train_toy(layout, kl_coef: float, iterations: int) -> tuple[Policy, list[dict]]:
     cfg = load(RLSettings, None, [
         "lr=1e-2", f"kl_coef={kl_coef}", "starts_per_iteration=4", "samples_per_start=4",
@@ -210,9 +254,9 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
     learned: list = []
     real_update = rl_module.update
 
-    def spy_update(policy, reference, optimizer, trajectories, scores, cfg):
+    def spy_update(policy, reference, optimizer, trajectories, scores, cfg, *ranks):
         learned.append(trajectories)
-        return real_update(policy, reference, optimizer, trajectories, scores, cfg)
+        return real_update(policy, reference, optimizer, trajectories, scores, cfg, *ranks)
 
     monkeypatch.setattr(rl_module, "update", spy_update)
     config = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1))
@@ -312,6 +356,47 @@ def test_rl_resumes_and_a_nan_loss_keeps_the_last_good_checkpoint(policy_path, t
     assert metrics.iteration == 2 and len(metrics.history) == 2
     with pytest.raises(UserError, match=r"other settings \(config.kl_coef: 0.05 -> 0.5\)"):
         rl(small_rl(kl_coef=0.5), policy_path, TOY, "left", out, progress=False)
+
+
+def rl_rank(rank: int, port: int, policy: str, out: str) -> None:
+    """One of two gloo ranks of an RL run, joined through torchrun's environment variables."""
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    result = rl(small_rl(starts_per_iteration=3, start_priority=0.5), policy, TOY, "left", out,
+                progress=False)
+    torch.save({"history": result.history}, Path(out).parent / f"rank{rank}.pt")
+
+
+def test_two_ranks_play_the_batch_and_take_the_step_one_process_takes(policy_path, tmp_path):
+    """RL over two ranks (torchrun's way; Ray Train starts the same): each plays whole starts
+    of every batch, with their indices in the batch, and the summed gradients give the one
+    process's run: the same episodes, statistics and weights up to float rounding."""
+    import torch.multiprocessing as mp
+
+    from test_bc import free_port
+
+    single = rl(small_rl(starts_per_iteration=3, start_priority=0.5), policy_path, TOY, "left",
+                tmp_path / "one", progress=False)
+    mp.spawn(rl_rank, args=(free_port(), str(policy_path), str(tmp_path / "two")), nprocs=2,
+             join=True)
+    histories = [[{k: v for k, v in h.items() if k != "decisions_per_s"} for h in
+                  torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["history"]]
+                 for r in range(2)]
+    assert histories[0] == histories[1]  # every rank holds the whole batch's statistics
+    for mine, theirs in zip(histories[0], single.history, strict=True):
+        for key in ("score", "episode_length", "rate_left", "rate_none"):
+            assert mine[key] == theirs[key], key  # the same episodes
+        for key in ("kl", "reward", "loss", "entropy", "grad_norm"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+    saved = json.loads((tmp_path / "two" / "metrics.json").read_text())  # rank 0 wrote it
+    assert saved["iteration"] == 2 and saved["evaluation"]["episodes"] == 4
+    one, _ = load_policy(tmp_path / "one")
+    two, _ = load_policy(tmp_path / "two")
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
 # --- command line and bad input ------------------------------------------------------------------

@@ -9,6 +9,7 @@ object stores, no dashboard, every process on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -193,7 +194,8 @@ def test_label_on_the_cluster_records_the_local_rollouts_and_labels(cluster, pol
     assert labels(tmp_path / "here") == labels(tmp_path / "there") != []
 
 
-def test_the_pipeline_runs_its_trainers_label_and_evaluations_on_the_cluster(tmp_path):
+def test_the_pipeline_runs_its_trainers_label_alignments_and_evaluations_on_the_cluster(
+        tmp_path):
     from agentalign.config import load
     from agentalign.pipeline import plan
     from agentalign.pipeline_config import PipelineSettings
@@ -201,11 +203,77 @@ def test_the_pipeline_runs_its_trainers_label_and_evaluations_on_the_cluster(tmp
     where = Cluster("127.0.0.1:6379", workers=3)
     stages = plan(tmp_path, load(PipelineSettings), progress=False, cluster=where)
     on = {s.name for s in stages if s.call.keywords.get("cluster") is where}
-    assert on == {"pretrain", "sft", "label", "reward-left", "reward-middle", "reward-right",
-                  "evaluate-base", "evaluate-sft", "evaluate-left-aligned",
-                  "evaluate-middle-aligned", "evaluate-right-aligned"}
+    assert on == {"collect", "demos", "pretrain", "sft", "label", "reward-left", "reward-middle",
+                  "reward-right", "align-left", "align-middle", "align-right", "evaluate-base",
+                  "evaluate-sft", "evaluate-left-aligned", "evaluate-middle-aligned",
+                  "evaluate-right-aligned"}
     assert not any("cluster" in s.call.keywords for s in plan(tmp_path, load(PipelineSettings),
                                                              progress=False))
+
+
+def test_rl_batches_on_a_stages_actors_are_the_local_ones(cluster, policy):
+    """RL's view of its episodes (actions, acting log-probs, frame encodings) from one pool of
+    actors kept across iterations equals the local one; the pool closes its actors."""
+    from agentalign.rollout.cluster import WorkerPool
+    from agentalign.rollout.trajectories import sample_trajectories
+
+    layout = load_layout()
+    options = {"num_envs": 8, "max_steps": 30, "features": True}
+    with WorkerPool(Cluster(cluster.address, workers=2)) as pool:
+        for seed in (5, 6):  # two iterations on the same two actors
+            starts = spawn_starts(layout, 6, seed, 0.5).repeated(2)
+            local = sample_trajectories(policy, starts, layout, seed=seed, **options)
+            remote = sample_trajectories(policy, starts, layout, seed=seed, where=pool,
+                                         **options)
+            np.testing.assert_array_equal(local[1], remote[1])  # outcomes
+            for a, b in zip(local[0], remote[0], strict=True):
+                np.testing.assert_array_equal(a.actions, b.actions)
+                np.testing.assert_array_equal(a.frames, b.frames)
+                np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+                np.testing.assert_allclose(a.features, b.features, atol=1e-5)
+            if seed == 5:
+                first = list(pool.workers)
+        assert pool.workers == first and len(first) == 2
+    assert pool.workers == []
+
+
+def test_collect_on_the_cluster_makes_the_local_corpus(cluster, small_corpus, tmp_path):
+    """Shards made as Ray tasks and sent back are byte for byte the local ones."""
+    from agentalign.collect import run as collect
+    from agentalign.data.shards import MANIFEST
+    from conftest import small_collect_config
+
+    result = collect(small_collect_config(), tmp_path, progress=False,
+                     cluster=Cluster(cluster.address, workers=2))
+    ours = json.loads((tmp_path / MANIFEST).read_text())["shards"]
+    theirs = json.loads((small_corpus / MANIFEST).read_text())["shards"]
+    assert [e["sha256"] for e in ours] == [e["sha256"] for e in theirs]
+    assert result.episodes == sum(e["episodes"] for e in theirs)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_align_on_the_cluster_gives_the_local_alignment(cluster, tmp_path):
+    """prefft's rollouts on Ray actors and RL on two Ray Train workers (each playing whole
+    starts of every batch, gradients summed): the same selections and the same policy (up to
+    float rounding) as the local alignment."""
+    from agentalign.models.checkpoint import load_policy, save_step
+    from agentalign.train.align import run as align
+    from agentalign.train.align_config import AlignSettings
+    from test_alignment import TOY, small_prefft, small_rl, tiny_policy
+
+    start = tiny_policy()
+    save_step(tmp_path / "sft", start, start.config.to_dict(), kind="policy", stage="sft",
+              step=0)
+    config = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=2))
+    local = align(config, tmp_path / "sft", TOY, "left", tmp_path / "local", progress=False)
+    remote = align(config, tmp_path / "sft", TOY, "left", tmp_path / "remote", progress=False,
+                   cluster=Cluster(cluster.address, workers=2))
+    assert remote.prefft["rounds"] == local.prefft["rounds"]
+    assert remote.evaluation["rates"] == local.evaluation["rates"]
+    a, _ = load_policy(tmp_path / "local")
+    b, _ = load_policy(tmp_path / "remote")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def _cli(*args: str, env: dict | None = None, block_ray: bool = False):

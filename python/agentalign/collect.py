@@ -8,8 +8,11 @@ half-written shard never becomes visible (atomic rename).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from agentalign import __version__, events
-from agentalign.atomic import remove_stale_temporaries, write_json_atomic
+from agentalign.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
 from agentalign.collect_config import CollectSettings
 from agentalign.data.players import PLAYER_TYPES, Population
 from agentalign.data.shards import FORMAT_VERSION, MANIFEST, Episode, write_shard
@@ -32,6 +35,7 @@ from agentalign.rollout import (
     training_starts,
     without_anywhere,
 )
+from agentalign.rollout.cluster import RESTARTS, Cluster, check_resources, connect
 from agentalign.spec import OUTCOMES
 
 # Keys that change what is recorded: the corpus's identity; a resume must agree on them.
@@ -97,8 +101,10 @@ def collect_shard(index: int, settings: CollectSettings, out: Path) -> dict[str,
     return entry
 
 
-def run(settings: CollectSettings, out: str | Path, *, progress: bool = True) -> CollectResult:
-    """Collect (or finish collecting) the corpus `settings` describe into `out`."""
+def run(settings: CollectSettings, out: str | Path, *, progress: bool = True,
+        cluster: Cluster | None = None) -> CollectResult:
+    """Collect (or finish collecting) the corpus `settings` describe into `out`; with
+    `cluster`, Ray workers make the shards (the same shards) and send them here."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
@@ -127,28 +133,68 @@ def run(settings: CollectSettings, out: str | Path, *, progress: bool = True) ->
     new_steps = 0
     bar = events.progress("collect", settings.episodes, unit="ep", show=progress,
                           initial=sum(e["episodes"] for e in manifest["shards"]))
-    with bar, ProcessPoolExecutor(max_workers=min(settings.workers, max(len(todo), 1))) as pool:
+    shards = _on_cluster(cluster, todo, settings, out) if cluster is not None else \
+        _here(todo, settings, out)
+    with bar, contextlib.closing(shards):
+        for entry in shards:
+            manifest["shards"].append(entry)
+            manifest["shards"].sort(key=lambda e: e["index"])
+            write_json_atomic(out / MANIFEST, manifest)
+            new_steps += entry["steps"]
+            bar.update(entry["episodes"])
+            rate = new_steps / (time.perf_counter() - started)
+            bar.set_postfix(frames_per_s=f"{rate:.0f}")
+    summary = summarise(manifest)
+    manifest["summary"] = summary
+    write_json_atomic(out / MANIFEST, manifest)
+    return _result(stage.finish(summary), time.perf_counter() - started, new_steps)
+
+
+def _here(todo: list[int], settings: CollectSettings, out: Path) -> Iterator[dict[str, Any]]:
+    """Collect the shards `todo` in `settings.workers` processes; entries as shards finish."""
+    with ProcessPoolExecutor(max_workers=min(settings.workers, max(len(todo), 1))) as pool:
         pending = {pool.submit(collect_shard, i, settings, out) for i in todo}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    entry = future.result()
-                    manifest["shards"].append(entry)
-                    manifest["shards"].sort(key=lambda e: e["index"])
-                    write_json_atomic(out / MANIFEST, manifest)
-                    new_steps += entry["steps"]
-                    bar.update(entry["episodes"])
-                    rate = new_steps / (time.perf_counter() - started)
-                    bar.set_postfix(frames_per_s=f"{rate:.0f}")
-        except BaseException:
+                    yield future.result()
+        finally:
             for future in pending:
                 future.cancel()
-            raise
-    summary = summarise(manifest)
-    manifest["summary"] = summary
-    write_json_atomic(out / MANIFEST, manifest)
-    return _result(stage.finish(summary), time.perf_counter() - started, new_steps)
+
+
+def _remote_shard(index: int, settings: CollectSettings) -> tuple[dict[str, Any], bytes]:
+    """Shard `index` made on a Ray worker: its entry and the shard file's bytes (the frames
+    travel compressed, as stored), so no node needs to see the corpus folder."""
+    with tempfile.TemporaryDirectory(prefix="agentalign-shard-") as folder:
+        entry = collect_shard(index, settings, Path(folder))
+        return entry, (Path(folder) / entry["file"]).read_bytes()
+
+
+def _on_cluster(cluster: Cluster, todo: list[int], settings: CollectSettings, out: Path
+                ) -> Iterator[dict[str, Any]]:
+    """Collect the shards `todo` as Ray tasks, at most `cluster.workers` at a time; each shard
+    is the one `collect_shard` makes here (its streams are the shard's own), written here
+    atomically as it arrives. A task lost with its worker or node is run again by Ray."""
+    ray = connect(cluster)
+    check_resources(ray, cluster)
+    task = ray.remote(max_retries=RESTARTS)(_remote_shard).options(
+        num_cpus=cluster.cpus, resources=cluster.resources, scheduling_strategy="SPREAD")
+    queue, running = list(todo), {}
+    try:
+        while queue or running:
+            while queue and len(running) < cluster.workers:
+                index = queue.pop(0)
+                running[task.remote(index, settings)] = index
+            (ready,), _ = ray.wait(list(running), num_returns=1)
+            running.pop(ready)
+            entry, data = ray.get(ready)
+            write_atomic(out / entry["file"], lambda f, data=data: f.write(data))
+            yield entry
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
 
 
 def _result(summary: dict[str, Any], seconds: float, new_steps: int) -> CollectResult:

@@ -20,6 +20,7 @@ from agentalign.config import (
 )
 from agentalign.data.players import PopulationSettings
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 
 HELP = "record a gameplay corpus from scripted players"
 OPTIONS = {"population": "corpus = gameplay mixture, direct = curated straight-to-pad demos",
@@ -65,12 +66,14 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                           "corpus). Defaults: configs/collect.yaml + players.yaml.")
     parser.add_argument("--out", type=Path, default=Path("runs/corpus"), help="corpus folder")
     add_options(parser, CollectSettings, OPTIONS)
+    cluster_arguments(parser, what="make the shards as Ray tasks")
     add_config_arguments(parser)
 
 
 def request(args: argparse.Namespace) -> tuple[CollectSettings, dict[str, Any]]:
     """The settings and the stage's other arguments, from a parsed command line."""
-    return load_from_args(CollectSettings, args, OPTIONS), {"out": args.out}
+    return load_from_args(CollectSettings, args, OPTIONS), {"out": args.out,
+                                                             **cluster_request(args)}
 
 
 COMMAND = Command("collect", HELP, arguments, request, "agentalign.collect:run",

@@ -80,8 +80,8 @@ class PipelineResult:
 def plan(run: Path, settings: PipelineSettings, progress: bool = True,
          cluster: Cluster | None = None) -> list[Stage]:
     """The stages of a run, in order, each a stage function with its settings; with `cluster`,
-    the trainers (pretrain, sft, reward), label and the evaluations run on it (rollout.cluster,
-    train.on_ray), the same computations."""
+    collect and demos, the trainers (pretrain, sft, reward), label, the alignments' rollouts
+    and the evaluations run on it (rollout.cluster, train.on_ray), the same computations."""
     from agentalign import collect, evaluate
     from agentalign.export import personality
     from agentalign.train import align, bc, label, reward, reward_study
@@ -103,12 +103,12 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     on = {"cluster": cluster} if cluster is not None else {}  # where a stage runs
     stages = [
         Stage("collect", partial(collect.run, settings_of(
-            CollectSettings, extra("collect"), seed=seed, **on_env), path("corpus"), **here),
-            solo=True),
+            CollectSettings, extra("collect"), seed=seed, **on_env), path("corpus"), **here,
+            **on), solo=True),
         Stage("demos", partial(collect.run, settings_of(
             CollectSettings, extra("demos"), population="direct",
             episodes=settings.demo_episodes, seed=seed + 1000, **on_env), path("demos"),
-            **here), solo=True),
+            **here, **on), solo=True),
         Stage("pretrain", partial(bc.pretrain, settings_of(
             ImitationSettings, [f"seed={seed}", *extra("pretrain")]), path("corpus"),
             path("pretrain"), **here, **on), ("collect",), solo=True),
@@ -139,7 +139,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     for t in targets:
         stages.append(Stage(f"align-{t}", partial(
             align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
-            **intents, **worker), ("sft", f"reward-{t}")))
+            **intents, **worker, **on), ("sft", f"reward-{t}")))
 
     agents = [("base", "pretrain"), ("sft", "sft")]
     if settings.ablation:

@@ -114,7 +114,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intents", metavar="FILE", help="the intents file --targets are "
                         "read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--env", help=ENV_HELP + "; passed to every stage that runs episodes")
-    cluster_arguments(parser)  # for pretrain, sft, reward (workers) and label, evaluate (actors)
+    cluster_arguments(parser)  # pretrain, sft, reward (workers); label, align, evaluate (actors)
     add_config_arguments(parser)
 
 

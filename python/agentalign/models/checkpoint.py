@@ -173,9 +173,10 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
 
 
 def restore_training(latest: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, counters: tuple[str, ...]
-                     ) -> dict[str, Any]:
-    """Put a checkpoint's weights and AdamW state back and return its named counters.
+                     optimizer: torch.optim.Optimizer, counters: tuple[str, ...],
+                     optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Put a checkpoint's weights and AdamW state back and return its named counters (and the
+    `optional` ones, None where a checkpoint of older code lacks them).
 
     Every training stage resumes through this, so a checkpoint that does not fit the run fails
     the same way everywhere: one line naming the checkpoint and what does not fit.
@@ -190,7 +191,7 @@ def restore_training(latest: Path, weights: dict[str, torch.Tensor], model: torc
         raise CheckpointError(f"checkpoint {latest}: has no trainer.pt, so it cannot be resumed")
     try:
         optimizer.load_state_dict(state.pop("optimizer"))
-        return {k: state[k] for k in counters}
+        return {**{k: state[k] for k in counters}, **{k: state.get(k) for k in optional}}
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {latest}: trainer.pt does not fit this run "
                               f"({type(e).__name__}: {str(e).splitlines()[0]})") from None

@@ -122,6 +122,19 @@ class PolicyActor:
                 self.features[episode].append(row)
         return actions.cpu().numpy()
 
+    def recorded(self, lengths: dict[int, int]) -> dict[str, dict[int, Any]]:
+        """The log-probs and frame encodings recorded for these episodes (index -> decisions
+        taken), cut to their lengths: what a copy of this actor on a Ray worker sends back."""
+        return {"logprobs": {k: self.logprobs[k][:n] for k, n in lengths.items()
+                             if k in self.logprobs},
+                "features": {k: self.features[k][:n] for k, n in lengths.items()
+                             if k in self.features}}
+
+    def keep(self, recorded: dict[str, dict[int, Any]]) -> None:
+        """Take in what `recorded` returned on another process, as if this actor had played."""
+        self.logprobs.update(recorded["logprobs"])
+        self.features.update(recorded["features"])
+
 
 class PlayerActor:
     """Scripted players from a Population, one per episode: drawn from the episode's own stream

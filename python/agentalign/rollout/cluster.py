@@ -20,6 +20,7 @@ are off unless the environment turns them on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import socket
@@ -111,13 +112,44 @@ def _worker_class(ray: Any) -> Any:
     dependency); a stage that plays several rollouts (label's shards) reuses it."""
 
     class EpisodeWorker:
+        """Plays parts of rollouts. It keeps its environment between calls (a headless Unity
+        build is launched once per worker, not per rollout) until asked for another one or
+        closed."""
+
+        def __init__(self) -> None:
+            self.env: Any = None
+            self.env_key: tuple | None = None
+
         def play(self, actor: Actor, starts: Starts, first: int,
-                 options: dict[str, Any]) -> Rollout:
+                 options: dict[str, Any]) -> tuple[Rollout, Any]:
             from agentalign.rollout.loop import play
 
+            options = {**options, "env": self._env(len(starts), options)}
             rollout = play(actor, starts, first=first, **options)
             rollout.settings["node"] = ray.get_runtime_context().get_node_id()
-            return rollout
+            # What the actor recorded per episode (a policy's acting log-probs and frame
+            # encodings for RL) lives in this process's copy of it: it goes back too.
+            lengths = {e.index: e.length for e in rollout.episodes}
+            recorded = actor.recorded(lengths) if hasattr(actor, "recorded") else None
+            return rollout, recorded
+
+        def _env(self, rows: int, options: dict[str, Any]) -> Any:
+            from agentalign.rollout.loop import rollout_env
+
+            spec = options.get("env", "island")
+            rows = min(options.get("num_envs", 64), rows)
+            shape = {k: options[k] for k in ("layout", "height", "width", "max_steps")
+                     if k in options}
+            key = (spec, rows, repr(sorted(shape.items())))
+            if key != self.env_key:
+                self.close()
+                self.env, self.env_key = rollout_env(spec, rows, **shape), key
+            return self.env
+
+        def close(self) -> None:
+            if self.env is not None:
+                self.env.close()  # a Unity build quits here
+            self.env, self.env_key = None, None
 
     return ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS)(EpisodeWorker)
 
@@ -129,62 +161,122 @@ def parts(total: int, actors: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(n)]
 
 
-def play_on(cluster: Cluster | None, actor: Actor, starts: Starts, **options: Any) -> Rollout:
-    """`loop.play` here when `cluster` is None, else on its Ray actors: the same episodes."""
-    if cluster is None:
+class WorkerPool:
+    """A cluster's Ray actors for one stage: started on first use, kept across its rollouts (RL
+    plays one per iteration; starting actors costs seconds each time) and closed at its end,
+    so that their CPUs go back to the cluster for the next stage. A context manager."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster, self.workers = cluster, []
+
+    def play(self, actor: Actor, starts: Starts, **options: Any) -> Rollout:
+        """`loop.play(actor, starts, **options)`, its episodes cut into parts played by the
+        actors; episodes in index order, env steps summed, seconds the wall clock. What the
+        actors recorded of each episode is put back into `actor` (`PolicyActor.keep`)."""
+        from agentalign.rollout.loop import Rollout
+
+        ray = connect(self.cluster)
+        show, stage = options.get("progress", False), options.get("stage", "play")
+        options = {**options, "progress": False}  # the actors' bars would go to their logs
+        offset = options.pop("first", 0)  # starts[0]'s index in a larger rollout
+        started = time.perf_counter()
+        ranges = parts(len(starts), self.cluster.workers)
+        workers = self._workers(ray, len(ranges))
+        actor_ref = ray.put(actor)
+        pending = [w.play.remote(actor_ref, starts.part(slice(a, b)), offset + a, options)
+                   for w, (a, b) in zip(workers, ranges, strict=True)]
+        waiting = dict(zip(pending, ranges, strict=True))
+        try:  # a bar that moves as parts finish
+            with events.progress(stage, len(starts), unit="ep", show=show) as bar:
+                while waiting:
+                    (ready,), _ = ray.wait(list(waiting), num_returns=1)
+                    first, stop = waiting.pop(ready)
+                    bar.update(stop - first)
+            done = ray.get(pending)
+        except BaseException:
+            self.close()  # actors that gave up (or a stopped run): none is reused
+            raise
+        for _, recorded in done:
+            if recorded is not None:
+                actor.keep(recorded)  # type: ignore[attr-defined]
+        rollouts = [r for r, _ in done]
+        episodes = sorted((e for r in rollouts for e in r.episodes), key=lambda e: e.index)
+        settings = {k: v for k, v in rollouts[0].settings.items() if k != "node"}
+        return Rollout(episodes, time.perf_counter() - started,
+                       sum(r.env_steps for r in rollouts),
+                       {**settings, "cluster": self.cluster.address or "local",
+                        "actors": len(ranges), "nodes": [r.settings["node"] for r in rollouts]})
+
+    def _workers(self, ray: Any, n: int) -> list[Any]:
+        if len(self.workers) < n:
+            check_resources(ray, self.cluster)
+            # SPREAD: the parts go to different machines where there are several.
+            worker = _worker_class(ray).options(
+                num_cpus=self.cluster.cpus, resources=self.cluster.resources,
+                scheduling_strategy="SPREAD")
+            self.workers += [worker.remote() for _ in range(n - len(self.workers))]
+        return self.workers[:n]
+
+    def close(self) -> None:
+        """Close the actors' environments (Unity builds quit) and stop the actors."""
+        if not self.workers:
+            return
+        import ray
+
+        try:
+            ray.wait([w.close.remote() for w in self.workers], num_returns=len(self.workers),
+                     timeout=30)
+        finally:
+            for w in self.workers:
+                ray.kill(w)
+            self.workers = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Where = Cluster | WorkerPool | None  # where a rollout plays: here, a cluster, a stage's actors
+
+
+def play_on(where: Where, actor: Actor, starts: Starts, **options: Any) -> Rollout:
+    """`loop.play` here when `where` is None, else on Ray actors (a cluster's, started and
+    stopped for this rollout, or a stage's `WorkerPool`): the same episodes."""
+    if where is None:
         from agentalign.rollout.loop import play
 
         return play(actor, starts, **options)
-    return play_on_cluster(cluster, actor, starts, **options)
+    if isinstance(where, WorkerPool):
+        return where.play(actor, starts, **options)
+    with WorkerPool(where) as pool:
+        return pool.play(actor, starts, **options)
 
 
 def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: Any
                     ) -> Rollout:
-    """`loop.play(actor, starts, **options)`, its episodes cut into parts played by Ray
-    actors; episodes in index order, env steps summed, seconds the wall clock."""
-    from agentalign.rollout.loop import Rollout
-
-    ray = connect(cluster)
-    check_resources(ray, cluster)
-    show, stage = options.get("progress", False), options.get("stage", "play")
-    options = {**options, "progress": False}  # the actors' bars would go to their logs
-    # SPREAD: the parts go to different machines where there are several.
-    worker = _worker_class(ray).options(num_cpus=cluster.cpus, resources=cluster.resources,
-                                        scheduling_strategy="SPREAD")
-    started = time.perf_counter()
-    ranges = parts(len(starts), cluster.workers)
-    workers = [worker.remote() for _ in ranges]
-    actor_ref = ray.put(actor)
-    pending = [w.play.remote(actor_ref, starts.part(slice(a, b)), a, options)
-               for w, (a, b) in zip(workers, ranges, strict=True)]
-    waiting = dict(zip(pending, ranges, strict=True))
-    try:  # a bar that moves as parts finish
-        with events.progress(stage, len(starts), unit="ep", show=show) as bar:
-            while waiting:
-                (ready,), _ = ray.wait(list(waiting), num_returns=1)
-                first, stop = waiting.pop(ready)
-                bar.update(stop - first)
-        done = ray.get(pending)
-    finally:
-        for w in workers:
-            ray.kill(w)
-    episodes = sorted((e for r in done for e in r.episodes), key=lambda e: e.index)
-    settings = {k: v for k, v in done[0].settings.items() if k != "node"}
-    return Rollout(episodes, time.perf_counter() - started, sum(r.env_steps for r in done),
-                   {**settings, "cluster": cluster.address or "local", "actors": len(ranges),
-                    "nodes": [r.settings["node"] for r in done]})
+    """`loop.play(actor, starts, **options)` on `cluster`'s actors, started for this rollout."""
+    return play_on(cluster, actor, starts, **options)
 
 
-def cluster_arguments(parser: argparse.ArgumentParser, trains: bool = False) -> None:
+def pool_for(cluster: Cluster | None) -> contextlib.AbstractContextManager[WorkerPool | None]:
+    """A stage's actors for all its rollouts (`with pool_for(cluster) as where:`); None here."""
+    return WorkerPool(cluster) if cluster is not None else contextlib.nullcontext()
+
+
+def cluster_arguments(parser: argparse.ArgumentParser, trains: bool = False,
+                      what: str | None = None) -> None:
     """`--cluster`, `--cluster-workers`, `--cluster-resource` for a stage's command: where it
     runs, not what it computes, so they are not settings and leave a run's identity alone."""
-    what = ("train on Ray Train workers" if trains else "play the episodes on Ray actors")
+    what = what or ("train on Ray Train workers" if trains else "play the episodes on Ray "
+                    "actors")
     parser.add_argument("--cluster", metavar="ray[:HOST:PORT]", help=f"{what}: ray (a local "
                         "Ray) or ray:HOST:PORT (a running cluster); needs pip install "
                         "'agentalign[distributed]' (docs/distributed.md)")
     parser.add_argument("--cluster-workers", type=int, default=2, metavar="N",
-                        help=("Ray Train workers (ranks)" if trains else "Ray actors the "
-                              "episodes are split over") + ", one CPU each (default 2)")
+                        help=("Ray Train workers (ranks)" if trains else "Ray workers the "
+                              "work is split over") + ", one CPU each (default 2)")
     parser.add_argument("--cluster-resource", metavar="NAME", help="a custom Ray resource "
                         "each worker needs, e.g. unity_build: only nodes started with it host "
                         "one")

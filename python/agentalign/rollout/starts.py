@@ -66,15 +66,17 @@ class OfflaneSettings(Settings):
                 raise invalid(key, f"must be [low, high] with low <= high, got {[low, high]}")
 
 
-def spawn_starts(layout: Layout, episodes: int, seed: int, jitter: float = 0.5) -> Starts:
+def spawn_starts(layout: Layout, episodes: int, seed: int, jitter: float = 0.5,
+                 weights: np.ndarray | None = None) -> Starts:
     """The game's own starts: a uniform spawn point, jittered by up to `jitter` metres, facing the
-    spawn's heading (what IslandVectorEnv draws at reset, drawn per episode here)."""
+    spawn's heading (what IslandVectorEnv draws at reset, drawn per episode here). `weights`
+    (one per spawn, summing to 1) draws the spawn points in those proportions instead."""
     xy = np.array([s.position for s in layout.spawns], dtype=np.float64)
     heading = np.array([s.heading for s in layout.spawns], dtype=np.float64)
     spawns, positions = np.zeros(episodes, dtype=np.int64), np.zeros((episodes, 2))
     for k in range(episodes):
         rng = np.random.default_rng([seed, STARTS_STREAM, k])
-        spawns[k] = rng.integers(len(xy))
+        spawns[k] = rng.integers(len(xy)) if weights is None else rng.choice(len(xy), p=weights)
         positions[k] = xy[spawns[k]] + rng.uniform(-jitter, jitter, size=2)
     return Starts(spawns, positions, heading[spawns], np.full(episodes, "spawn"))
 
@@ -121,14 +123,14 @@ def without_anywhere(identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_starts(layout: Layout, episodes: int, seed: int, jitter: float, anywhere: float,
-                    min_edge: float = 1.5) -> Starts:
+                    min_edge: float = 1.5, weights: np.ndarray | None = None) -> Starts:
     """The game's spawn starts, with a share `anywhere` of them drawn uniformly over the walkable
     island instead (position and heading; `min_edge` metres from the coast, clear of obstacles
     and pads), so that a policy trained on them learns to recover from wherever it finds itself.
     Episode k starts anywhere when its own draw (seed, ANYWHERE_STREAM, k) falls below the share;
     the others start exactly where `spawn_starts` would start them, and `anywhere=0` is
     `spawn_starts`."""
-    starts = spawn_starts(layout, episodes, seed, jitter)
+    starts = spawn_starts(layout, episodes, seed, jitter, weights)
     if anywhere <= 0:
         return starts
     xy = np.array([s.position for s in layout.spawns], dtype=np.float64)

@@ -19,7 +19,7 @@ from agentalign.envs.intents import Intent, satisfaction
 from agentalign.envs.layout import Layout
 from agentalign.models.policy import Policy
 from agentalign.rollout.actors import PolicyActor
-from agentalign.rollout.loop import play
+from agentalign.rollout.cluster import Where, play_on
 from agentalign.rollout.outcomes import summarise
 from agentalign.rollout.starts import Starts, spawn_starts
 
@@ -38,15 +38,18 @@ class Trajectory:
 
 def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_envs: int,
                         max_steps: int, seed: int, env: str | VectorEnv = "island",
-                        features: bool = False
+                        features: bool = False, where: Where = None, first: int = 0
                         ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
     """Sampled actions from every start (in the backend `env` names, or an environment made by
-    `rollout_env`); returns the learner's view of each episode (with `features`, each frame's
-    CNN encoding too) and, apart, the true outcomes and lengths, which are for logging only."""
+    `rollout_env`; on Ray actors with `where`, rollout.cluster); returns the learner's view of
+    each episode (with `features`, each frame's CNN encoding too) and, apart, the true outcomes
+    and lengths, which are for logging only. `first`: the index of `starts[0]` in a larger
+    batch whose share this is (a rank's share of an RL batch), as in `loop.play`."""
     actor = PolicyActor(policy, greedy=False, record_logprobs=True, record_features=features)
-    played = play(actor, starts, num_envs=num_envs, layout=layout,
-                  height=policy.config.obs_height, width=policy.config.obs_width,
-                  max_steps=max_steps, seed=seed, record_frames=len(starts), env=env)
+    played = play_on(where, actor, starts, num_envs=num_envs, layout=layout,
+                     height=policy.config.obs_height, width=policy.config.obs_width,
+                     max_steps=max_steps, seed=seed, record_frames=first + len(starts),
+                     env=env, first=first)
     trajectories = []
     for e in played.episodes:
         assert e.frames is not None
@@ -61,13 +64,14 @@ def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_e
 
 def measure_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_envs: int,
                   max_steps: int, spawn_jitter: float, env: str = "island",
-                  intent: Intent | None = None) -> dict[str, Any]:
-    """Outcome rates (sampled actions) on starts no training batch used, played in `env`; for
-    evaluation and logs only. With `intent`, also the share of episodes that satisfy it
-    (`intent`: envs.intents.satisfaction), read from the same episodes' tracks."""
+                  intent: Intent | None = None, where: Where = None) -> dict[str, Any]:
+    """Outcome rates (sampled actions) on starts no training batch used, played in `env` (on
+    Ray actors with `where`); for evaluation and logs only. With `intent`, also the share of
+    episodes that satisfy it (`intent`: envs.intents.satisfaction), read from the same
+    episodes' tracks."""
     starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
     actor = PolicyActor(policy, greedy=False)
-    played = play(actor, starts, num_envs=num_envs, layout=layout,
+    played = play_on(where, actor, starts, num_envs=num_envs, layout=layout,
                   height=policy.config.obs_height, width=policy.config.obs_width,
                   max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)
     summary = summarise([e.outcome for e in played.episodes],

@@ -23,6 +23,7 @@ from agentalign.lifecycle import METRICS, StageRun, read_json, result_from
 from agentalign.models.checkpoint import load_policy, save_step
 from agentalign.models.reward import RewardFunction
 from agentalign.rollout import intent_line, rates_line
+from agentalign.rollout.cluster import Cluster
 from agentalign.spec import PADS
 from agentalign.train import prefft, rl
 from agentalign.train.align_config import AlignSettings
@@ -42,16 +43,18 @@ class AlignResult:
 
 def run(settings: AlignSettings, policy: str | Path, reward: str | Path | RewardFunction,
         target: str, out: str | Path, *, intents: str | Path | None = None,
-        progress: bool = True) -> AlignResult:
+        progress: bool = True, cluster: Cluster | None = None) -> AlignResult:
     """Align `policy` to the intent `target` of `intents` (default: the packaged file) against
-    `reward` (its reward model checkpoint, or a RewardFunction), into `out`."""
+    `reward` (its reward model checkpoint, or a RewardFunction), into `out`; with `cluster`,
+    both sub-stages play their episodes on Ray actors (rollout.cluster)."""
     intent = prefft.target_intent(target, intents, settings.rl.layout)
     out = Path(out)
     score = prefft.reward_function(reward, policy, target)
+    on = {"cluster": cluster} if cluster is not None else {}
     first = prefft.run(settings.prefft, policy, score, target, out / "prefft", intents=intents,
-                       progress=progress)
+                       progress=progress, **on)
     second = rl.run(settings.rl, out / "prefft", score, target, out / "rl", intents=intents,
-                    progress=progress)
+                    progress=progress, **on)
     life = StageRun(out, "align", {"prefft": read_json(out / "prefft" / METRICS)["run"],
                                    "rl": read_json(out / "rl" / METRICS)["run"]})
     if (done := life.begin()) is not None:

@@ -53,6 +53,28 @@ def all_sum(values: list[float], ranks: Ranks) -> list[float]:
     return tensor.tolist()
 
 
+def all_gather(values: Any, ranks: Ranks) -> list[Any]:
+    """Every rank's `values` (any picklable object), in rank order ([values] on one rank)."""
+    if ranks.world == 1:
+        return [values]
+    gathered: list[Any] = [None] * ranks.world
+    dist.all_gather_object(gathered, values)
+    return gathered
+
+
+def all_reduce_gradients(model: torch.nn.Module, ranks: Ranks) -> None:
+    """Sum every parameter's gradient over the ranks (each rank's loss is already divided by the
+    whole batch's size, so the sum is the whole batch's gradient): DDP's reduction, for a model
+    whose loss comes from methods other than forward()."""
+    if ranks.world == 1:
+        return
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+
 @contextmanager
 def cpu_settings(threads: int) -> Iterator[None]:
     """Use `threads` intra-op threads and flush denormals to zero inside the block; restore the

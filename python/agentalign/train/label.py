@@ -52,7 +52,7 @@ from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, training_starts, without_anywhere
-from agentalign.rollout.cluster import Cluster, play_on
+from agentalign.rollout.cluster import Cluster, play_on, pool_for
 from agentalign.spec import PADS
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
@@ -124,23 +124,24 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
     out.mkdir(parents=True, exist_ok=True)
     starts = training_starts(load_layout(layout), episodes, seed, 0.5, anywhere, anywhere_edge)
     manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
-    for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
-        part = slice(first, min(first + SHARD_EPISODES, episodes))
-        chunk = starts.part(part)
-        options = dict(num_envs=num_envs, layout=layout, height=obs[0], width=obs[1],
-                       seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
-                       env=env, stage="label")
-        played = play_on(cluster, actor, chunk, **options)
-        recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
-                            positions=e.positions[:e.length],
-                            headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
-                            player=0, spawn=e.spawn, target=-1) for e in played.episodes]
-        final = [[float(v) for v in e.positions[-1]] for e in played.episodes]
-        entry = write_shard(out / f"shard-{index:05d}.safetensors", recorded,
-                            {"player_types": ["policy"], "final_positions": final,
-                             "start_kinds": chunk.kinds.tolist(), "source": source})
-        manifest["shards"].append({**entry, "index": index})
-        write_json_atomic(manifest_path, manifest)
+    with pool_for(cluster) as where:  # one set of actors for every shard
+        for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
+            part = slice(first, min(first + SHARD_EPISODES, episodes))
+            chunk = starts.part(part)
+            options = dict(num_envs=num_envs, layout=layout, height=obs[0], width=obs[1],
+                           seed=seed * 1009 + index, record_frames=len(chunk), progress=progress,
+                           env=env, stage="label")
+            played = play_on(where, actor, chunk, **options)
+            recorded = [Episode(frames=e.frames[:e.length], actions=e.actions,
+                                positions=e.positions[:e.length],
+                                headings=np.zeros(e.length, dtype=np.float32), outcome=e.outcome,
+                                player=0, spawn=e.spawn, target=-1) for e in played.episodes]
+            final = [[float(v) for v in e.positions[-1]] for e in played.episodes]
+            entry = write_shard(out / f"shard-{index:05d}.safetensors", recorded,
+                                {"player_types": ["policy"], "final_positions": final,
+                                 "start_kinds": chunk.kinds.tolist(), "source": source})
+            manifest["shards"].append({**entry, "index": index})
+            write_json_atomic(manifest_path, manifest)
     manifest["complete"] = True
     write_json_atomic(manifest_path, manifest)
     return Corpus(out)

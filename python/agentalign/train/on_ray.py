@@ -1,5 +1,5 @@
-"""A trainer (pretrain, sft, reward) on Ray Train: N workers across a Ray cluster running the
-same DDP code torchrun runs.
+"""A trainer (pretrain, sft, reward, the RL learner) on Ray Train: N workers across a Ray
+cluster running the same DDP code torchrun runs.
 
 Ray Train's `TorchTrainer` starts one worker process per rank, sets the torch.distributed
 environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and starts the gloo (or nccl)
@@ -25,6 +25,11 @@ from agentalign.rollout.cluster import INSTALL, Cluster, check_resources, connec
 def absolute(path: str | Path) -> Path:
     """A path the workers can use: their working directory is Ray's, not the caller's."""
     return Path(path).resolve()
+
+
+def located(value: Any) -> Any:
+    """A path made absolute (`absolute`); anything else (a RewardFunction) as it is."""
+    return absolute(value) if isinstance(value, str | Path) else value
 
 
 def fit(stage: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],

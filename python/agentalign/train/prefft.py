@@ -47,6 +47,7 @@ from agentalign.models.checkpoint import config_from_info, load_policy, read_inf
 from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import RewardFunction, load_reward_function
 from agentalign.rollout import intent_line, rates_line, training_starts
+from agentalign.rollout.cluster import Cluster, WorkerPool, pool_for
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
 from agentalign.spec import OUTCOME_CODES, PADS
 from agentalign.train.bc import train
@@ -118,12 +119,12 @@ def write_selected(folder: Path, trajectories: list[Trajectory], scores: np.ndar
 
 def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | RewardFunction,
         target: str, out: str | Path, *, intents: str | Path | None = None,
-        progress: bool = True) -> PrefftResult:
+        progress: bool = True, cluster: Cluster | None = None) -> PrefftResult:
     """Run (or resume, or skip if finished) preference fine-tuning of `policy` against `reward`
     (a reward model checkpoint, or a RewardFunction) into `out`, for the intent `target` of
-    `intents` (default: the packaged file)."""
+    `intents` (default: the packaged file). With `cluster`, Ray actors play the rollouts (the
+    same episodes); fine-tuning stays here."""
     intent = target_intent(target, intents, settings.layout)
-    pad = final_pad(intent)
     score = reward_function(reward, policy, target)
     out = Path(out)
     life = StageRun(out, "prefft", {"stage": "prefft", "config": settings.identity(),
@@ -131,10 +132,18 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
                                      "reward": score.identity})
     if (done := life.begin()) is not None:
         return result_from(PrefftResult, done)
+    with pool_for(cluster) as where:
+        return _prefft(settings, life, Path(policy), score, intent, out, progress, where)
+
+
+def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: RewardFunction,
+            intent: Intent, out: Path, progress: bool, where: WorkerPool | None
+            ) -> PrefftResult:
     clock = time.perf_counter()
+    target, pad = intent.name, final_pad(intent)
     layout = load_layout(settings.layout)
     threads = settings.num_threads or len(os.sched_getaffinity(0))
-    current: Path = Path(policy)
+    current = policy
     rounds = []
     for r in range(1, settings.rounds + 1):
         folder = out / f"round-{r}"
@@ -148,7 +157,7 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
             with cpu_settings(threads):
                 trajectories, outcomes, _ = sample_trajectories(
                     model, starts, layout, num_envs=settings.num_envs,
-                    max_steps=settings.max_steps, seed=seed, env=settings.env)
+                    max_steps=settings.max_steps, seed=seed, env=settings.env, where=where)
                 scores = score([t.frames for t in trajectories],
                                [t.actions for t in trajectories])
             keep = select_top(scores, settings.top_fraction)
@@ -178,7 +187,7 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
             evaluation = measure_rates(model, layout, settings.eval_episodes, settings.seed,
                                        settings.num_envs, settings.max_steps,
                                        settings.spawn_jitter, settings.env,
-                                       evaluated_intent(intent))
+                                       evaluated_intent(intent), where)
     path = save_step(out, model, model.config.to_dict(), kind="policy", stage="prefft",
                      step=settings.rounds, meta={"target": target, "stage": "prefft",
                                                  "run": life.identity, "evaluation": evaluation})

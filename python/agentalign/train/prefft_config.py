@@ -19,6 +19,7 @@ from agentalign.config import (
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.rollout.starts import without_anywhere
 from agentalign.train.bc_config import SftSettings
 
@@ -54,7 +55,8 @@ class PrefftSettings(Settings):
 
 
 def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
-    """--policy, --reward, --target, --intents, --out: what prefft, rl and align are given."""
+    """--policy, --reward, --target, --intents, --out: what prefft, rl and align are given;
+    --cluster and its options: where their episodes play."""
     parser.add_argument("--policy", type=Path, required=True, metavar="CHECKPOINT",
                         help="the policy to align: a checkpoint folder or a stage folder")
     parser.add_argument("--reward", type=Path, required=True, metavar="CHECKPOINT",
@@ -65,11 +67,12 @@ def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--intents", type=Path, metavar="FILE", help="the intents file "
                         "--target is read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--out", type=Path, default=Path(out), help="stage folder")
+    cluster_arguments(parser)
 
 
 def alignment_request(args: argparse.Namespace) -> dict[str, Any]:
     return {"policy": args.policy, "reward": args.reward, "target": args.target,
-            "out": args.out, "intents": args.intents}
+            "out": args.out, "intents": args.intents, **cluster_request(args)}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -62,12 +62,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from agentalign import events
 from agentalign.envs.intents import Intent, final_pad
 from agentalign.envs.layout import load_layout
-from agentalign.errors import UserError
+from agentalign.errors import ConfigError, UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.models.checkpoint import (
     latest_or_none,
@@ -86,9 +87,19 @@ from agentalign.rollout import (
     rollout_env,
     training_starts,
 )
+from agentalign.rollout.cluster import Cluster, parts
 from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
 from agentalign.spec import PADS
-from agentalign.train.distributed import cpu_settings, summary_writer
+from agentalign.train import on_ray
+from agentalign.train.distributed import (
+    Ranks,
+    all_gather,
+    all_reduce_gradients,
+    all_sum,
+    cpu_settings,
+    init_distributed,
+    summary_writer,
+)
 from agentalign.train.prefft import (
     evaluated_intent,
     policy_identity,
@@ -113,6 +124,9 @@ class RLResult:
     wall_seconds: float
     checkpoint: str
     history: list[dict[str, float]]  # per iteration: score, reward, KL, rates, ...
+
+
+ONE = Ranks(0, 1, 1, torch.device("cpu"), False)  # a single process
 
 
 # --- log-probs over the windows the KV cache held ------------------------------------------------
@@ -200,14 +214,48 @@ def rloo_advantages(rewards: np.ndarray, k: int) -> np.ndarray:
     return (grouped - others).reshape(-1)
 
 
+# --- where to start -----------------------------------------------------------------------------
+
+SPREAD_MEMORY = 0.8  # weight of the running spread against the newest batch's
+
+
+def spawn_spread(spread: list[float] | None, spawns: np.ndarray, scores: np.ndarray, k: int,
+                 n_spawns: int) -> list[float]:
+    """Per spawn point, a running mean of the standard deviation of the reward model's scores
+    among the k runs of each start. Where every run of a start scores alike, RLOO's advantages
+    are ~0 and the start teaches nothing; a spawn whose runs sometimes fail (a rare stuck run)
+    keeps a spread, so it is where more starts pay."""
+    spread = list(spread) if spread is not None else [float("nan")] * n_spawns
+    by_start = np.asarray(scores, dtype=np.float64).reshape(-1, k).std(axis=1)
+    start_spawn = np.asarray(spawns).reshape(-1, k)[:, 0]
+    for i in range(n_spawns):
+        if (mine := by_start[start_spawn == i]).size:
+            new = float(mine.mean())
+            spread[i] = new if np.isnan(spread[i]) else \
+                SPREAD_MEMORY * spread[i] + (1 - SPREAD_MEMORY) * new
+    return spread
+
+
+def spawn_weights(spread: list[float] | None, priority: float) -> np.ndarray | None:
+    """Spawn draw probabilities: a share `priority` in proportion to each spawn's spread, the
+    rest uniform (so no spawn is ever dropped). None (uniform draws) until a spread is known."""
+    if not priority or spread is None or np.isnan(spread).any() or sum(spread) <= 0:
+        return None
+    s = np.asarray(spread, dtype=np.float64)
+    return (1 - priority) / len(s) + priority * s / s.sum()
+
+
 # --- one update ----------------------------------------------------------------------------------
 
 
 def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
-           trajectories: list[Trajectory], scores: np.ndarray, cfg: RLSettings) -> dict[str, float]:
+           trajectories: list[Trajectory], scores: np.ndarray, cfg: RLSettings,
+           ranks: Ranks = ONE) -> dict[str, float]:
     """One RLOO update on a batch of `starts_per_iteration * samples_per_start` episodes
     (grouped by start, k in a row); returns its statistics. Raises on a non-finite loss
-    before touching the weights."""
+    before touching the weights. Over several ranks each holds whole starts of the batch: its
+    loss is divided by the whole batch's steps and the gradients are summed over the ranks, so
+    the step is the one a single process takes on the whole batch (up to float rounding)."""
     lengths = np.array([len(t.actions) for t in trajectories])
     old_logp = torch.from_numpy(np.concatenate([t.logprobs for t in trajectories]))
     ref_logp = sequence_logprobs(reference, trajectories, cfg.minibatch_episodes,
@@ -217,13 +265,16 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
                      minlength=len(trajectories))
     rewards = scores - cfg.kl_coef * kl
     advantages = rloo_advantages(rewards, cfg.samples_per_start)
+    gathered = all_gather((scores, rewards, kl, lengths, advantages), ranks)
+    whole = {key: np.concatenate([g[i] for g in gathered]) for i, key in enumerate(
+        ("scores", "rewards", "kl", "lengths", "advantages"))}
     if cfg.normalize_advantages:
-        advantages = advantages / (advantages.std() + 1e-8)
+        advantages = advantages / (whole["advantages"].std() + 1e-8)
     step_advantages = torch.from_numpy(advantages[episode_of_step]).float()
-    total_steps = float(lengths.sum())
+    total_steps = float(whole["lengths"].sum())
     device = policy.rope_cos.device
-    stats = {"score": float(scores.mean()), "reward": float(rewards.mean()),
-             "kl": float(kl.mean()), "episode_length": float(lengths.mean())}
+    stats = {"score": float(whole["scores"].mean()), "reward": float(whole["rewards"].mean()),
+             "kl": float(whole["kl"].mean()), "episode_length": float(whole["lengths"].mean())}
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     # Optimizer steps per pass: `minibatches` contiguous shares of the batch (whole starts when
     # the start count divides evenly); each step's loss is the mean over its own steps.
@@ -231,7 +282,7 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
     loss_sum, entropy_sum, clipped, mismatch, norms = 0.0, 0.0, 0.0, 0.0, []
     for epoch in range(cfg.update_epochs):
         for first, stop in itertools.pairwise(bounds.tolist()):
-            share = float(offsets[stop] - offsets[first])
+            share = all_sum([float(offsets[stop] - offsets[first])], ranks)[0]
             for i in range(first, stop, cfg.minibatch_episodes):  # chunks: memory only
                 part = trajectories[i:min(i + cfg.minibatch_episodes, stop)]
                 lo, hi = offsets[i], offsets[i + len(part)]
@@ -255,6 +306,7 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
                 if epoch == 0 and first == 0:  # before any step: acting's own numbers
                     mismatch = max(mismatch, (logp.detach().cpu() - old_logp[lo:hi]).abs()
                                    .max().item())
+            all_reduce_gradients(policy, ranks)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             if not torch.isfinite(grad_norm):
@@ -263,6 +315,8 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             norms.append(float(grad_norm))
+    loss_sum, entropy_sum, clipped = all_sum([loss_sum, entropy_sum, clipped], ranks)
+    mismatch = max(all_gather(mismatch, ranks))
     stats.update(logprob_mismatch=mismatch, entropy=entropy_sum / total_steps,
                  loss=loss_sum / cfg.update_epochs, grad_norm=float(np.mean(norms)),
                  clip_fraction=clipped / (total_steps * cfg.update_epochs))
@@ -274,28 +328,46 @@ def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
 
 def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFunction,
         target: str, out: str | Path, *, intents: str | Path | None = None,
-        progress: bool = True) -> RLResult:
+        progress: bool = True, cluster: Cluster | None = None) -> RLResult:
     """Run (or resume, or skip if finished) RL from the policy at `policy` (also the KL
     reference) against `reward` (a reward model checkpoint, or a RewardFunction), into `out`,
-    for the intent `target` of `intents` (default: the packaged file)."""
+    for the intent `target` of `intents` (default: the packaged file). With `cluster`, on
+    `cluster.workers` Ray Train workers (train.on_ray): each rank plays whole starts of every
+    batch (the same episodes as here) and the ranks sum their gradients, as under torchrun."""
+    if cluster is not None:
+        return on_ray.fit(run, (settings, on_ray.absolute(policy), on_ray.located(reward),
+                                target, on_ray.absolute(out)),
+                          {"intents": None if intents is None else on_ray.absolute(intents)},
+                          cluster)
     intent = target_intent(target, intents, settings.layout)
     out = Path(out)
     reference, _ = load_policy(policy)
     score = reward_function(reward, reference.config, target)
+    ranks = init_distributed("cpu")
+    lead = ranks.rank == 0
     life = StageRun(out, "rl", {"stage": "rl", "config": settings.identity(), "target": target,
                                  "init": policy_identity(policy), "reward": score.identity,
-                                 "policy": reference.config.to_dict()})
-    if (done := life.begin()) is not None:
-        return result_from(RLResult, done)
-    threads = settings.num_threads or len(os.sched_getaffinity(0))
-    with cpu_settings(threads):
-        return result_from(RLResult, _rl(settings, life, reference, score, intent, out,
-                                         progress))
+                                 "policy": reference.config.to_dict()}, say=lead)
+    try:
+        if (done := life.begin(mark=lead)) is not None:
+            return result_from(RLResult, done)
+        if settings.starts_per_iteration < ranks.world:
+            raise ConfigError(f"starts_per_iteration {settings.starts_per_iteration} does not "
+                              f"give each of {ranks.world} ranks a start; use fewer ranks")
+        threads = settings.num_threads or max(1, len(os.sched_getaffinity(0))
+                                              // ranks.local_world)
+        with cpu_settings(threads):
+            return result_from(RLResult, _rl(settings, life, reference, score, intent, out,
+                                             progress and lead, ranks))
+    finally:
+        if ranks.owns_group:
+            dist.destroy_process_group()
 
 
 def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunction,
-        intent: Intent, out: Path, progress: bool) -> dict[str, Any]:
+        intent: Intent, out: Path, progress: bool, ranks: Ranks) -> dict[str, Any]:
     target, pad, counted = intent.name, final_pad(intent), evaluated_intent(intent)
+    lead = ranks.rank == 0
     clock = time.perf_counter()
     layout = load_layout(cfg.layout)
     reference.requires_grad_(False)
@@ -305,65 +377,86 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
     if cfg.freeze_cnn:  # the reference's CNN, so acting's frame encodings serve both
         policy.cnn.requires_grad_(False)
     optimizer = policy.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
-    state: dict[str, Any] = {"iteration": 0, "decisions": 0, "seconds": 0.0, "history": []}
-    remove_stale_temporaries(out)
+    state: dict[str, Any] = {"iteration": 0, "decisions": 0, "seconds": 0.0, "history": [],
+                             "spawn_spread": None}
+    if lead:
+        remove_stale_temporaries(out)
     if (latest := latest_or_none(out)) is not None:
         state = _resume(latest, life, policy, optimizer)
-        print(f"rl: resuming at iteration {state['iteration']} from {latest}")
-    print(f"rl -> {target}: {policy.summary()}; {cfg.iterations} iterations x "
-          f"{cfg.starts_per_iteration} starts x {cfg.samples_per_start} samples, "
-          f"kl_coef {cfg.kl_coef}, lr {cfg.lr}")
-    writer = summary_writer(out, state["iteration"])
+        if lead:
+            print(f"rl: resuming at iteration {state['iteration']} from {latest}")
+    if ranks.world > 1:
+        dist.barrier()  # everyone has read the checkpoint before rank 0 may write a new one
+    if lead:
+        print(f"rl -> {target}: {policy.summary()}; {cfg.iterations} iterations x "
+              f"{cfg.starts_per_iteration} starts x {cfg.samples_per_start} samples, "
+              f"kl_coef {cfg.kl_coef}, lr {cfg.lr}"
+              + (f"; {ranks.world} ranks" if ranks.world > 1 else ""))
+    writer = summary_writer(out, state["iteration"]) if lead else None
     bar = events.progress("rl", cfg.iterations, initial=state["iteration"], unit="it",
                           show=progress)
     evaluation = None
+    # This rank's share of every batch: whole starts (RLOO's groups stay together), played
+    # with their indices in the whole batch, so the episodes are those one process plays.
+    k = cfg.samples_per_start
+    mine = parts(cfg.starts_per_iteration, ranks.world)[ranks.rank]
+    share = slice(mine[0] * k, mine[1] * k)
     # One environment for every iteration's rollout (all of the same size), so a Unity build
     # is launched once, not per iteration; the island is made per rollout.
-    rows = min(cfg.num_envs, cfg.starts_per_iteration * cfg.samples_per_start)
+    rows = min(cfg.num_envs, share.stop - share.start)
     env = cfg.env if cfg.env == "island" or state["iteration"] >= cfg.iterations else \
         rollout_env(cfg.env, rows, layout, reference.config.obs_height,
                     reference.config.obs_width, cfg.max_steps)
 
-    def save(iteration: int) -> Path:
-        return save_step(out, policy, policy.config.to_dict(), kind="policy", stage="rl",
-                         step=iteration, meta={"target": target, "stage": "rl",
-                                               "run": life.identity},
-                         trainer_state={"optimizer": optimizer.state_dict(), **state},
-                         keep=cfg.keep_checkpoints)
+    def save(iteration: int) -> None:
+        if lead:
+            save_step(out, policy, policy.config.to_dict(), kind="policy", stage="rl",
+                      step=iteration, meta={"target": target, "stage": "rl",
+                                            "run": life.identity},
+                      trainer_state={"optimizer": optimizer.state_dict(), **state},
+                      keep=cfg.keep_checkpoints)
 
     try:
         while state["iteration"] < cfg.iterations:
             iteration = state["iteration"] + 1
             started = time.perf_counter()
             seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0])
+            weights = spawn_weights(state.get("spawn_spread"), cfg.start_priority)
             starts = training_starts(layout, cfg.starts_per_iteration, seed, cfg.spawn_jitter,
-                                     cfg.anywhere, cfg.anywhere_edge
-                                     ).repeated(cfg.samples_per_start)
+                                     cfg.anywhere, cfg.anywhere_edge, weights).repeated(k)
             trajectories, outcomes, lengths = sample_trajectories(
-                policy, starts, layout, num_envs=cfg.num_envs, max_steps=cfg.max_steps,
-                seed=seed, env=env, features=cfg.freeze_cnn)
+                policy, starts.part(share), layout, num_envs=cfg.num_envs,
+                max_steps=cfg.max_steps, seed=seed, env=env, features=cfg.freeze_cnn,
+                first=share.start)
             scores = score([t.frames for t in trajectories], [t.actions for t in trajectories])
             try:
-                stats = update(policy, reference, optimizer, trajectories, scores, cfg)
+                stats = update(policy, reference, optimizer, trajectories, scores, cfg, ranks)
             except FloatingPointError as e:
                 kept = latest_or_none(out)
                 raise UserError(f"rl: stopped at iteration {iteration}: {e}; the bad update "
                                 "was not applied. Last good checkpoint: "
                                 f"{kept if kept else 'none (no checkpoint saved yet)'}; lower "
                                 "lr or kl_coef, or check the reward model") from None
+            gathered = all_gather((scores, outcomes, lengths), ranks)
+            scores, outcomes, lengths = (np.concatenate([g[i] for g in gathered])
+                                         for i in range(3))
+            if cfg.start_priority:
+                state["spawn_spread"] = spawn_spread(state.get("spawn_spread"), starts.spawns,
+                                                     scores, k, len(layout.spawns))
             seconds = time.perf_counter() - started
             rates = outcome_rates(outcomes)  # ground truth: logged, never learned from
-            stats.update({f"rate_{k}": rates[k]["rate"] for k in (*PADS, "none")},
+            stats.update({f"rate_{o}": rates[o]["rate"] for o in (*PADS, "none")},
                          iteration=iteration, decisions_per_s=float(lengths.sum()) / seconds)
             state.update(iteration=iteration, decisions=state["decisions"] + int(lengths.sum()),
                          seconds=state["seconds"] + seconds)
             state["history"].append(stats)
-            _log(writer, stats, cfg.lr, iteration)
+            if writer is not None:
+                _log(writer, stats, cfg.lr, iteration)
             bar.update(1)
             reach = {pad: f"{100 * stats[f'rate_{pad}']:.0f}%"} if pad is not None else {}
             bar.set_postfix(score=f"{stats['score']:.3f}", kl=f"{stats['kl']:.2f}", **reach)
             if cfg.eval_interval and iteration % cfg.eval_interval == 0 \
-                    and iteration < cfg.iterations and cfg.eval_episodes:
+                    and iteration < cfg.iterations and cfg.eval_episodes and lead:
                 _log_eval(writer, _evaluate(policy, layout, cfg, counted), iteration)
             if iteration % cfg.checkpoint_interval == 0 or iteration == cfg.iterations:
                 save(iteration)
@@ -372,22 +465,26 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
             env = cfg.env
         if latest_or_none(out) is None:  # iterations == 0: the starting policy is the result
             save(0)
-        if cfg.eval_episodes:
+        if cfg.eval_episodes and lead:
             evaluation = _evaluate(policy, layout, cfg, counted)
             _log_eval(writer, evaluation, state["iteration"])
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
         if not isinstance(env, str):
             env.close()
     last = state["history"][-1] if state["history"] else {}
-    return life.finish({
+    record = life.finish({
         "target": target, "iteration": state["iteration"], "score": last.get("score"),
         "kl": last.get("kl"), "entropy": last.get("entropy"), "evaluation": evaluation,
         "decisions": state["decisions"], "train_seconds": state["seconds"],
         "wall_seconds": time.perf_counter() - clock,
         "checkpoint": f"checkpoints/step-{state['iteration']:08d}",
-        "history": state["history"]})
+        "history": state["history"]}, write=lead)
+    if ranks.world > 1:
+        dist.barrier()  # rank 0 has written the stage folder
+    return record
 
 
 def _evaluate(policy: Policy, layout: Any, cfg: RLSettings, intent: Intent | None
@@ -417,7 +514,7 @@ def _resume(latest: Path, life: StageRun, policy: Policy,
     weights, info = load_weights(latest, kind="policy")
     life.refuse_other((info.get("meta") or {}).get("run"), latest.parent.parent)
     return restore_training(latest, weights, policy, optimizer,
-                            ("iteration", "decisions", "seconds", "history"))
+                            ("iteration", "decisions", "seconds", "history"), ("spawn_spread",))
 
 
 def summary(result: RLResult) -> str:

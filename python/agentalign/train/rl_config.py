@@ -54,6 +54,7 @@ class RLSettings(Settings):
     spawn_jitter: float = field(metadata=at_least(0))
     anywhere: float = field(metadata=between(0.0, 1.0))
     anywhere_edge: float = field(metadata=at_least(0))
+    start_priority: float = field(metadata=between(0.0, 1.0))
     layout: str
     eval_episodes: int = field(metadata=at_least(0))
     eval_interval: int = field(metadata=at_least(0))
@@ -70,8 +71,11 @@ class RLSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """The keys that shape the weights: a resume must agree on all of them."""
-        return without_anywhere({k: v for k, v in asdict(self).items()
-                                 if k not in RESUMABLE_CHANGES})
+        identity = without_anywhere({k: v for k, v in asdict(self).items()
+                                     if k not in RESUMABLE_CHANGES})
+        if not self.start_priority:  # uniform spawns: the runs of before the key stay valid
+            identity.pop("start_priority")
+        return identity
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
