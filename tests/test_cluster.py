@@ -31,7 +31,7 @@ from agentalign.envs.layout import load_layout
 from agentalign.errors import UserError
 from agentalign.models.policy import Policy, get_config
 from agentalign.rollout.actors import PolicyActor
-from agentalign.rollout.cluster import Cluster, parts, play_on_cluster
+from agentalign.rollout.cluster import Cluster, parts, play_on
 from agentalign.rollout.loop import play
 from agentalign.rollout.starts import spawn_starts
 
@@ -86,7 +86,7 @@ def test_cluster_values_are_checked_in_one_line():
 def test_actors_play_the_local_episodes(cluster, policy):
     starts = spawn_starts(load_layout(), 24, 3, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=3, record_frames=2)
-    remote = play_on_cluster(Cluster(cluster.address, workers=3), PolicyActor(policy), starts,
+    remote = play_on(Cluster(cluster.address, workers=3), PolicyActor(policy), starts,
                              num_envs=8, seed=3, record_frames=2)
     assert same_episodes(local, remote)
     assert [e.frames is not None for e in remote.episodes[:3]] == [True, True, False]
@@ -124,7 +124,7 @@ def _kill(target: str):
 def test_a_killed_actor_plays_its_part_again_and_nothing_twice(cluster, policy):
     starts = spawn_starts(load_layout(), 96, 5, 0.5)
     local = play(PolicyActor(policy), starts, num_envs=8, seed=5, record_frames=0)
-    killed, remote = _meanwhile(lambda: play_on_cluster(
+    killed, remote = _meanwhile(lambda: play_on(
         Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=5,
         record_frames=0), _kill("EpisodeWorker.play"))
     assert killed is not None, "no actor was seen playing"
@@ -140,7 +140,7 @@ def test_a_removed_node_loses_its_actor_and_the_outcomes_stay(cluster, policy):
         time.sleep(4)  # the actors have started (SPREAD: one on each node) and are playing
         cluster.remove_node(extra)
 
-    _, remote = _meanwhile(lambda: play_on_cluster(
+    _, remote = _meanwhile(lambda: play_on(
         Cluster(cluster.address, workers=2), PolicyActor(policy), starts, num_envs=8, seed=6,
         record_frames=0), remove)
     cluster.add_node(**NODE)  # for the tests after this one
@@ -154,7 +154,7 @@ def test_no_node_with_the_resource_is_a_one_line_error(cluster, policy):
     starts = spawn_starts(load_layout(), 4, 0, 0.5)
     start = time.monotonic()
     with pytest.raises(UserError, match="no node of the Ray cluster has") as error:
-        play_on_cluster(Cluster(cluster.address, resources={"unity_build": 1.0}),
+        play_on(Cluster(cluster.address, resources={"unity_build": 1.0}),
                         PolicyActor(policy), starts, num_envs=4)
     assert time.monotonic() - start < 30 and "\n" not in str(error.value)
 
@@ -276,6 +276,46 @@ def test_align_on_the_cluster_gives_the_local_alignment(cluster, tmp_path):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_toy_pipeline_on_the_cluster_completes_and_resumes_after_a_kill(cluster, tmp_path):
+    """The toy pipeline with --cluster (this module's cluster): killed hard once pre-training
+    (on Ray Train) has finished, the rerun skips what is done and completes every stage."""
+    from test_pipeline import toy_config_file
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "agentalign.cli", "pipeline", "--out", str(run), "--config",
+           str(toy_config_file(tmp_path)), "--no-progress", "--cluster", f"ray:{cluster.address}",
+           "--cluster-workers", "1"]  # one rank or actor per stage: two ranks are tested above
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run / "pretrain" / "metrics.json").exists():
+            break
+        time.sleep(0.1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = json.loads((run / "pipeline.json").read_text())
+    done = [s["name"] for s in state["stages"] if s["status"] == "done"]
+    assert done[:2] == ["collect", "demos"] and "report" not in done
+    pretrained = (run / "pretrain" / "metrics.json").read_text()
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "collect: done, skipped" in result.stdout
+    assert (run / "pretrain" / "metrics.json").read_text() == pretrained  # not trained again
+    state = json.loads((run / "pipeline.json").read_text())
+    assert all(s["status"] == "done" for s in state["stages"])
+    for path in ("pretrain/metrics.json", "sft/metrics.json", "label/labels.sqlite",
+                 "reward-left/metrics.json", "align-left/rl/metrics.json",
+                 "eval/left-aligned/results.json", "personalities/left-runner.onnx"):
+        assert (run / path).exists(), path
+    rl = json.loads((run / "align-left" / "rl" / "metrics.json").read_text())
+    assert rl["iteration"] == 2
+    pretrained = json.loads(pretrained)
+    assert pretrained["world_size"] == 1 and pretrained["step"] == 4
+
+
 def _cli(*args: str, env: dict | None = None, block_ray: bool = False):
     code = ("import sys\n" + ("sys.modules['ray'] = None\n" if block_ray else "")
             + "from agentalign.cli import main\nsys.exit(main(sys.argv[1:]))\n")
@@ -314,7 +354,7 @@ def test_stand_in_unity_players_run_as_actors_on_two_nodes(cluster, policy, play
     port of its own), one actor per node (SPREAD), and plays the island's episodes."""
     starts = spawn_starts(load_layout(), 8, 2, 0.5)
     island = play(PolicyActor(policy), starts, num_envs=2, seed=2, record_frames=0)
-    remote = play_on_cluster(Cluster(cluster.address, workers=2), PolicyActor(policy), starts,
+    remote = play_on(Cluster(cluster.address, workers=2), PolicyActor(policy), starts,
                              num_envs=2, seed=2, record_frames=0, env=f"unity:{player}")
     assert same_episodes(island, remote)
     assert len(set(remote.settings["nodes"])) == 2, "both parts ran on one node"
@@ -323,68 +363,47 @@ def test_stand_in_unity_players_run_as_actors_on_two_nodes(cluster, policy, play
 # -- trainers on Ray Train (train.on_ray) -----------------------------------------------------
 
 
-def _ddp_step(small_corpus, box):
-    """A Ray Train loop: one step of each optimizer on this rank's half of test_bc's fixed
-    batch, wrapped in DDP; rank 0 hands the weights to `box`."""
+def pretrain_then_step(settings, corpus, out, progress=False):
+    """On each Ray Train rank (through `on_ray.fit`, as `pretrain --cluster` runs): a whole
+    pretrain run, then one step of each optimizer on this rank's half of test_bc's fixed
+    batch, wrapped in DDP, in the process group Ray Train started."""
+    from agentalign.train.bc import pretrain
+    from agentalign.train.distributed import init_distributed
+    from test_bc import fixed_batch, one_step
 
-    def loop(config):
-        import torch.distributed as dist
-
-        from agentalign.train.distributed import init_distributed
-        from test_bc import fixed_batch, one_step
-
-        torch.set_num_threads(1)
-        ranks = init_distributed("cpu")
-        half = {k: v[ranks.rank * 4:(ranks.rank + 1) * 4]
-                for k, v in fixed_batch(small_corpus).items()}
-        weights = [one_step(half, ranks, wrap=True, sgd=sgd) for sgd in (False, True)]
-        if dist.get_rank() == 0:
-            ray.get(box.put.remote((ranks.world, weights)))
-
-    return loop
+    result = pretrain(settings, corpus, out, progress=progress)
+    torch.set_num_threads(1)
+    ranks = init_distributed("cpu")
+    half = {k: v[ranks.rank * 4:(ranks.rank + 1) * 4] for k, v in fixed_batch(corpus).items()}
+    return result, ranks.world, [one_step(half, ranks, wrap=True, sgd=sgd)
+                                 for sgd in (False, True)]
 
 
-def test_ray_train_two_workers_take_the_step_one_worker_takes_on_the_whole_batch(
+def test_ray_train_two_workers_pretrain_and_take_the_step_one_worker_takes_on_the_whole_batch(
         cluster, small_corpus, tmp_path):
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Ray Train with two workers: pretrain writes the stage folder a torchrun run writes
+    (which reruns here or on the cluster skip without starting workers), and a DDP step equals
+    one process's step on the whole batch within test_bc's DDP tolerance."""
+    from agentalign.train import on_ray
+    from agentalign.train.bc import pretrain
+    from test_bc import CPU, fixed_batch, one_step, tiny
 
-    from test_bc import CPU, fixed_batch, one_step
-
-    @ray.remote(num_cpus=0)
-    class Box:
-        def put(self, value):
-            self.value = value
-
-        def get(self):
-            return self.value
-
-    box = Box.remote()
-    TorchTrainer(_ddp_step(small_corpus, box),
-                 scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
-                 run_config=RunConfig(storage_path=str(tmp_path), name="ddp")).fit()
-    world, weights = ray.get(box.get.remote())
+    out = tmp_path / "pretrain"
+    result, world, weights = on_ray.fit(
+        pretrain_then_step, (tiny("pretrain", "steps=3"), small_corpus, out), {},
+        Cluster(cluster.address, workers=2), out)
+    saved = json.loads((out / "metrics.json").read_text())  # rank 0 wrote the torchrun files
+    assert saved["step"] == 3 and saved["world_size"] == 2 and result.world_size == 2
     assert world == 2
     for i, sgd in enumerate((False, True)):
         single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
         atol = 1e-6 if sgd else 1e-5  # test_bc's DDP tolerance (reduction order)
         for name, value in single.items():
             assert (weights[i][name] - value).abs().max().item() <= atol, (name, sgd)
-
-
-def test_pretrain_on_ray_train_writes_the_stage_folder_and_resumes(cluster, small_corpus,
-                                                                   tmp_path):
-    import json
-
-    from agentalign.train.bc import pretrain
-    from test_bc import tiny
-
-    out = tmp_path / "pretrain"
-    result = pretrain(tiny("pretrain", "steps=3"), small_corpus, out,
-                      cluster=Cluster(cluster.address, workers=2))
-    saved = json.loads((out / "metrics.json").read_text())  # rank 0 wrote the torchrun files
-    assert saved["step"] == 3 and saved["world_size"] == 2
-    assert result.world_size == 2
-    # A rerun here, without Ray, finds the finished run and skips it: the same files.
+    # Reruns, here without Ray and with the cluster, find the finished run and skip it.
     again = pretrain(tiny("pretrain", "steps=3"), small_corpus, out, progress=False)
     assert again.step == 3
+    start = time.monotonic()
+    again = pretrain(tiny("pretrain", "steps=3"), small_corpus, out,
+                     cluster=Cluster(cluster.address, workers=2))
+    assert again.world_size == 2 and time.monotonic() - start < 5

@@ -167,7 +167,7 @@ class WorkerPool:
     so that their CPUs go back to the cluster for the next stage. A context manager."""
 
     def __init__(self, cluster: Cluster) -> None:
-        self.cluster, self.workers = cluster, []
+        self.cluster, self.workers, self.group = cluster, [], None
 
     def play(self, actor: Actor, starts: Starts, **options: Any) -> Rollout:
         """`loop.play(actor, starts, **options)`, its episodes cut into parts played by the
@@ -208,20 +208,40 @@ class WorkerPool:
                         "actors": len(ranges), "nodes": [r.settings["node"] for r in rollouts]})
 
     def _workers(self, ray: Any, n: int) -> list[Any]:
-        if len(self.workers) < n:
+        if not self.workers:
             check_resources(ray, self.cluster)
-            # SPREAD: the parts go to different machines where there are several.
-            worker = _worker_class(ray).options(
+            self.group = self._reserve(ray)
+            # SPREAD (in the group): the parts go to different machines where there are several.
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            self.workers = [_worker_class(ray).options(
                 num_cpus=self.cluster.cpus, resources=self.cluster.resources,
-                scheduling_strategy="SPREAD")
-            self.workers += [worker.remote() for _ in range(n - len(self.workers))]
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    self.group, placement_group_bundle_index=i))
+                .remote() for i in range(self.cluster.workers)]
         return self.workers[:n]
 
+    def _reserve(self, ray: Any) -> Any:
+        """All the pool's CPUs at once (a placement group): two stages that each got part of
+        what they need would otherwise wait for each other forever."""
+        from ray.util.placement_group import placement_group
+
+        bundle = {"CPU": self.cluster.cpus, **self.cluster.resources}
+        total = {k: sum(n["Resources"].get(k, 0) for n in ray.nodes() if n.get("Alive"))
+                 for k in bundle}
+        if any(total[k] < v * self.cluster.workers for k, v in bundle.items()):
+            raise UserError(f"the Ray cluster has {total} in all, less than "
+                            f"{self.cluster.workers} workers x {bundle}; use fewer "
+                            "--cluster-workers or add nodes")
+        return placement_group([bundle] * self.cluster.workers, strategy="SPREAD")
+
     def close(self) -> None:
-        """Close the actors' environments (Unity builds quit) and stop the actors."""
+        """Close the actors' environments (Unity builds quit), stop the actors and give their
+        CPUs back."""
         if not self.workers:
             return
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         try:
             ray.wait([w.close.remote() for w in self.workers], num_returns=len(self.workers),
@@ -229,7 +249,8 @@ class WorkerPool:
         finally:
             for w in self.workers:
                 ray.kill(w)
-            self.workers = []
+            remove_placement_group(self.group)
+            self.workers, self.group = [], None
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -252,12 +273,6 @@ def play_on(where: Where, actor: Actor, starts: Starts, **options: Any) -> Rollo
         return where.play(actor, starts, **options)
     with WorkerPool(where) as pool:
         return pool.play(actor, starts, **options)
-
-
-def play_on_cluster(cluster: Cluster, actor: Actor, starts: Starts, **options: Any
-                    ) -> Rollout:
-    """`loop.play(actor, starts, **options)` on `cluster`'s actors, started for this rollout."""
-    return play_on(cluster, actor, starts, **options)
 
 
 def pool_for(cluster: Cluster | None) -> contextlib.AbstractContextManager[WorkerPool | None]:

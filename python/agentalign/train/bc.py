@@ -171,7 +171,7 @@ def pretrain(settings: ImitationSettings, corpus: str | Path, out: str | Path, *
     `cluster`, on its Ray Train workers (train.on_ray)."""
     if cluster is not None:
         return on_ray.fit(pretrain, (settings, on_ray.absolute(corpus), on_ray.absolute(out)),
-                          {}, cluster)
+                          {}, cluster, on_ray.absolute(out))
     return train("pretrain", settings, corpus, out, progress=progress)
 
 
@@ -183,7 +183,8 @@ def sft(settings: ImitationSettings, demos: str | Path, out: str | Path, *,
     `cluster`: as pretrain's."""
     if cluster is not None:
         return on_ray.fit(sft, (settings, on_ray.absolute(demos), on_ray.absolute(out)),
-                          {"init": init and on_ray.absolute(init)}, cluster)
+                          {"init": init and on_ray.absolute(init)}, cluster,
+                          on_ray.absolute(out))
     return train("sft", settings, demos, out, init=init, progress=progress)
 
 

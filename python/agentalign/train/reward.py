@@ -251,7 +251,7 @@ def run(settings: RewardSettings, labels: str | Path, target: str, out: str | Pa
     if cluster is not None:
         return on_ray.fit(run, (settings, on_ray.absolute(labels), target,
                                 on_ray.absolute(out), init and on_ray.absolute(init),
-                                labels_used), {}, cluster)
+                                labels_used), {}, cluster, on_ray.absolute(out))
     ranks = init_distributed(settings.device)
     try:
         with cpu_settings(training_threads(settings.num_threads, ranks)):

@@ -338,7 +338,7 @@ def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFun
         return on_ray.fit(run, (settings, on_ray.absolute(policy), on_ray.located(reward),
                                 target, on_ray.absolute(out)),
                           {"intents": None if intents is None else on_ray.absolute(intents)},
-                          cluster)
+                          cluster, on_ray.absolute(out))
     intent = target_intent(target, intents, settings.layout)
     out = Path(out)
     reference, _ = load_policy(policy)
