@@ -211,7 +211,7 @@ def test_rl_with_start_priority_resumes_its_spread(policy_path, tmp_path):
     assert [h["score"] for h in resumed.history] == [h["score"] for h in whole.history]
     state = load_trainer_state(tmp_path / "whole" / "checkpoints" / "step-00000003")
     assert len(state["spawn_spread"]) == 4
-    assert "start_priority" not in small_rl().identity()  # off: older runs stay valid
+    assert "start_priority" not in small_rl(start_priority=0.0).identity()  # off: as before
 
 
 def train_toy(layout, kl_coef: float, iterations: int) -> tuple[Policy, list[dict]]:

@@ -300,17 +300,8 @@ def test_a_shipped_personality_is_current_and_fits_the_scene(name):
     assert (SHIPPED / f"{name}.json.meta").exists(), rel
 
 
-# The default recipe's middle personality reaches its pad in about 97.5-98% of episodes (seed 0:
-# 486/500 here, 1,956/2,000 on another seed; the three-seed mean is 98.2%, docs/results.md): the
-# speed issue's open middle row. Strict: once a recipe lifts it to the bar this test XPASSes,
-# which fails the run until the marker goes.
-MIDDLE_GAP = pytest.mark.xfail(strict=True, reason="the default recipe's middle personality is "
-                               "below 98% (issue 23's middle row; docs/results.md)")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(t, marks=MIDDLE_GAP) if t == "middle" else t
-                                  for t in TARGETS])
+@pytest.mark.parametrize("name", TARGETS)
 def test_a_shipped_personality_reaches_its_pad(name):
     model = (SHIPPED / f"{name}.onnx").read_bytes()
     start = time.perf_counter()
