@@ -279,23 +279,14 @@ def test_align_on_the_cluster_gives_the_local_alignment(cluster, tmp_path):
 def test_toy_pipeline_on_the_cluster_completes_and_resumes_after_a_kill(cluster, tmp_path):
     """The toy pipeline with --cluster (this module's cluster): killed hard once pre-training
     (on Ray Train) has finished, the rerun skips what is done and completes every stage."""
-    from test_pipeline import toy_config_file
+    from test_pipeline import kill_when, toy_config_file
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "agentalign.cli", "pipeline", "--out", str(run), "--config",
            str(toy_config_file(tmp_path)), "--no-progress", "--cluster", f"ray:{cluster.address}",
            "--cluster-workers", "1"]  # one rank or actor per stage: two ranks are tested above
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (run / "pretrain" / "metrics.json").exists():
-            break
-        time.sleep(0.1)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(cmd, env, (run / "pretrain" / "metrics.json").exists, 180, poll=0.1)
     state = json.loads((run / "pipeline.json").read_text())
     done = [s["name"] for s in state["stages"] if s["status"] == "done"]
     assert done[:2] == ["collect", "demos"] and "report" not in done

@@ -50,6 +50,19 @@ def toy_config_file(tmp_path: Path) -> Path:
     return path
 
 
+def kill_when(cmd: list[str], env: dict, ready, timeout: float, poll: float = 0.05) -> None:
+    """Start `cmd` in its own session and SIGKILL the whole session once `ready()` holds (or
+    the command ended, or `timeout` seconds passed)."""
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(poll)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 class _Tags(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -235,16 +248,7 @@ def test_toy_pipeline_end_to_end_and_resume(tmp_path):
            str(toy_config_file(tmp_path)), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Kill it mid-way (once pre-training has a checkpoint), then rerun to completion.
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if list((run / "pretrain" / "checkpoints").glob("step-*")):
-            break
-        time.sleep(0.05)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(cmd, env, lambda: any((run / "pretrain" / "checkpoints").glob("step-*")), 120)
     state = json.loads((run / "pipeline.json").read_text())
     assert [s["name"] for s in state["stages"] if s["status"] == "done"][:2] == \
         ["collect", "demos"]

@@ -114,7 +114,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intents", metavar="FILE", help="the intents file --targets are "
                         "read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--env", help=ENV_HELP + "; passed to every stage that runs episodes")
-    cluster_arguments(parser)  # pretrain, sft, reward (workers); label, align, evaluate (actors)
+    cluster_arguments(parser)  # collect, trainers, label, align, evaluate: docs/distributed.md
     add_config_arguments(parser)
 
 

@@ -72,8 +72,8 @@ def measure_rates(policy: Policy, layout: Layout, episodes: int, seed: int, num_
     starts = spawn_starts(layout, episodes, seed + EVAL_STREAM, spawn_jitter)
     actor = PolicyActor(policy, greedy=False)
     played = play_on(where, actor, starts, num_envs=num_envs, layout=layout,
-                  height=policy.config.obs_height, width=policy.config.obs_width,
-                  max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)
+                     height=policy.config.obs_height, width=policy.config.obs_width,
+                     max_steps=max_steps, seed=seed + EVAL_STREAM, record_frames=0, env=env)
     summary = summarise([e.outcome for e in played.episodes],
                         [e.length for e in played.episodes],
                         {"spawn": [layout.spawns[e.spawn].name for e in played.episodes]})

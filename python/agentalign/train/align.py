@@ -46,7 +46,7 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
         progress: bool = True, cluster: Cluster | None = None) -> AlignResult:
     """Align `policy` to the intent `target` of `intents` (default: the packaged file) against
     `reward` (its reward model checkpoint, or a RewardFunction), into `out`; with `cluster`,
-    both sub-stages play their episodes on Ray actors (rollout.cluster)."""
+    prefft plays its rollouts on Ray actors and RL trains on Ray Train workers."""
     intent = prefft.target_intent(target, intents, settings.rl.layout)
     out = Path(out)
     score = prefft.reward_function(reward, policy, target)

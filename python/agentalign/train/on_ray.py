@@ -46,7 +46,7 @@ def fit(stage: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     finished run is handed to the stage here: it skips it (or refuses one of other settings)
     in a moment, where starting the workers takes seconds."""
     if (out / METRICS).exists():
-        return stage(*args, **kwargs, progress=False)
+        return _call(stage, args, kwargs)
     ray = connect(cluster)
     check_resources(ray, cluster)
     if cluster.workers == 1:  # one rank: a plain Ray task, without a process group to start
@@ -75,7 +75,7 @@ def fit(stage: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     def loop(config: dict[str, Any]) -> None:
         import torch.distributed as dist
 
-        result = stage(*args, **kwargs, progress=False)
+        result = _call(stage, args, kwargs)
         if dist.get_rank() == 0:
             ray.get(config["box"].put.remote(result))
 

@@ -67,7 +67,8 @@ def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--intents", type=Path, metavar="FILE", help="the intents file "
                         "--target is read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--out", type=Path, default=Path(out), help="stage folder")
-    cluster_arguments(parser)
+    cluster_arguments(parser, what="play prefft's episodes on Ray actors and train RL on Ray "
+                      "Train workers, each playing its share of every batch")
 
 
 def alignment_request(args: argparse.Namespace) -> dict[str, Any]:

@@ -54,7 +54,6 @@ checkpoint.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +98,7 @@ from agentalign.train.distributed import (
     cpu_settings,
     init_distributed,
     summary_writer,
+    training_threads,
 )
 from agentalign.train.prefft import (
     evaluated_intent,
@@ -354,9 +354,7 @@ def run(settings: RLSettings, policy: str | Path, reward: str | Path | RewardFun
         if settings.starts_per_iteration < ranks.world:
             raise ConfigError(f"starts_per_iteration {settings.starts_per_iteration} does not "
                               f"give each of {ranks.world} ranks a start; use fewer ranks")
-        threads = settings.num_threads or max(1, len(os.sched_getaffinity(0))
-                                              // ranks.local_world)
-        with cpu_settings(threads):
+        with cpu_settings(training_threads(settings.num_threads, ranks)):
             return result_from(RLResult, _rl(settings, life, reference, score, intent, out,
                                              progress and lead, ranks))
     finally:
