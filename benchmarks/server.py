@@ -11,6 +11,7 @@ with the server for the cores. The personality is a random `--config` policy exp
 
     python benchmarks/server.py --config tiny --sessions 1,16,64 --seconds 4
     python benchmarks/server.py --rate 10   # sessions paced at the game's 10 decisions/s
+    python benchmarks/server.py --rate 10 --sessions 500 --agents-per-stream 50  # 10 games
 
 Closed loop measures throughput; there the mean latency is sessions / throughput by
 construction (Little's law). Paced at the game's rate it measures the latency an agent sees.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import resource
 import tempfile
@@ -51,14 +53,15 @@ def make_personality(config: str, folder: Path) -> Path:
 
 
 def load(target: str, sessions: int, seconds: float, shape: tuple[int, int, int],
-         rate: float, results: mp.Queue) -> None:
-    """The load generator (own process): `sessions` closed-loop Act streams on one grpc.aio
-    event loop (threads would spend the client's CPU on switching, not on gRPC)."""
-    results.put(asyncio.run(_load(target, sessions, seconds, shape, rate)))
+         rate: float, per_stream: int, results: mp.Queue) -> None:
+    """The load generator (own process): `sessions` closed-loop or paced agents on one grpc.aio
+    event loop (threads would spend the client's CPU on switching, not on gRPC), each on its
+    own Act stream, or `per_stream` of them together on each ActBatch stream."""
+    results.put(asyncio.run(_load(target, sessions, seconds, shape, rate, per_stream)))
 
 
 async def _load(target: str, sessions: int, seconds: float, shape: tuple[int, int, int],
-                rate: float) -> dict[str, float]:
+                rate: float, per_stream: int) -> dict[str, float]:
     from agentalign.client import observation
     from agentalign.server.v1 import policy_pb2 as pb
     from agentalign.server.v1 import policy_pb2_grpc
@@ -90,7 +93,34 @@ async def _load(target: str, sessions: int, seconds: float, shape: tuple[int, in
             await call.done_writing()
             return latencies
 
-        tasks = [asyncio.create_task(play(i)) for i in ids]
+        async def play_together(group: list[str]) -> list[float]:
+            """A game with len(group) agents: one ActBatchRequest per tick for all of them; each
+            agent's latency is the request's round trip."""
+            call = stub.ActBatch()
+            await call.write(pb.ActBatchRequest(requests=[
+                pb.ActRequest(session_id=i, observation=obs, episode_start=True)
+                for i in group]))
+            await call.read()
+            tick = pb.ActBatchRequest(requests=[pb.ActRequest(session_id=i, observation=obs)
+                                                for i in group])
+            await go.wait()
+            if rate:
+                await asyncio.sleep(random.random() / rate)
+            latencies = []
+            while (t0 := time.perf_counter()) < timing["end"]:
+                await call.write(tick)
+                await call.read()
+                latencies += [time.perf_counter() - t0] * len(group)
+                if rate:
+                    await asyncio.sleep(max(0.0, t0 + 1 / rate - time.perf_counter()))
+            await call.done_writing()
+            return latencies
+
+        if per_stream > 1:
+            tasks = [asyncio.create_task(play_together(ids[k:k + per_stream]))
+                     for k in range(0, len(ids), per_stream)]
+        else:
+            tasks = [asyncio.create_task(play(i)) for i in ids]
         await asyncio.sleep(0.5)
         start_cpu = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
@@ -107,9 +137,9 @@ async def _load(target: str, sessions: int, seconds: float, shape: tuple[int, in
             "p99": float(np.percentile(latencies, 99)), "client_cpu": used / wall}
 
 
-def ceiling(onnx: Path, batch: int, seconds: float) -> float:
+def ceiling(onnx: Path, batch: int, seconds: float, threads: int | None) -> float:
     """Decisions/s of the bare batched forward pass (Personality.run) at `batch` rows."""
-    personality = load_personality(onnx)
+    personality = load_personality(onnx, threads)
     h, w, c = personality.frame_shape
     frames = np.random.default_rng(0).random((batch, h, w, c), dtype=np.float32)
     memory = np.zeros((batch, 1, personality.memory_size), np.float32)
@@ -133,6 +163,13 @@ def main() -> None:
                         help="sessions the server holds (its own default is 256)")
     parser.add_argument("--rate", type=float, default=0.0, help="decisions/s per session "
                         "(10 = the game's pace); 0 = closed loop, as fast as answered")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the server's onnxruntime intra-op threads (default: one per core)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="the server's forward passes that may run at once")
+    parser.add_argument("--agents-per-stream", type=int, default=1,
+                        help="sessions sent together on one ActBatch stream, as a game with "
+                        "that many agents sends them (1 = one Act stream per session)")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
     ctx = mp.get_context("spawn")
@@ -140,22 +177,29 @@ def main() -> None:
         folder = make_personality(args.config, Path(tmp))
         shape = load_personality(folder / "bench.onnx").frame_shape
         pace = f"{args.rate:g} decisions/s per session" if args.rate else "closed loop"
-        print(f"{args.config}: {torch.get_num_threads()} threads, {args.seconds:g} s per row, "
-              f"batch window {args.window_ms:g} ms, max batch {args.max_batch}, {pace}")
+        streams = (f"{args.agents_per_stream} sessions per ActBatch stream"
+                   if args.agents_per_stream > 1 else "one Act stream per session")
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+        print(f"{args.config}: server {args.workers} forward workers x {threads} onnxruntime "
+              f"threads, {args.seconds:g} s per row, batch window {args.window_ms:g} ms, max "
+              f"batch {args.max_batch}, {pace}, {streams}; ceiling: one pass, onnxruntime's "
+              "default threads")
         print("| sessions | server | actions/s | p50 ms | p99 ms | mean batch | "
               "client CPU | ceiling actions/s | % of ceiling |")
         print("|---|---|---|---|---|---|---|---|---|")
         for n in counts:
-            top = ceiling(folder / "bench.onnx", n, min(args.seconds, 2.0))
+            top = ceiling(folder / "bench.onnx", n, min(args.seconds, 2.0), args.threads)
             for batched in (False, True):
                 server = Server(ServerConfig(personalities=folder, runs=Path(tmp) / "runs",
                                              port=0,
                                              max_batch=args.max_batch if batched else 1,
                                              batch_window_s=args.window_ms / 1000,
-                                             max_sessions=max(args.max_sessions, n)))
+                                             max_sessions=max(args.max_sessions, n),
+                                             threads=args.threads, workers=args.workers))
                 queue: mp.Queue = ctx.Queue()
                 worker = ctx.Process(target=load, args=(f"127.0.0.1:{server.port}", n,
-                                                        args.seconds, shape, args.rate, queue))
+                                                        args.seconds, shape, args.rate,
+                                                        args.agents_per_stream, queue))
                 worker.start()
                 before = server.batcher.batches
                 r = queue.get()

@@ -155,6 +155,103 @@ def test_64_concurrent_sessions_are_batched(client: Client, server: Server) -> N
     assert server.batcher.batches - before < 64 * 10 / 2  # most passes served several sessions
 
 
+def _tick(ids: list[str], clip: np.ndarray, start: bool = False) -> pb.ActBatchRequest:
+    return pb.ActBatchRequest(requests=[
+        pb.ActRequest(session_id=i, observation=observation(f), episode_start=start)
+        for i, f in zip(ids, clip, strict=True)])
+
+
+def test_act_batch_decides_as_separate_streams_do(client: Client) -> None:
+    """Seeded sessions on one ActBatch stream take the actions they take on their own Act
+    streams, episode ends and starts included, and keep their steps."""
+    clips = [frames(6, seed=20 + k) for k in range(3)]
+    alone = []
+    for k, clip in enumerate(clips):
+        with client.open("alpha" if k else "beta", seed=k) as agent:
+            actions = [agent.act(f).tolist() for f in clip[:3]]
+            agent.end_episode("left")
+            actions += [agent.act(f).tolist() for f in clip[3:5]]
+            actions.append(agent.act(clip[5], episode_start=True).tolist())
+            alone.append(actions)
+    ids = [client.open("alpha" if k else "beta", seed=k).id for k in range(3)]
+    ticks = [_tick(ids, [c[t] for c in clips], start=t == 5) for t in range(6)]
+    ticks.insert(3, pb.ActBatchRequest(requests=[
+        pb.ActRequest(session_id=i, episode_end=pb.EpisodeEnd(outcome="left")) for i in ids]))
+    answers = list(client.policy.ActBatch(iter(ticks)))
+    assert [r.episode_ended for r in answers[3].responses] == [True] * 3
+    together = [[list(a.responses[k].actions) for a in answers[:3] + answers[4:]]
+                for k in range(3)]
+    assert together == alone
+    assert [r.step for r in answers[5].responses] == [1, 1, 1]
+    assert [r.step for r in answers[6].responses] == [0, 0, 0]
+    assert [r.personality for r in answers[0].responses] == ["beta", "alpha", "alpha"]
+    for i in ids:
+        client.policy.CloseSession(pb.CloseSessionRequest(session_id=i))
+
+
+def test_act_batch_bad_item_decides_nothing(client: Client) -> None:
+    ids = [client.open("alpha", greedy=True).id for _ in range(3)]
+    clip = frames(3)
+    bad = _tick(ids, clip)
+    bad.requests[2].observation.raw.height = 32
+    code, details = code_of(lambda: list(client.policy.ActBatch(iter([_tick(ids, clip), bad]))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("item 2:")
+    # The stream is over and its sessions free: none moved on the refused tick.
+    answer = next(client.policy.ActBatch(iter([_tick(ids, clip)])))
+    assert [r.step for r in answer.responses] == [1, 1, 1]
+    missing = _tick(ids, clip)
+    missing.requests[1].session_id = ""
+    twice = _tick([ids[0], ids[1], ids[0]], clip)
+    for request, code_wanted, words in [
+            (missing, grpc.StatusCode.INVALID_ARGUMENT, "item 1: every ActRequest"),
+            (twice, grpc.StatusCode.INVALID_ARGUMENT, "item 2: session"),
+            (_tick([ids[0], "nope"], clip[:2]), grpc.StatusCode.NOT_FOUND, "item 1: unknown")]:
+        code, details = code_of(lambda r=request: list(client.policy.ActBatch(iter([r]))))
+        assert code == code_wanted and details.startswith(words), details
+    with client.open("alpha") as agent:  # a session with its own Act stream is not shared
+        agent.act(clip[0])
+        code, details = code_of(lambda: list(client.policy.ActBatch(iter([
+            _tick([ids[0], agent.id], clip[:2])]))))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "item 1" in details
+    answer = next(client.policy.ActBatch(iter([_tick(ids, clip)])))
+    assert [r.step for r in answer.responses] == [2, 2, 2]
+    for i in ids:
+        client.policy.CloseSession(pb.CloseSessionRequest(session_id=i))
+
+
+def test_act_batch_holds_its_sessions_and_survives_a_close(client: Client) -> None:
+    ids = [client.open("alpha").id for _ in range(2)]
+    clip = frames(2)
+    requests: list[pb.ActBatchRequest | None] = []
+    ready = threading.Event()
+
+    def feed():
+        yield _tick(ids, clip, start=True)
+        ready.wait(10)
+        yield requests[0]
+        yield requests[1]
+
+    call = client.policy.ActBatch(feed())
+    first = next(call)
+    assert [r.step for r in first.responses] == [0, 0]
+    single = client.policy.Act(iter([pb.ActRequest(session_id=ids[0],
+                                                    observation=observation(clip[0]))]))
+    code, _ = code_of(lambda: next(single))  # held by the ActBatch stream
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    client.policy.CloseSession(pb.CloseSessionRequest(session_id=ids[1]))
+    requests += [_tick(ids[:1], clip[:1]), _tick(ids, clip)]
+    ready.set()
+    assert next(call).responses[0].step == 1  # the others' stream goes on
+    code, details = code_of(lambda: next(call))
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("item 1")
+    with client.open("alpha") as agent:  # and the stream's end frees its sessions
+        agent.act(clip[0])
+    follow = next(client.policy.Act(iter([pb.ActRequest(session_id=ids[0],
+                                                        observation=observation(clip[0]))])))
+    assert follow.step == 2
+    client.policy.CloseSession(pb.CloseSessionRequest(session_id=ids[0]))
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def _act_once(client: Client, request: pb.ActRequest, session_id: str | None = None):

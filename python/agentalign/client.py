@@ -179,29 +179,56 @@ class AgentSession:
 class ServerAgents:
     """N sessions of one personality acting together, an actor of the rollout loop
     (`begin(starting, episodes)`, `act(frames, info)`), so the island can be played through the
-    server. The rows' decisions are sent at once from a thread each, so the server batches
-    them."""
+    server. Each step is one ActBatchRequest on one ActBatch stream (as a game sends its agents'
+    decisions together), which the server batches into one forward pass."""
 
     def __init__(self, client: Client, personality: str, num_agents: int, *,
                  greedy: bool = False, seed: int | None = None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.sessions = [client.open(personality, greedy=greedy,
-                                     seed=None if seed is None else seed + i)
-                         for i in range(num_agents)]
+        self.client = client
+        self.ids = [client.policy.OpenSession(pb.OpenSessionRequest(
+            personality=personality, options=pb.SessionOptions(
+                greedy=greedy, seed=None if seed is None else seed + i)),
+            metadata=client.metadata).session_id for i in range(num_agents)]
         self.starting = np.ones(num_agents, dtype=bool)
-        self.pool = ThreadPoolExecutor(max_workers=num_agents)
+        self.requests: queue.Queue[pb.ActBatchRequest | None] = queue.Queue()
+        self.responses: Iterator[pb.ActBatchResponse] | None = None
 
     def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None,
               seed: int | None = None) -> None:
         self.starting |= np.asarray(starting, dtype=bool)
 
     def act(self, frames: np.ndarray, info: object = None) -> np.ndarray:
+        """Every agent's action (int64 [N, n_branches]) for its frame (frames [N, H, W, 3])."""
         starting, self.starting = self.starting, np.zeros_like(self.starting)
-        return np.stack(list(self.pool.map(lambda i: self.sessions[i].act(
-            frames[i], episode_start=bool(starting[i])), range(len(self.sessions)))))
+        batch = pb.ActBatchRequest(requests=[
+            pb.ActRequest(session_id=i, observation=observation(f), episode_start=bool(s))
+            for i, f, s in zip(self.ids, frames, starting, strict=True)])
+        if self.responses is None:
+            def requests() -> Iterator[pb.ActBatchRequest]:
+                while (item := self.requests.get()) is not None:
+                    yield item
+
+            self.responses = self.client.policy.ActBatch(requests(),
+                                                         metadata=self.client.metadata)
+        self.requests.put(batch)
+        try:
+            answer = next(self.responses)
+        except grpc.RpcError:
+            self.requests.put(None)  # the stream is over; the next act opens another
+            self.requests, self.responses = queue.Queue(), None
+            raise
+        return np.array([r.actions for r in answer.responses], dtype=np.int64)
 
     def close(self) -> None:
-        for session in self.sessions:
-            session.close()
-        self.pool.shutdown()
+        """End the stream and close every session."""
+        if self.responses is not None:
+            self.requests.put(None)
+            self.responses.cancel()  # type: ignore[attr-defined]
+            self.responses = None
+        for session_id in self.ids:
+            try:
+                self.client.policy.CloseSession(pb.CloseSessionRequest(session_id=session_id),
+                                                metadata=self.client.metadata)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:  # already gone (timed out) is fine
+                    raise

@@ -61,6 +61,7 @@ class ServeSettings(Settings):
     idle_timeout: float = field(metadata=above(0))
     max_batch: int = field(metadata=at_least(1))
     batch_window_ms: float = field(metadata=at_least(0))
+    workers: int = field(metadata=at_least(1))
     max_runs: int = field(metadata=at_least(1))
 
 
@@ -80,7 +81,8 @@ class ServerConfig:
     batch_window_s: float = 0.002
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_runs: int = 2
-    threads: int | None = None  # onnxruntime intra-op threads (None = one per core)
+    threads: int | None = None  # onnxruntime intra-op threads per pass (None: cores / workers)
+    workers: int = 2  # forward passes that may run at once
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
@@ -211,7 +213,10 @@ class Server:
         if (config.tls_cert is None) != (config.tls_key is None):
             raise UserError("TLS needs both --tls-cert and --tls-key")
         self.config = config
-        self.personalities = Personalities(config.personalities, config.threads)
+        # Two passes on a thread each beat one pass on two threads on a small machine: no
+        # intra-op hand-offs, and one batch runs while another is being gathered or answered.
+        threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, config.workers))
+        self.personalities = Personalities(config.personalities, threads)
         self.training = TrainingServicer(config.runs, config.max_runs,
                                          personalities=config.personalities,
                                          builds=config.builds)
@@ -234,7 +239,7 @@ class Server:
 
     async def _start(self) -> int:
         config = self.config
-        self.batcher = Batcher(config.max_batch, config.batch_window_s)
+        self.batcher = Batcher(config.max_batch, config.batch_window_s, config.workers)
         self.policy = PolicyServicer(self.personalities, self.batcher,
                                      max_sessions=config.max_sessions,
                                      idle_timeout_s=config.idle_timeout_s)
@@ -310,7 +315,8 @@ OPTIONS = {"personalities": "folder of NAME.onnx + NAME.json (from agentalign ex
            "max_sessions": "most open agent sessions",
            "idle_timeout": "seconds before an idle session is closed",
            "max_batch": "most decisions in one pass",
-           "batch_window_ms": "how long a decision may wait for others to join its batch"}
+           "batch_window_ms": "how long a decision may wait for others to join its batch",
+           "workers": "forward passes at once, each on cores / workers threads"}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -337,4 +343,4 @@ def serve_from_args(args: argparse.Namespace) -> None:
         port=settings.port, token=token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
         max_sessions=settings.max_sessions, idle_timeout_s=settings.idle_timeout,
         max_batch=settings.max_batch, batch_window_s=settings.batch_window_ms / 1000.0,
-        max_runs=settings.max_runs))
+        workers=settings.workers, max_runs=settings.max_runs))

@@ -4,10 +4,11 @@ What is served: the personality files themselves (`<name>.onnx` + `<name>.json`,
 `agentalign export` writes them), run with onnxruntime, not the PyTorch checkpoints they came
 from. The server then plays exactly the artifact a designer ships to Unity (the export's parity
 test ties it to PyTorch), needs no checkpoint beside it, and each session's context is the
-graph's flat `recurrent_in` memory, which batches by concatenation: B sessions' memories are
-one [B, 1, memory] array, one `session.run`, and row b of `recurrent_out` is session b's next
-memory. A new episode is a zero row. (PyTorch's `KVCache` would need rows gathered and
-scattered across cache tensors as sessions come and go; the ONNX memory is already per row.)
+graph's flat `recurrent_in` memory, which batches by stacking: B sessions' memories are one
+[B, 1, memory] array (gathered from the personality's `MemoryRows`), one `session.run`, and
+row b of `recurrent_out` is session b's next memory. A new episode is a zero row. (PyTorch's
+`KVCache` would need rows gathered and scattered across cache tensors as sessions come and go;
+the ONNX memory is already per row.)
 
 Sampling is the server's, not the graph's: the graph's `Multinomial` has no seed and draws from
 one process-wide stream, so a session's actions would depend on who else is in the batch. At
@@ -17,10 +18,13 @@ action it took into its memory's previous-action slot (`MemoryLayout`: floats 1.
 hold action + 1), exactly what the graph does with its own choice.
 
 Batching: the service runs on grpc.aio, one event loop for every stream (a thread per stream
-costs more in switching than the model costs in compute). Act handlers add decisions to one
-list; the batcher task takes them once `max_batch` are waiting, or every open Act stream has one
-waiting, or `window_s` after the first arrived, and runs one forward pass per personality in a
-worker thread (onnxruntime releases the GIL), while the loop goes on receiving the next batch.
+costs more in switching than the model costs in compute). Act handlers (one session per stream)
+and ActBatch handlers (a game's agents together, one message per tick: far less gRPC and
+asyncio work per decision) add decisions to one list; the batcher task takes them once
+`max_batch` are waiting, or every session with an open stream has one waiting, or `window_s`
+after the first arrived, and runs one forward pass per personality in a worker thread
+(onnxruntime releases the GIL); with two workers a second batch can run meanwhile, while the
+loop goes on receiving the next.
 """
 
 from __future__ import annotations
@@ -60,6 +64,62 @@ class BadInput(Exception):
 
 # -- personalities ------------------------------------------------------------------------------
 
+class MemoryRows:
+    """The memories of every session a personality plays, a row each of one array: a batch
+    gathers its rows with one indexing and writes the next memories back with one assignment
+    (an array per session per decision, concatenated for each batch, cost the forward thread
+    a third of the model's own time). Each row has a generation, bumped whenever the row is
+    handed out or cleared, so a batch whose session has since closed, swapped or started a
+    new episode (its stream cancelled mid-decision) does not write over the row."""
+
+    def __init__(self, size: int) -> None:
+        self.lock = threading.Lock()  # the event loop hands rows out, forward threads use them
+        self.rows = np.zeros((0, 1, size), np.float32)
+        self.generation = np.zeros(0, np.int64)
+        self.free: list[int] = []
+
+    def take(self) -> int:
+        """A zeroed row for a new session (the array doubles when none is free)."""
+        with self.lock:
+            if not self.free:
+                n = len(self.rows)
+                rows = np.zeros((max(16, 2 * n), *self.rows.shape[1:]), np.float32)
+                rows[:n] = self.rows
+                self.rows = rows
+                self.generation = np.concatenate([self.generation,
+                                                  np.zeros(len(rows) - n, np.int64)])
+                self.free = list(range(len(rows) - 1, n - 1, -1))
+            row = self.free.pop()
+            self.rows[row] = 0
+            self.generation[row] += 1
+            return row
+
+    def clear(self, row: int) -> None:
+        """A new episode: the row back to zeros."""
+        with self.lock:
+            self.rows[row] = 0
+            self.generation[row] += 1
+
+    def give(self, row: int) -> None:
+        with self.lock:
+            self.generation[row] += 1
+            self.free.append(row)
+
+    def gather(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Memories [B, 1, size] of these rows (a copy) and their generations."""
+        with self.lock:
+            return self.rows[rows], self.generation[rows]
+
+    def scatter(self, rows: list[int], generations: np.ndarray, memory: np.ndarray) -> None:
+        """Write each row's next memory, unless the row changed hands since `gather`."""
+        with self.lock:
+            current = self.generation[rows] == generations
+            if current.all():
+                self.rows[rows] = memory
+            else:
+                self.rows[np.asarray(rows)[current]] = memory[current]
+
+
 @dataclass
 class Personality:
     """One loaded personality: its onnxruntime session and what its card says."""
@@ -71,6 +131,7 @@ class Personality:
     branches: tuple[int, ...]
     frame_shape: tuple[int, int, int]  # height, width, channels
     logit_outputs: list[str]  # masked logits per branch, added to the graph at load
+    memories: MemoryRows  # the memory of every session it plays
 
     def message(self) -> pb.Personality:
         rates = (self.card.get("measured") or {}).get("rates") or {}
@@ -82,9 +143,14 @@ class Personality:
                            if isinstance(v, dict) and "rate" in v})
 
     def run(self, frames: np.ndarray, memory: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Masked logits per branch [B, n_b] and the next memory, for float frames
-        [B, H, W, 3] in 0..1 and memory [B, 1, memory_size]."""
-        feeds = {OBS: np.ascontiguousarray(frames.transpose(0, 3, 1, 2)),
+        """Masked logits per branch [B, n_b] and the next memory, for frames [B, H, W, 3]
+        (uint8 pixels, or float32 in 0..1) and memory [B, 1, memory_size]."""
+        obs = np.empty((frames.shape[0], frames.shape[3], *frames.shape[1:3]), np.float32)
+        if frames.dtype == np.uint8:  # one pass: to float, / 255 and to NCHW together
+            np.divide(frames.transpose(0, 3, 1, 2), np.float32(255.0), out=obs)
+        else:
+            obs[:] = frames.transpose(0, 3, 1, 2)
+        feeds = {OBS: obs,
                  ACTION_MASKS: np.ones((len(frames), sum(self.branches)), np.float32),
                  RECURRENT_IN: memory}
         *logits, memory_out = self.session.run([*self.logit_outputs, RECURRENT_OUT], feeds)
@@ -122,7 +188,7 @@ def load_personality(onnx_path: Path, threads: int | None = None) -> Personality
     channels, height, width = card["observation_spec"][0]["shape"]
     return Personality(name=card["name"], card=card, session=session, memory_size=memory_size,
                        branches=branches, frame_shape=(height, width, channels),
-                       logit_outputs=argmax_inputs)
+                       logit_outputs=argmax_inputs, memories=MemoryRows(memory_size))
 
 
 class Personalities:
@@ -161,8 +227,9 @@ class Personalities:
 # -- observations -------------------------------------------------------------------------------
 
 def decode_frame(obs: pb.Observation, shape: tuple[int, int, int]) -> np.ndarray:
-    """float32 [H, W, 3] in 0..1 from a raw or PNG frame; BadInput (INVALID_ARGUMENT) with
-    what to fix otherwise."""
+    """[H, W, 3] pixels from a raw or PNG frame: uint8 (0..255) as sent or decoded, float32
+    (0..1) for FLOAT32 frames, converted for the network by the batch at once
+    (`Personality.run`); BadInput (INVALID_ARGUMENT) with what to fix otherwise."""
     height, width, channels = shape
     want = f"{height}x{width}x{channels}"
     kind = obs.WhichOneof("pixels")
@@ -173,11 +240,11 @@ def decode_frame(obs: pb.Observation, shape: tuple[int, int, int]) -> np.ndarray
                 raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                                f"png is {image.size[1]}x{image.size[0]}, this personality "
                                f"takes {height}x{width} frames")
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                            f"png cannot be decoded ({e}); send a PNG file's bytes") from None
-        return pixels / np.float32(255.0)
+        return pixels
     if kind != "raw":
         raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                        "observation has no pixels: set observation.raw or observation.png")
@@ -191,7 +258,7 @@ def decode_frame(obs: pb.Observation, shape: tuple[int, int, int]) -> np.ndarray
             raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                            f"raw uint8 frame {want} needs {height * width * channels} bytes, "
                            f"got {len(raw.data)}")
-        pixels = np.frombuffer(raw.data, np.uint8).astype(np.float32) / np.float32(255.0)
+        pixels = np.frombuffer(raw.data, np.uint8)
     elif raw.dtype == pb.FLOAT32:
         if len(raw.data) != 4 * height * width * channels:
             raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
@@ -221,16 +288,31 @@ class Session:
     personality: Personality
     greedy: bool
     rng: np.random.Generator
-    memory: np.ndarray  # float32 [1, 1, memory_size]; zeros = a new episode
+    row: int = -1  # its memory: this row of personality.memories (zeros = a new episode)
     step: int = 0  # decisions in the current episode
     decisions: int = 0
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one decision or swap at once
-    stream: asyncio.Task | None = None  # the open Act stream's handler, if any
+    stream: asyncio.Task | None = None  # the open Act or ActBatch stream's handler, if any
+    shared: bool = False  # that stream is an ActBatch stream, which other sessions share
+
+    def __post_init__(self) -> None:
+        self.row = self.personality.memories.take()
 
     def new_episode(self) -> None:
-        self.memory = np.zeros((1, 1, self.personality.memory_size), np.float32)
+        self.personality.memories.clear(self.row)
         self.step = 0
+
+    def play_with(self, personality: Personality) -> None:
+        """Another personality from the next decision on, with an empty context."""
+        self.personality.memories.give(self.row)
+        self.personality, self.row = personality, personality.memories.take()
+
+    def free(self) -> None:
+        """Give the memory row back (the session is closed)."""
+        if self.row >= 0:
+            self.personality.memories.give(self.row)
+            self.row = -1
 
 
 @dataclass
@@ -242,15 +324,18 @@ class Decision:
 
 class Batcher:
     """Turns the decisions of all sessions into batched forward passes (on the event loop;
-    the passes themselves run in one worker thread)."""
+    the passes themselves run in `workers` threads, so one batch can run while the next
+    fills and, with two workers, while another runs)."""
 
-    def __init__(self, max_batch: int = 64, window_s: float = 0.002) -> None:
+    def __init__(self, max_batch: int = 64, window_s: float = 0.002, workers: int = 1) -> None:
         self.max_batch, self.window_s = max(1, max_batch), window_s
         self.pending: list[Decision] = []
-        self.streams = 0  # open Act streams: no batch can get bigger than that
+        self.streams = 0  # sessions with an open stream: no batch can get bigger than that
         self.batches = 0
         self.has_work, self.full = asyncio.Event(), asyncio.Event()
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.free = asyncio.Semaphore(max(1, workers))  # workers not running a batch
+        self.running: set[asyncio.Task] = set()
+        self.worker = ThreadPoolExecutor(max(1, workers), thread_name_prefix="forward")
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     def _target(self) -> int:
@@ -265,9 +350,20 @@ class Batcher:
             self.full.set()
         return await decision.result
 
+    async def decide_many(self, items: list[tuple[Session, np.ndarray]]) -> list[np.ndarray]:
+        """`decide` for many sessions at once (an ActBatch tick), their actions in order."""
+        loop = asyncio.get_running_loop()
+        decisions = [Decision(s, f, loop.create_future()) for s, f in items]
+        self.pending.extend(decisions)
+        if decisions:
+            self.has_work.set()
+        if len(self.pending) >= self._target():
+            self.full.set()
+        return list(await asyncio.gather(*(d.result for d in decisions)))
+
     async def stop(self) -> None:
-        """Finish the waiting decisions, then end the task."""
-        while self.pending:
+        """Finish the waiting and running decisions, then end the task."""
+        while self.pending or self.running:
             await asyncio.sleep(0.001)
         self.task.cancel()
         self.worker.shutdown()
@@ -276,6 +372,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             await self.has_work.wait()
+            await self.free.acquire()  # while every worker is busy, the next batch grows
             if len(self.pending) < self._target():
                 self.full.clear()
                 with contextlib.suppress(TimeoutError):
@@ -285,14 +382,23 @@ class Batcher:
             if not self.pending:
                 self.has_work.clear()
             self.batches += 1
-            outcomes = await loop.run_in_executor(self.worker, run_batch, batch)
-            for decision, outcome in zip(batch, outcomes, strict=True):
-                if decision.result.done():  # its stream was cancelled meanwhile
-                    continue
-                if isinstance(outcome, Exception):
-                    decision.result.set_exception(outcome)
-                else:
-                    decision.result.set_result(outcome)
+            task = loop.create_task(self._run(batch))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _run(self, batch: list[Decision]) -> None:
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(self.worker, run_batch,
+                                                                        batch)
+        finally:
+            self.free.release()
+        for decision, outcome in zip(batch, outcomes, strict=True):
+            if decision.result.done():  # its stream was cancelled meanwhile
+                continue
+            if isinstance(outcome, Exception):
+                decision.result.set_exception(outcome)
+            else:
+                decision.result.set_result(outcome)
 
 
 def run_batch(batch: list[Decision]) -> list[np.ndarray | Exception]:
@@ -304,10 +410,10 @@ def run_batch(batch: list[Decision]) -> list[np.ndarray | Exception]:
     for rows in groups.values():
         group = [batch[i] for i in rows]
         personality = group[0].session.personality
+        memory_rows = [d.session.row for d in group]
         try:
-            logits, memory = personality.run(
-                np.stack([d.frame for d in group]),
-                np.concatenate([d.session.memory for d in group]))
+            memory, generations = personality.memories.gather(memory_rows)
+            logits, memory = personality.run(stack_frames([d.frame for d in group]), memory)
         except Exception as e:  # never let one batch kill the batcher
             for i in rows:
                 outcomes[i] = e
@@ -316,10 +422,18 @@ def run_batch(batch: list[Decision]) -> list[np.ndarray | Exception]:
         # Memory floats 1..n_branches hold the previous action + 1 (MemoryLayout): the action
         # this session took, which need not be the one the graph drew.
         memory[:, 0, 1:1 + actions.shape[1]] = actions + 1
-        for row, (i, d) in enumerate(zip(rows, group, strict=True)):
-            d.session.memory = memory[row:row + 1].copy()
+        personality.memories.scatter(memory_rows, generations, memory)
+        for row, i in enumerate(rows):
             outcomes[i] = actions[row]
     return outcomes
+
+
+def stack_frames(frames: list[np.ndarray]) -> np.ndarray:
+    """[B, H, W, 3]: uint8 if every frame is (the usual case: a quarter of the bytes to move),
+    else float32 in 0..1."""
+    if all(f.dtype == np.uint8 for f in frames):
+        return np.stack(frames)
+    return np.stack([f if f.dtype == np.float32 else f / np.float32(255.0) for f in frames])
 
 
 def choose(logits: np.ndarray, sessions: list[Session]) -> np.ndarray:
@@ -364,8 +478,9 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             for s in [s for s in self.sessions.values()
                       if now - s.last_used > self.idle_timeout_s]:
                 del self.sessions[s.id]
+                s.free()
                 log("session_timed_out", session=s.id, idle_s=round(now - s.last_used, 1))
-                if s.stream is not None:
+                if s.stream is not None and not s.shared:
                     s.stream.cancel()
 
     # -- RPCs -----------------------------------------------------------------------------------
@@ -390,8 +505,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         options = request.options
         seed = options.seed if options.HasField("seed") else None
         session = Session(id=uuid.uuid4().hex, personality=personality, greedy=options.greedy,
-                          rng=np.random.default_rng(seed),
-                          memory=np.zeros((1, 1, personality.memory_size), np.float32))
+                          rng=np.random.default_rng(seed))
         self.sessions[session.id] = session
         log("session_opened", session=session.id, personality=personality.name,
             greedy=options.greedy, seed=seed, peer=context.peer())
@@ -411,43 +525,103 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                         raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                                        "one Act stream serves one session: open another "
                                        f"stream for {request.session_id!r}")
-                    response = await self._act(session, request)
+                    response = await self._act(session, request, self._frame(session, request))
                 except BadInput as e:
                     await _abort(context, e)
                 yield response
         finally:
             self.batcher.streams -= 1
             if session is not None:
-                session.stream = None
-                if session.step:  # the stream stopped mid-episode; the session keeps it
-                    log("stream_ended", session=session.id, step=session.step)
+                self._release(session)
 
-    def _attach(self, session_id: str) -> Session:
+    async def ActBatch(self, request_iterator: AsyncIterator[pb.ActBatchRequest],
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ActBatchResponse]:
+        held: dict[str, Session] = {}  # the sessions this stream has named so far
+        try:
+            async for batch in request_iterator:
+                try:
+                    work = self._check_batch(batch, held)
+                except BadInput as e:
+                    await _abort(context, e)
+                try:
+                    responses = await self._act_batch(work)
+                except BadInput as e:  # a swap to another frame shape since the check
+                    await _abort(context, e)
+                yield pb.ActBatchResponse(responses=responses)
+        finally:
+            self.batcher.streams -= len(held)
+            for session in held.values():
+                self._release(session)
+
+    def _check_batch(self, batch: pb.ActBatchRequest, held: dict[str, Session]
+                     ) -> list[tuple[Session, pb.ActRequest, np.ndarray | None]]:
+        """Every item's session and decoded frame, or BadInput naming the first bad item:
+        nothing of a request is decided unless all of it can be."""
+        work, seen = [], set()
+        for i, request in enumerate(batch.requests):
+            try:
+                session_id = request.session_id
+                if not session_id:
+                    raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "every ActRequest of an ActBatch needs its session_id")
+                if session_id in seen:
+                    raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"session {session_id!r} appears twice in one ActBatchRequest;"
+                                   " send one request per session per tick")
+                seen.add(session_id)
+                session = held.get(session_id)
+                if session is None or self.sessions.get(session_id) is not session:
+                    session = self._attach(session_id, shared=True)
+                    held[session_id] = session
+                    self.batcher.streams += 1
+                session.last_used = time.monotonic()
+                work.append((session, request, self._frame(session, request)))
+            except BadInput as e:
+                raise BadInput(e.code, f"item {i}: {e}") from None
+        return work
+
+    def _attach(self, session_id: str, shared: bool = False) -> Session:
         if not session_id:
             raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
                            "the first ActRequest of a stream must carry session_id")
         session = self._session(session_id)
         if session.stream is not None:
             raise BadInput(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"session {session_id} already has an open Act stream; "
+                           f"session {session_id} already has an open Act or ActBatch stream; "
                            "end it before opening another")
-        session.stream = asyncio.current_task()
+        session.stream, session.shared = asyncio.current_task(), shared
         return session
 
-    async def _act(self, session: Session, request: pb.ActRequest) -> pb.ActResponse:
-        session.last_used = time.monotonic()
+    @staticmethod
+    def _release(session: Session) -> None:
+        session.stream, session.shared = None, False
+        if session.step:  # the stream stopped mid-episode; the session keeps it
+            log("stream_ended", session=session.id, step=session.step)
+
+    @staticmethod
+    def _frame(session: Session, request: pb.ActRequest) -> np.ndarray | None:
+        """The request's decoded frame (None for an episode end); BadInput if it has none or
+        the frame does not fit the session's personality."""
         event = request.WhichOneof("event")
+        if event == "episode_end":
+            return None
+        if event != "observation":
+            raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
+                           "ActRequest needs an observation or an episode_end")
+        return decode_frame(request.observation, session.personality.frame_shape)
+
+    async def _act(self, session: Session, request: pb.ActRequest, frame: np.ndarray | None
+                   ) -> pb.ActResponse:
+        session.last_used = time.monotonic()
         async with session.lock:
             personality = session.personality
-            if event == "episode_end":
+            if frame is None:
                 log("episode_ended", session=session.id, steps=session.step,
                     outcome=request.episode_end.outcome)
                 session.new_episode()
                 return pb.ActResponse(episode_ended=True, personality=personality.name)
-            if event != "observation":
-                raise BadInput(grpc.StatusCode.INVALID_ARGUMENT,
-                               "ActRequest needs an observation or an episode_end")
-            frame = decode_frame(request.observation, personality.frame_shape)
+            if frame.shape != personality.frame_shape:  # swapped since it was decoded
+                frame = decode_frame(request.observation, personality.frame_shape)
             if request.episode_start:
                 session.new_episode()
             actions = await self.batcher.decide(session, frame)
@@ -456,6 +630,46 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             session.decisions += 1
         return pb.ActResponse(actions=actions.tolist(), step=step,
                               personality=personality.name)
+
+    async def _act_batch(self, work: list[tuple[Session, pb.ActRequest, np.ndarray | None]]
+                         ) -> list[pb.ActResponse]:
+        """`_act` for one tick's items together: every decision queued before any is awaited,
+        and no task per item (a game's tick may carry hundreds)."""
+        locked: list[Session] = []
+        try:
+            for session, _, _ in work:
+                await session.lock.acquire()
+                locked.append(session)
+            responses: list[pb.ActResponse] = [pb.ActResponse()] * len(work)
+            deciding: list[tuple[int, Session, Personality, np.ndarray]] = []
+            for i, (session, request, frame) in enumerate(work):
+                personality = session.personality
+                if frame is None:
+                    log("episode_ended", session=session.id, steps=session.step,
+                        outcome=request.episode_end.outcome)
+                    session.new_episode()
+                    responses[i] = pb.ActResponse(episode_ended=True,
+                                                  personality=personality.name)
+                    continue
+                if frame.shape != personality.frame_shape:
+                    try:
+                        frame = decode_frame(request.observation, personality.frame_shape)
+                    except BadInput as e:
+                        raise BadInput(e.code, f"item {i}: {e}") from None
+                deciding.append((i, session, personality, frame))
+            for i, session, _, _ in deciding:
+                if work[i][1].episode_start:
+                    session.new_episode()
+            actions = await self.batcher.decide_many([(s, f) for _, s, _, f in deciding])
+            for (i, session, personality, _), chosen in zip(deciding, actions, strict=True):
+                responses[i] = pb.ActResponse(actions=chosen.tolist(), step=session.step,
+                                              personality=personality.name)
+                session.step += 1
+                session.decisions += 1
+            return responses
+        finally:
+            for session in locked:
+                session.lock.release()
 
     async def SwapPersonality(self, request: pb.SwapPersonalityRequest,
                               context: grpc.aio.ServicerContext) -> pb.SwapPersonalityResponse:
@@ -466,8 +680,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             await _abort(context, e)
         async with session.lock:  # between two decisions, never during one
             old = session.personality.name
-            session.personality = personality
-            session.memory = np.zeros((1, 1, personality.memory_size), np.float32)
+            session.play_with(personality)
         log("personality_swapped", session=session.id, old=old, new=personality.name,
             step=session.step)
         return pb.SwapPersonalityResponse(personality=personality.message())
@@ -479,8 +692,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         except BadInput as e:
             await _abort(context, e)
         del self.sessions[session.id]
-        if session.stream is not None and session.stream is not asyncio.current_task():
-            session.stream.cancel()
+        session.free()
+        if (session.stream is not None and not session.shared
+                and session.stream is not asyncio.current_task()):
+            session.stream.cancel()  # an ActBatch stream goes on; naming it again fails
         log("session_closed", session=session.id, decisions=session.decisions)
         return pb.CloseSessionResponse(decisions=session.decisions)
 

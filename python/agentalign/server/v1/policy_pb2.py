@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gentalign/v1/policy.proto\x12\ragentalign.v1\"\x1a\n\x18ListPersonalitiesRequest\"N\n\x19ListPersonalitiesResponse\x12\x31\n\rpersonalities\x18\x01 \x03(\x0b\x32\x1a.agentalign.v1.Personality\"\xfb\x01\n\x0bPersonality\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x19\n\x11observation_shape\x18\x04 \x03(\r\x12\x17\n\x0f\x61\x63tion_branches\x18\x05 \x03(\r\x12\x43\n\routcome_rates\x18\x06 \x03(\x0b\x32,.agentalign.v1.Personality.OutcomeRatesEntry\x12\x11\n\tcard_json\x18\x07 \x01(\t\x1a\x33\n\x11OutcomeRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x0eSessionOptions\x12\x0e\n\x06greedy\x18\x01 \x01(\x08\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"Y\n\x12OpenSessionRequest\x12\x13\n\x0bpersonality\x18\x01 \x01(\t\x12.\n\x07options\x18\x02 \x01(\x0b\x32\x1d.agentalign.v1.SessionOptions\"r\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x0bpersonality\x18\x02 \x01(\x0b\x32\x1a.agentalign.v1.Personality\x12\x16\n\x0eidle_timeout_s\x18\x03 \x01(\x01\"N\n\x0bObservation\x12&\n\x03raw\x18\x01 \x01(\x0b\x32\x17.agentalign.v1.RawFrameH\x00\x12\r\n\x03png\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06pixels\"r\n\x08RawFrame\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\'\n\x05\x64type\x18\x05 \x01(\x0e\x32\x18.agentalign.v1.PixelType\"\xa5\x01\n\nActRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x31\n\x0bobservation\x18\x02 \x01(\x0b\x32\x1a.agentalign.v1.ObservationH\x00\x12\x30\n\x0b\x65pisode_end\x18\x03 \x01(\x0b\x32\x19.agentalign.v1.EpisodeEndH\x00\x12\x15\n\repisode_start\x18\x04 \x01(\x08\x42\x07\n\x05\x65vent\"\x1d\n\nEpisodeEnd\x12\x0f\n\x07outcome\x18\x01 \x01(\t\"X\n\x0b\x41\x63tResponse\x12\x0f\n\x07\x61\x63tions\x18\x01 \x03(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0bpersonality\x18\x03 \x01(\t\x12\x15\n\repisode_ended\x18\x04 \x01(\x08\"A\n\x16SwapPersonalityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bpersonality\x18\x02 \x01(\t\"J\n\x17SwapPersonalityResponse\x12/\n\x0bpersonality\x18\x01 \x01(\x0b\x32\x1a.agentalign.v1.Personality\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\")\n\x14\x43loseSessionResponse\x12\x11\n\tdecisions\x18\x01 \x01(\x04*#\n\tPixelType\x12\t\n\x05UINT8\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x32\xca\x03\n\rPolicyService\x12\x66\n\x11ListPersonalities\x12\'.agentalign.v1.ListPersonalitiesRequest\x1a(.agentalign.v1.ListPersonalitiesResponse\x12T\n\x0bOpenSession\x12!.agentalign.v1.OpenSessionRequest\x1a\".agentalign.v1.OpenSessionResponse\x12@\n\x03\x41\x63t\x12\x19.agentalign.v1.ActRequest\x1a\x1a.agentalign.v1.ActResponse(\x01\x30\x01\x12`\n\x0fSwapPersonality\x12%.agentalign.v1.SwapPersonalityRequest\x1a&.agentalign.v1.SwapPersonalityResponse\x12W\n\x0c\x43loseSession\x12\".agentalign.v1.CloseSessionRequest\x1a#.agentalign.v1.CloseSessionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61gentalign/v1/policy.proto\x12\ragentalign.v1\"\x1a\n\x18ListPersonalitiesRequest\"N\n\x19ListPersonalitiesResponse\x12\x31\n\rpersonalities\x18\x01 \x03(\x0b\x32\x1a.agentalign.v1.Personality\"\xfb\x01\n\x0bPersonality\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x19\n\x11observation_shape\x18\x04 \x03(\r\x12\x17\n\x0f\x61\x63tion_branches\x18\x05 \x03(\r\x12\x43\n\routcome_rates\x18\x06 \x03(\x0b\x32,.agentalign.v1.Personality.OutcomeRatesEntry\x12\x11\n\tcard_json\x18\x07 \x01(\t\x1a\x33\n\x11OutcomeRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x0eSessionOptions\x12\x0e\n\x06greedy\x18\x01 \x01(\x08\x12\x11\n\x04seed\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x07\n\x05_seed\"Y\n\x12OpenSessionRequest\x12\x13\n\x0bpersonality\x18\x01 \x01(\t\x12.\n\x07options\x18\x02 \x01(\x0b\x32\x1d.agentalign.v1.SessionOptions\"r\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x0bpersonality\x18\x02 \x01(\x0b\x32\x1a.agentalign.v1.Personality\x12\x16\n\x0eidle_timeout_s\x18\x03 \x01(\x01\"N\n\x0bObservation\x12&\n\x03raw\x18\x01 \x01(\x0b\x32\x17.agentalign.v1.RawFrameH\x00\x12\r\n\x03png\x18\x02 \x01(\x0cH\x00\x42\x08\n\x06pixels\"r\n\x08RawFrame\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\'\n\x05\x64type\x18\x05 \x01(\x0e\x32\x18.agentalign.v1.PixelType\"\xa5\x01\n\nActRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x31\n\x0bobservation\x18\x02 \x01(\x0b\x32\x1a.agentalign.v1.ObservationH\x00\x12\x30\n\x0b\x65pisode_end\x18\x03 \x01(\x0b\x32\x19.agentalign.v1.EpisodeEndH\x00\x12\x15\n\repisode_start\x18\x04 \x01(\x08\x42\x07\n\x05\x65vent\"\x1d\n\nEpisodeEnd\x12\x0f\n\x07outcome\x18\x01 \x01(\t\"X\n\x0b\x41\x63tResponse\x12\x0f\n\x07\x61\x63tions\x18\x01 \x03(\r\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0bpersonality\x18\x03 \x01(\t\x12\x15\n\repisode_ended\x18\x04 \x01(\x08\">\n\x0f\x41\x63tBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.agentalign.v1.ActRequest\"A\n\x10\x41\x63tBatchResponse\x12-\n\tresponses\x18\x01 \x03(\x0b\x32\x1a.agentalign.v1.ActResponse\"A\n\x16SwapPersonalityRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bpersonality\x18\x02 \x01(\t\"J\n\x17SwapPersonalityResponse\x12/\n\x0bpersonality\x18\x01 \x01(\x0b\x32\x1a.agentalign.v1.Personality\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\")\n\x14\x43loseSessionResponse\x12\x11\n\tdecisions\x18\x01 \x01(\x04*#\n\tPixelType\x12\t\n\x05UINT8\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x32\x9b\x04\n\rPolicyService\x12\x66\n\x11ListPersonalities\x12\'.agentalign.v1.ListPersonalitiesRequest\x1a(.agentalign.v1.ListPersonalitiesResponse\x12T\n\x0bOpenSession\x12!.agentalign.v1.OpenSessionRequest\x1a\".agentalign.v1.OpenSessionResponse\x12@\n\x03\x41\x63t\x12\x19.agentalign.v1.ActRequest\x1a\x1a.agentalign.v1.ActResponse(\x01\x30\x01\x12O\n\x08\x41\x63tBatch\x12\x1e.agentalign.v1.ActBatchRequest\x1a\x1f.agentalign.v1.ActBatchResponse(\x01\x30\x01\x12`\n\x0fSwapPersonality\x12%.agentalign.v1.SwapPersonalityRequest\x1a&.agentalign.v1.SwapPersonalityResponse\x12W\n\x0c\x43loseSession\x12\".agentalign.v1.CloseSessionRequest\x1a#.agentalign.v1.CloseSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERSONALITY_OUTCOMERATESENTRY']._loaded_options = None
   _globals['_PERSONALITY_OUTCOMERATESENTRY']._serialized_options = b'8\001'
-  _globals['_PIXELTYPE']._serialized_start=1390
-  _globals['_PIXELTYPE']._serialized_end=1425
+  _globals['_PIXELTYPE']._serialized_start=1521
+  _globals['_PIXELTYPE']._serialized_end=1556
   _globals['_LISTPERSONALITIESREQUEST']._serialized_start=45
   _globals['_LISTPERSONALITIESREQUEST']._serialized_end=71
   _globals['_LISTPERSONALITIESRESPONSE']._serialized_start=73
@@ -60,14 +60,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EPISODEEND']._serialized_end=1069
   _globals['_ACTRESPONSE']._serialized_start=1071
   _globals['_ACTRESPONSE']._serialized_end=1159
-  _globals['_SWAPPERSONALITYREQUEST']._serialized_start=1161
-  _globals['_SWAPPERSONALITYREQUEST']._serialized_end=1226
-  _globals['_SWAPPERSONALITYRESPONSE']._serialized_start=1228
-  _globals['_SWAPPERSONALITYRESPONSE']._serialized_end=1302
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1304
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1345
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1347
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1388
-  _globals['_POLICYSERVICE']._serialized_start=1428
-  _globals['_POLICYSERVICE']._serialized_end=1886
+  _globals['_ACTBATCHREQUEST']._serialized_start=1161
+  _globals['_ACTBATCHREQUEST']._serialized_end=1223
+  _globals['_ACTBATCHRESPONSE']._serialized_start=1225
+  _globals['_ACTBATCHRESPONSE']._serialized_end=1290
+  _globals['_SWAPPERSONALITYREQUEST']._serialized_start=1292
+  _globals['_SWAPPERSONALITYREQUEST']._serialized_end=1357
+  _globals['_SWAPPERSONALITYRESPONSE']._serialized_start=1359
+  _globals['_SWAPPERSONALITYRESPONSE']._serialized_end=1433
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1435
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1476
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1478
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1519
+  _globals['_POLICYSERVICE']._serialized_start=1559
+  _globals['_POLICYSERVICE']._serialized_end=2098
 # @@protoc_insertion_point(module_scope)

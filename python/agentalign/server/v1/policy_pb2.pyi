@@ -128,6 +128,18 @@ class ActResponse(_message.Message):
     episode_ended: bool
     def __init__(self, actions: _Optional[_Iterable[int]] = ..., step: _Optional[int] = ..., personality: _Optional[str] = ..., episode_ended: _Optional[bool] = ...) -> None: ...
 
+class ActBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[ActRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[ActRequest, _Mapping]]] = ...) -> None: ...
+
+class ActBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[ActResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[ActResponse, _Mapping]]] = ...) -> None: ...
+
 class SwapPersonalityRequest(_message.Message):
     __slots__ = ("session_id", "personality")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

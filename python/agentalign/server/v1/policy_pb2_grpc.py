@@ -50,6 +50,11 @@ class PolicyServiceStub:
                 request_serializer=agentalign_dot_v1_dot_policy__pb2.ActRequest.SerializeToString,
                 response_deserializer=agentalign_dot_v1_dot_policy__pb2.ActResponse.FromString,
                 _registered_method=True)
+        self.ActBatch = channel.stream_stream(
+                '/agentalign.v1.PolicyService/ActBatch',
+                request_serializer=agentalign_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+                response_deserializer=agentalign_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
+                _registered_method=True)
         self.SwapPersonality = channel.unary_unary(
                 '/agentalign.v1.PolicyService/SwapPersonality',
                 request_serializer=agentalign_dot_v1_dot_policy__pb2.SwapPersonalityRequest.SerializeToString,
@@ -89,6 +94,18 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActBatch(self, request_iterator, context):
+        """Many sessions on one stream, as a game steps its agents together: each ActBatchRequest
+        carries one ActRequest per agent (each with its session_id, a session at most once), and is
+        answered by one ActBatchResponse with their ActResponses in the same order. A session named
+        on the stream is held by it until the stream ends (no Act stream for it meanwhile). A bad
+        item fails the whole request before any item of it is decided, and the message names the
+        item, so no session's context moves on an answer the client never gets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SwapPersonality(self, request, context):
         """Play the session with another personality from its next decision on. The context is
         cleared (another network cannot read this one's memory); the episode goes on.
@@ -121,6 +138,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.Act,
                     request_deserializer=agentalign_dot_v1_dot_policy__pb2.ActRequest.FromString,
                     response_serializer=agentalign_dot_v1_dot_policy__pb2.ActResponse.SerializeToString,
+            ),
+            'ActBatch': grpc.stream_stream_rpc_method_handler(
+                    servicer.ActBatch,
+                    request_deserializer=agentalign_dot_v1_dot_policy__pb2.ActBatchRequest.FromString,
+                    response_serializer=agentalign_dot_v1_dot_policy__pb2.ActBatchResponse.SerializeToString,
             ),
             'SwapPersonality': grpc.unary_unary_rpc_method_handler(
                     servicer.SwapPersonality,
@@ -214,6 +236,33 @@ class PolicyService:
             '/agentalign.v1.PolicyService/Act',
             agentalign_dot_v1_dot_policy__pb2.ActRequest.SerializeToString,
             agentalign_dot_v1_dot_policy__pb2.ActResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agentalign.v1.PolicyService/ActBatch',
+            agentalign_dot_v1_dot_policy__pb2.ActBatchRequest.SerializeToString,
+            agentalign_dot_v1_dot_policy__pb2.ActBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
