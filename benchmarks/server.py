@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
 import random
 import resource
 import tempfile
@@ -38,7 +37,7 @@ from agentalign.export.export_config import ExportSettings
 from agentalign.export.personality import run as export_personality
 from agentalign.models.checkpoint import save_step
 from agentalign.models.policy import Policy, get_config
-from agentalign.server.app import Server, ServerConfig
+from agentalign.server.app import Server, ServerConfig, forward_threads
 from agentalign.server.policy import load_personality
 
 
@@ -179,7 +178,7 @@ def main() -> None:
         pace = f"{args.rate:g} decisions/s per session" if args.rate else "closed loop"
         streams = (f"{args.agents_per_stream} sessions per ActBatch stream"
                    if args.agents_per_stream > 1 else "one Act stream per session")
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+        threads = forward_threads(args.threads, args.workers)
         print(f"{args.config}: server {args.workers} forward workers x {threads} onnxruntime "
               f"threads, {args.seconds:g} s per row, batch window {args.window_ms:g} ms, max "
               f"batch {args.max_batch}, {pace}, {streams}; ceiling: one pass, onnxruntime's "

@@ -18,6 +18,7 @@ import queue
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 import numpy as np
@@ -107,14 +108,50 @@ def observation(frame: np.ndarray | bytes) -> pb.Observation:
                                           dtype=dtype))
 
 
+class _Stream:
+    """A bidirectional stream fed from a queue, one response per request. An error status ends
+    it: the next `send` opens a fresh one, instead of re-raising that error for ever."""
+
+    def __init__(self, method: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.method, self.metadata = method, metadata
+        self.requests: queue.Queue[Any] = queue.Queue()
+        self.responses: Iterator[Any] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.responses is not None
+
+    def send(self, request: Any) -> Any:
+        if self.responses is None:
+            feed = self.requests  # this stream's queue, whatever later streams use
+
+            def requests() -> Iterator[Any]:
+                while (item := feed.get()) is not None:
+                    yield item
+
+            self.responses = self.method(requests(), metadata=self.metadata)
+        self.requests.put(request)
+        try:
+            return next(self.responses)
+        except grpc.RpcError:
+            self.requests.put(None)
+            self.requests, self.responses = queue.Queue(), None
+            raise
+
+    def close(self) -> None:
+        if self.responses is not None:
+            self.requests.put(None)
+            self.responses.cancel()  # type: ignore[attr-defined]
+            self.requests, self.responses = queue.Queue(), None
+
+
 class AgentSession:
     """One session: decisions go over a single Act stream, opened on the first `act`."""
 
     def __init__(self, client: Client, opened: pb.OpenSessionResponse) -> None:
         self.client, self.id = client, opened.session_id
         self.personality = opened.personality
-        self.requests: queue.Queue[pb.ActRequest | None] = queue.Queue()
-        self.responses: Iterator[pb.ActResponse] | None = None
+        self.stream = _Stream(client.policy.Act, client.metadata)
 
     def __enter__(self) -> AgentSession:
         return self
@@ -124,23 +161,9 @@ class AgentSession:
         self.close()
 
     def _send(self, request: pb.ActRequest) -> pb.ActResponse:
-        if self.responses is None:
+        if not self.stream.open:  # a stream's first request names the session
             request.session_id = self.id
-
-            def requests() -> Iterator[pb.ActRequest]:
-                while (item := self.requests.get()) is not None:
-                    yield item
-
-            self.responses = self.client.policy.Act(requests(), metadata=self.client.metadata)
-        self.requests.put(request)
-        try:
-            return next(self.responses)
-        except grpc.RpcError:
-            # An error status ends the stream: the next call opens a fresh one (the session
-            # stays open on the server), instead of re-raising this error for ever.
-            self.requests.put(None)
-            self.requests, self.responses = queue.Queue(), None
-            raise
+        return self.stream.send(request)
 
     def act(self, frame: np.ndarray | bytes, episode_start: bool = False) -> np.ndarray:
         """The action (int64 [n_branches]) for one frame (see `observation`)."""
@@ -158,10 +181,7 @@ class AgentSession:
 
     def end_stream(self) -> None:
         """Close the Act stream (the session stays open; the next `act` opens a new one)."""
-        if self.responses is not None:
-            self.requests.put(None)
-            self.responses.cancel()  # type: ignore[attr-defined]
-            self.requests, self.responses = queue.Queue(), None
+        self.stream.close()
 
     def close(self) -> int:
         """End the stream and the session; returns the decisions it made."""
@@ -184,14 +204,11 @@ class ServerAgents:
 
     def __init__(self, client: Client, personality: str, num_agents: int, *,
                  greedy: bool = False, seed: int | None = None) -> None:
-        self.client = client
-        self.ids = [client.policy.OpenSession(pb.OpenSessionRequest(
-            personality=personality, options=pb.SessionOptions(
-                greedy=greedy, seed=None if seed is None else seed + i)),
-            metadata=client.metadata).session_id for i in range(num_agents)]
+        self.sessions = [client.open(personality, greedy=greedy,
+                                     seed=None if seed is None else seed + i)
+                         for i in range(num_agents)]
         self.starting = np.ones(num_agents, dtype=bool)
-        self.requests: queue.Queue[pb.ActBatchRequest | None] = queue.Queue()
-        self.responses: Iterator[pb.ActBatchResponse] | None = None
+        self.stream = _Stream(client.policy.ActBatch, client.metadata)
 
     def begin(self, starting: np.ndarray, episodes: np.ndarray | None = None,
               seed: int | None = None) -> None:
@@ -200,35 +217,13 @@ class ServerAgents:
     def act(self, frames: np.ndarray, info: object = None) -> np.ndarray:
         """Every agent's action (int64 [N, n_branches]) for its frame (frames [N, H, W, 3])."""
         starting, self.starting = self.starting, np.zeros_like(self.starting)
-        batch = pb.ActBatchRequest(requests=[
-            pb.ActRequest(session_id=i, observation=observation(f), episode_start=bool(s))
-            for i, f, s in zip(self.ids, frames, starting, strict=True)])
-        if self.responses is None:
-            def requests() -> Iterator[pb.ActBatchRequest]:
-                while (item := self.requests.get()) is not None:
-                    yield item
-
-            self.responses = self.client.policy.ActBatch(requests(),
-                                                         metadata=self.client.metadata)
-        self.requests.put(batch)
-        try:
-            answer = next(self.responses)
-        except grpc.RpcError:
-            self.requests.put(None)  # the stream is over; the next act opens another
-            self.requests, self.responses = queue.Queue(), None
-            raise
+        answer = self.stream.send(pb.ActBatchRequest(requests=[
+            pb.ActRequest(session_id=a.id, observation=observation(f), episode_start=bool(s))
+            for a, f, s in zip(self.sessions, frames, starting, strict=True)]))
         return np.array([r.actions for r in answer.responses], dtype=np.int64)
 
     def close(self) -> None:
         """End the stream and close every session."""
-        if self.responses is not None:
-            self.requests.put(None)
-            self.responses.cancel()  # type: ignore[attr-defined]
-            self.responses = None
-        for session_id in self.ids:
-            try:
-                self.client.policy.CloseSession(pb.CloseSessionRequest(session_id=session_id),
-                                                metadata=self.client.metadata)
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.NOT_FOUND:  # already gone (timed out) is fine
-                    raise
+        self.stream.close()
+        for session in self.sessions:
+            session.close()

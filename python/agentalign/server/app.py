@@ -85,6 +85,13 @@ class ServerConfig:
     workers: int = 2  # forward passes that may run at once
 
 
+def forward_threads(threads: int | None, workers: int) -> int:
+    """onnxruntime threads per forward pass: as set, else the cores shared by the workers. Two
+    passes on a thread each beat one pass on two threads on a small machine: no intra-op
+    hand-offs, and one batch runs while another is being gathered or answered."""
+    return threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 class TokenAuth(grpc.aio.ServerInterceptor):
     """Every call but health checks must carry `authorization: Bearer <token>`."""
 
@@ -213,10 +220,8 @@ class Server:
         if (config.tls_cert is None) != (config.tls_key is None):
             raise UserError("TLS needs both --tls-cert and --tls-key")
         self.config = config
-        # Two passes on a thread each beat one pass on two threads on a small machine: no
-        # intra-op hand-offs, and one batch runs while another is being gathered or answered.
-        threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, config.workers))
-        self.personalities = Personalities(config.personalities, threads)
+        self.personalities = Personalities(config.personalities,
+                                           forward_threads(config.threads, config.workers))
         self.training = TrainingServicer(config.runs, config.max_runs,
                                          personalities=config.personalities,
                                          builds=config.builds)

@@ -344,22 +344,22 @@ class Batcher:
     async def decide(self, session: Session, frame: np.ndarray) -> np.ndarray:
         """The session's action for one frame, once its batch has run."""
         decision = Decision(session, frame, asyncio.get_running_loop().create_future())
-        self.pending.append(decision)
-        self.has_work.set()
-        if len(self.pending) >= self._target():
-            self.full.set()
+        self._queue([decision])
         return await decision.result
 
     async def decide_many(self, items: list[tuple[Session, np.ndarray]]) -> list[np.ndarray]:
         """`decide` for many sessions at once (an ActBatch tick), their actions in order."""
         loop = asyncio.get_running_loop()
         decisions = [Decision(s, f, loop.create_future()) for s, f in items]
+        self._queue(decisions)
+        return list(await asyncio.gather(*(d.result for d in decisions)))
+
+    def _queue(self, decisions: list[Decision]) -> None:
         self.pending.extend(decisions)
         if decisions:
             self.has_work.set()
         if len(self.pending) >= self._target():
             self.full.set()
-        return list(await asyncio.gather(*(d.result for d in decisions)))
 
     async def stop(self) -> None:
         """Finish the waiting and running decisions, then end the task."""
@@ -616,20 +616,12 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         async with session.lock:
             personality = session.personality
             if frame is None:
-                log("episode_ended", session=session.id, steps=session.step,
-                    outcome=request.episode_end.outcome)
-                session.new_episode()
-                return pb.ActResponse(episode_ended=True, personality=personality.name)
-            if frame.shape != personality.frame_shape:  # swapped since it was decoded
-                frame = decode_frame(request.observation, personality.frame_shape)
+                return self._end_episode(session, request)
+            frame = self._fitted(personality, request, frame)
             if request.episode_start:
                 session.new_episode()
             actions = await self.batcher.decide(session, frame)
-            step = session.step
-            session.step += 1
-            session.decisions += 1
-        return pb.ActResponse(actions=actions.tolist(), step=step,
-                              personality=personality.name)
+            return self._answer(session, personality, actions)
 
     async def _act_batch(self, work: list[tuple[Session, pb.ActRequest, np.ndarray | None]]
                          ) -> list[pb.ActResponse]:
@@ -645,31 +637,48 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             for i, (session, request, frame) in enumerate(work):
                 personality = session.personality
                 if frame is None:
-                    log("episode_ended", session=session.id, steps=session.step,
-                        outcome=request.episode_end.outcome)
-                    session.new_episode()
-                    responses[i] = pb.ActResponse(episode_ended=True,
-                                                  personality=personality.name)
+                    responses[i] = self._end_episode(session, request)
                     continue
-                if frame.shape != personality.frame_shape:
-                    try:
-                        frame = decode_frame(request.observation, personality.frame_shape)
-                    except BadInput as e:
-                        raise BadInput(e.code, f"item {i}: {e}") from None
+                try:
+                    frame = self._fitted(personality, request, frame)
+                except BadInput as e:
+                    raise BadInput(e.code, f"item {i}: {e}") from None
                 deciding.append((i, session, personality, frame))
             for i, session, _, _ in deciding:
                 if work[i][1].episode_start:
                     session.new_episode()
             actions = await self.batcher.decide_many([(s, f) for _, s, _, f in deciding])
             for (i, session, personality, _), chosen in zip(deciding, actions, strict=True):
-                responses[i] = pb.ActResponse(actions=chosen.tolist(), step=session.step,
-                                              personality=personality.name)
-                session.step += 1
-                session.decisions += 1
+                responses[i] = self._answer(session, personality, chosen)
             return responses
         finally:
             for session in locked:
                 session.lock.release()
+
+    @staticmethod
+    def _end_episode(session: Session, request: pb.ActRequest) -> pb.ActResponse:
+        log("episode_ended", session=session.id, steps=session.step,
+            outcome=request.episode_end.outcome)
+        session.new_episode()
+        return pb.ActResponse(episode_ended=True, personality=session.personality.name)
+
+    @staticmethod
+    def _fitted(personality: Personality, request: pb.ActRequest, frame: np.ndarray
+                ) -> np.ndarray:
+        """The frame, decoded again if the session was swapped to another frame shape since."""
+        if frame.shape != personality.frame_shape:
+            return decode_frame(request.observation, personality.frame_shape)
+        return frame
+
+    @staticmethod
+    def _answer(session: Session, personality: Personality, actions: np.ndarray
+                ) -> pb.ActResponse:
+        """The response to a decision, counted in the session's episode and total."""
+        response = pb.ActResponse(actions=actions.tolist(), step=session.step,
+                                  personality=personality.name)
+        session.step += 1
+        session.decisions += 1
+        return response
 
     async def SwapPersonality(self, request: pb.SwapPersonalityRequest,
                               context: grpc.aio.ServicerContext) -> pb.SwapPersonalityResponse:
