@@ -21,6 +21,9 @@ AA=${AA:-"python -m agentalign"}
 # TRAIN_THREADS=N: --set num_threads=N for the trainers (several share the machine)
 TT=()
 [ -n "${TRAIN_THREADS:-}" ] && TT=(--set num_threads="$TRAIN_THREADS")
+# PRETRAIN_SET="key=value ...": extra --set overrides for pretrain (e.g. future_weight=1.0)
+PT=()
+for kv in ${PRETRAIN_SET:-}; do PT+=(--set "$kv"); done
 
 # A trainer that fails on the GPU (device auto) is rerun on the CPU, where it resumes.
 train() { $AA "$@" || { echo "retrying on the CPU: $1"; $AA "$@" --set device=cpu; }; }
@@ -31,7 +34,8 @@ seed_run() {
     $AA collect --out "$D/corpus" --seed "$S" "${q[@]}" || return 1
     $AA collect --population direct --episodes 200 --seed $((S + 1000)) --out "$D/demos" \
         "${q[@]}" || return 1
-    train pretrain --corpus "$D/corpus" --out "$D/pretrain" --set seed="$S" "${TT[@]}" "${q[@]}" || return 1
+    train pretrain --corpus "$D/corpus" --out "$D/pretrain" --set seed="$S" "${TT[@]}" "${PT[@]}" \
+        "${q[@]}" || return 1
     train sft --init "$D/pretrain" --demos "$D/demos" --out "$D/sft" --set seed="$S" "${TT[@]}" "${q[@]}" \
         || return 1
     ( train sft --from-scratch --demos "$D/demos" --out "$D/sft-scratch" --set seed="$S" "${TT[@]}" "${q[@]}" \

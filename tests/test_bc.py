@@ -29,9 +29,17 @@ from agentalign.data.shards import Corpus
 from agentalign.errors import ConfigError, CorpusError, UserError
 from agentalign.models.checkpoint import CheckpointError, latest_or_none, load_weights
 from agentalign.models.policy import Policy
-from agentalign.train.bc import masked_action_loss, pretrain, resolve_policy_config, sft, train_step
+from agentalign.train.bc import (
+    Future,
+    masked_action_loss,
+    pretrain,
+    resolve_policy_config,
+    sft,
+    train_step,
+)
 from agentalign.train.bc_config import ImitationSettings, SftSettings
 from agentalign.train.distributed import Ranks
+from agentalign.train.future import FuturePredictor
 from agentalign.train.schedule import warmup_cosine
 from agentalign.train.windows import (
     WindowSampler,
@@ -262,27 +270,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fixed_batch(folder: Path) -> dict[str, torch.Tensor]:
+def fixed_batch(folder: Path, ends: bool = False) -> dict[str, torch.Tensor]:
     """8 windows, some padded past their episode's end, so the masked step counts differ."""
     corpus = Corpus(folder)
     lengths = corpus.episodes["lengths"]
     windows = [(e, s, 8) for e in range(4) for s in (0, int(lengths[e]) - 1 - e)]
-    return collate(corpus, windows, 8, NO_PREVIOUS)
+    return collate(corpus, windows, 8, NO_PREVIOUS, ends=ends)
 
 
-def one_step(batch: dict[str, torch.Tensor], ranks: Ranks, wrap: bool, sgd: bool = False
-             ) -> dict:
+def one_step(batch: dict[str, torch.Tensor], ranks: Ranks, wrap: bool, sgd: bool = False,
+             future: bool = False) -> dict:
     """The weights after one train_step from the seed-0 init: with the trainer's AdamW, or with
     plain SGD, whose update is the gradient itself (AdamW's first step is ~lr * sign(grad), so
-    SGD is what shows a gradient of the wrong scale)."""
+    SGD is what shows a gradient of the wrong scale). With `future`, the self-supervised
+    objective too (its predictor's weights under `future.`), unclipped, so that a wrong
+    predictor gradient shows at full size."""
     cfg = tiny()
     torch.manual_seed(0)
     policy = Policy(resolve_policy_config(cfg.model, None))
-    optimizer = torch.optim.SGD(policy.parameters(), lr=1.0) if sgd else \
+    predictor = FuturePredictor(policy.config.n_embd) if future else None
+    params = list(policy.parameters()) + (list(predictor.parameters()) if future else [])
+    optimizer = torch.optim.SGD(params, lr=1.0) if sgd else \
         policy.configure_optimizer(cfg.weight_decay, 1e-2, (cfg.beta1, cfg.beta2))
     model = torch.nn.parallel.DistributedDataParallel(policy) if wrap else policy
-    train_step(model, optimizer, batch, cfg.grad_clip, ranks)
-    return {k: v.clone() for k, v in policy.state_dict().items()}
+    train_step(model, optimizer, batch, 0.0 if future else cfg.grad_clip, ranks,
+               Future(predictor, 1.0, 0.1) if future else None)
+    weights = {k: v.clone() for k, v in policy.state_dict().items()}
+    if future:
+        weights |= {f"future.{k}": v.clone() for k, v in predictor.state_dict().items()}
+    return weights
+
+
+def future_reference(batch: dict[str, torch.Tensor]) -> dict:
+    """What two ranks' SGD step with the future objective must give, in one process: the whole
+    batch's action loss plus each half's own contrast (a rank's negatives are its windows),
+    no clipping."""
+    cfg = tiny()
+    torch.manual_seed(0)
+    policy = Policy(resolve_policy_config(cfg.model, None))
+    predictor = FuturePredictor(policy.config.n_embd)
+    logits, hidden = policy(batch["frames"], batch["prev_actions"], hidden=True)
+    ends = policy.encode_frames(batch["ends"][:, None])[:, 0]
+    loss = masked_action_loss(logits, batch["actions"], batch["mask"])
+    for half in (slice(0, 4), slice(4, 8)):
+        loss = loss + predictor.loss_sum(hidden[half], batch["mask"][half], ends[half],
+                                         batch["episodes"][half], 0.1)
+    (loss / batch["mask"].sum()).backward()
+    torch.optim.SGD(list(policy.parameters()) + list(predictor.parameters()), lr=1.0).step()
+    return {**policy.state_dict(), **{f"future.{k}": v for k, v in predictor.state_dict().items()}}
 
 
 def ddp_worker(rank: int, ports: tuple[int, int], corpus: str, tmp: str) -> None:
@@ -296,9 +331,12 @@ def ddp_worker(rank: int, ports: tuple[int, int], corpus: str, tmp: str) -> None
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{ports[1]}",
                                          rank=rank, world_size=2)
     try:
-        batch = {k: v[rank * 4:(rank + 1) * 4] for k, v in fixed_batch(Path(corpus)).items()}
+        batch = {k: v[rank * 4:(rank + 1) * 4]
+                 for k, v in fixed_batch(Path(corpus), ends=True).items()}
         ranks = Ranks(rank, 2, 2, torch.device("cpu"), owns_group=False)
-        weights = [one_step(batch, ranks, wrap=True, sgd=sgd) for sgd in (False, True)]
+        plain = {k: v for k, v in batch.items() if k not in ("ends", "episodes")}
+        weights = [one_step(plain, ranks, wrap=True, sgd=sgd) for sgd in (False, True)]
+        weights.append(one_step(batch, ranks, wrap=True, sgd=True, future=True))
     finally:
         torch.distributed.destroy_process_group()
     torch.save({"weights": weights, "files": files,
@@ -330,6 +368,13 @@ def test_two_ranks_take_the_step_one_rank_takes_on_the_whole_batch(small_corpus,
             for r in range(2):
                 diff = (ranks[r]["weights"][i][name] - value).abs().max().item()
                 assert diff <= atol, (name, sgd, diff)
+    # the future objective: its predictor (outside DDP) averaged like the policy
+    expected = future_reference(fixed_batch(small_corpus, ends=True))
+    assert not torch.allclose(start["head.weight"], expected["head.weight"], atol=1e-4)
+    for name, value in expected.items():
+        for r in range(2):
+            diff = (ranks[r]["weights"][2][name] - value).abs().max().item()
+            assert diff <= 1e-6, (name, diff)
 
 
 # --- bad input -----------------------------------------------------------------------------------

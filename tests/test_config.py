@@ -1,6 +1,8 @@
 """The one settings loader: packaged defaults, a user file, --set and flags, every key typed and
 range-checked, unknown keys refused, one-line errors that name where the value came from."""
 
+import json
+
 import pytest
 
 from agentalign.collect_config import CollectSettings
@@ -122,3 +124,23 @@ def test_spawn_only_settings_keep_the_identities_of_before():
     assert held_out["anywhere_heldout_episodes"] == 40 and held_out["anywhere"] == 0.0
     assert "anywhere" not in load(PipelineSettings).identity()["label"]
     assert load(PipelineSettings, None, ["label.anywhere=0.5"]).identity()["label"]["anywhere"]
+
+
+def test_dormant_keys_stay_out_of_records_until_switched_on():
+    """Keys added after runs were recorded (`dormant_while`) leave identities, nested settings
+    and the recipe digest as they were while off, so folders, cards and digests stay valid."""
+    from agentalign.export.recipe import default_recipe
+    from agentalign.train.prefft_config import PrefftSettings
+
+    off = load(ImitationSettings)
+    assert off.future_weight == 0 and off.future_temperature > 0  # loaded, only not recorded
+    assert not [k for k in off.to_dict() if k.startswith("future")]
+    assert not [k for k in off.identity() if k.startswith("future")]
+    on = load(ImitationSettings, None, ["future_weight=0.5"]).identity()
+    assert on["future_weight"] == 0.5 and on["future_temperature"] == off.future_temperature
+    finetune = load(PrefftSettings).identity()["finetune"]  # nested settings too
+    assert "future_weight" not in finetune and "batch_size" in finetune
+    nested = load(PrefftSettings, None, ["finetune.future_weight=1"]).identity()["finetune"]
+    assert nested["future_weight"] == 1
+    for stage in ("pretrain", "sft", "align"):  # align holds prefft.finetune
+        assert "future_weight" not in json.dumps(default_recipe()[stage]), stage

@@ -86,6 +86,17 @@ def test_the_recovery_recipe_reaches_every_stage_it_changes(tmp_path):
     assert "evaluate-left-aligned-offlane" in stages
 
 
+def test_the_future_recipe_reaches_pretraining_only(tmp_path):
+    """examples/future.yaml (docs/results.md) stays a valid pipeline config whose objective
+    reaches pre-training and no other imitation stage."""
+    recipe = Path(__file__).parent.parent / "examples" / "future.yaml"
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, load(PipelineSettings, recipe))}
+    assert stages["pretrain"].future_weight == 1.0
+    assert stages["sft"].future_weight == 0.0
+    assert stages["align-left"].prefft.finetune.future_weight == 0.0
+    assert "evaluate-left-aligned-offlane" in stages
+
+
 def test_plan_orders_the_recipe(tmp_path):
     config = load(PipelineSettings)
     names = [s.name for s in plan(tmp_path, config)]

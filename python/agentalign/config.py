@@ -49,6 +49,13 @@ def above(low: float) -> dict[str, Any]:
     return {"above": low}
 
 
+def dormant_while(key: str, off: Any) -> dict[str, Any]:
+    """Field metadata: a key added after runs were recorded, left out of `to_dict` (so of stage
+    identities and the recipe digest) while the sibling `key` holds `off`, the value that keeps
+    the behaviour of before: folders, cards and digests recorded before it stay valid."""
+    return {"dormant_while": (key, off)}
+
+
 def packaged(name: str, **metadata: Any) -> dict[str, Any]:
     """Field metadata: when the YAML lacks the key, its value is configs/<name>.yaml."""
     return {"packaged": name, **metadata}
@@ -72,8 +79,9 @@ class Settings:
         """Checks across fields; raise `invalid(key, message)`."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (tuples as lists), as the YAML holds them."""
-        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+        """Plain JSON-able values (tuples as lists), as the YAML holds them, less the dormant
+        keys (`dormant_while`)."""
+        return _plain(_awake(self))
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -443,6 +451,22 @@ def _in_range(value: float, key: str, meta: Any) -> Any:
         raise invalid(key, f"must be <= {meta['max']}, got {value!r}")
     if "above" in meta and not value > meta["above"]:
         raise invalid(key, f"must be > {meta['above']}, got {value!r}")
+    return value
+
+
+def _awake(value: Any) -> Any:
+    """`dataclasses.asdict` without the fields that are dormant (`dormant_while`)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        def asleep(f: dataclasses.Field) -> bool:
+            key, off = f.metadata.get("dormant_while", (None, None))
+            return key is not None and getattr(value, key) == off
+
+        return {f.name: _awake(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not asleep(f)}
+    if isinstance(value, dict):
+        return {k: _awake(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_awake(v) for v in value]
     return value
 
 

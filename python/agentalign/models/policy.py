@@ -366,19 +366,27 @@ class Policy(nn.Module):
 
     # --- training: whole windows ----------------------------------------------------------------
 
-    def forward(self, frames: Tensor, prev_actions: Tensor) -> list[Tensor]:
+    def forward(self, frames: Tensor, prev_actions: Tensor, hidden: bool = False
+                ) -> list[Tensor] | tuple[list[Tensor], Tensor]:
         """frames uint8 [B, T, H, W, 3], prev_actions long [B, T, n_branches] (T <= context)
-        -> logits [B, T, n_b] per branch; step t sees steps 0..t of the window only."""
+        -> logits [B, T, n_b] per branch; step t sees steps 0..t of the window only. With
+        `hidden`, also the last block's output [B, T, n_embd] (what a reward model's head reads),
+        for pre-training's auxiliary objective (train.future)."""
         self._check(frames, prev_actions)
-        return self.forward_tokens(self.embed(frames, prev_actions))
+        x = self.trunk(self.embed(frames, prev_actions))
+        return (self._logits(x), x) if hidden else self._logits(x)
 
-    def forward_tokens(self, tokens: Tensor) -> list[Tensor]:
-        """The transformer and heads alone, from already-encoded tokens [B, T, n_embd]."""
+    def trunk(self, tokens: Tensor) -> Tensor:
+        """The transformer blocks alone: tokens [B, T, n_embd] -> the last block's output."""
         T = tokens.shape[1]
         x, cos, sin = self.drop(tokens), self.rope_cos[:T], self.rope_sin[:T]
         for block in self.blocks:
             x, _, _ = block(x, cos, sin)
-        return self._logits(x)
+        return x
+
+    def forward_tokens(self, tokens: Tensor) -> list[Tensor]:
+        """The transformer and heads alone, from already-encoded tokens [B, T, n_embd]."""
+        return self._logits(self.trunk(tokens))
 
     def configure_optimizer(self, weight_decay: float = 0.1, lr: float = 3e-4,
                             betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:

@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from agentalign import events
 from agentalign.data.shards import Corpus
@@ -59,12 +60,14 @@ from agentalign.train import on_ray
 from agentalign.train.bc_config import ImitationSettings, ModelSettings
 from agentalign.train.distributed import (
     Ranks,
+    all_reduce_gradients,
     all_sum,
     cpu_settings,
     init_distributed,
     summary_writer,
     training_threads,
 )
+from agentalign.train.future import FuturePredictor
 from agentalign.train.schedule import warmup_cosine
 from agentalign.train.windows import (
     Batch,
@@ -98,6 +101,7 @@ class TrainResult:
     world_size: int
     policy: str
     checkpoint: str  # relative to the stage folder
+    future_loss: float | None = None  # the self-supervised objective's, when on (train.future)
 
 
 def resolve_policy_config(model: ModelSettings, init: PolicyConfig | None) -> PolicyConfig:
@@ -128,21 +132,52 @@ def masked_action_loss(logits: list[Tensor], actions: Tensor, mask: Tensor) -> T
                 for i, branch in enumerate(logits)), torch.zeros((), device=actions.device))
 
 
+@dataclass
+class Future:
+    """The optional self-supervised objective (train.future) and its settings."""
+
+    predictor: FuturePredictor
+    weight: float
+    temperature: float
+
+    def loss_sum(self, policy: Policy, hidden: Tensor, batch: Batch) -> Tensor:
+        """The batch's summed InfoNCE loss, each window's episode end through `policy`'s CNN."""
+        ends = policy.encode_frames(batch["ends"][:, None])[:, 0]
+        return self.predictor.loss_sum(hidden, batch["mask"], ends, batch["episodes"],
+                                       self.temperature)
+
+
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
-               grad_clip: float, ranks: Ranks) -> float:
-    """One optimisation step on this rank's share of a batch; returns the batch's mean loss per
-    real step over all ranks. The loss is normalised by the real steps of the whole batch, so
-    the step does not depend on how the batch is split over ranks."""
+               grad_clip: float, ranks: Ranks, future: Future | None = None
+               ) -> tuple[float, float | None]:
+    """One optimisation step on this rank's share of a batch; returns the batch's mean action
+    loss per real step over all ranks (and the future objective's, when on). Losses are
+    normalised by the real steps of the whole batch, so the step does not depend on how the
+    batch is split over ranks."""
     batch = {k: v.to(ranks.device, non_blocking=True) for k, v in batch.items()}
-    logits = model(batch["frames"], batch["prev_actions"])
+    if future is None:
+        logits = model(batch["frames"], batch["prev_actions"])
+    else:
+        logits, hidden = model(batch["frames"], batch["prev_actions"], hidden=True)
     loss_sum = masked_action_loss(logits, batch["actions"], batch["mask"])
-    total, count = all_sum([loss_sum.item(), float(batch["mask"].sum())], ranks)
+    sums = [loss_sum.item(), float(batch["mask"].sum())]
+    if future is not None:
+        policy = model.module if isinstance(model, DistributedDataParallel) else model
+        future_sum = future.loss_sum(policy, hidden, batch)
+        sums.append(future_sum.item())
+        loss_sum = loss_sum + future.weight * future_sum
+    total, count, *future_total = all_sum(sums, ranks)
     (loss_sum * (ranks.world / count)).backward()  # DDP then averages over the ranks
+    if future is not None and ranks.world > 1:  # the predictor is outside DDP: average it too
+        all_reduce_gradients(future.predictor, ranks)
+        for p in future.predictor.parameters():
+            p.grad /= ranks.world
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + (
+            list(future.predictor.parameters()) if future is not None else []), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total / count
+    return total / count, (future_total[0] / count if future_total else None)
 
 
 @torch.no_grad()
@@ -245,10 +280,19 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
         policy.load_state_dict(init_policy.state_dict())
     policy.to(ranks.device).train()
     optimizer = policy.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
+    future = None
+    if cfg.future_weight:
+        future = Future(FuturePredictor(policy_config.n_embd).to(ranks.device),
+                        cfg.future_weight, cfg.future_temperature)
+        matrices = [p for p in future.predictor.parameters() if p.dim() >= 2]
+        optimizer.add_param_group({"params": matrices, "weight_decay": cfg.weight_decay})
+        optimizer.add_param_group({"params": [p for p in future.predictor.parameters()
+                                              if p.dim() < 2], "weight_decay": 0.0})
     state = {"step": 0, "frames": 0, "train_seconds": 0.0, "wall_seconds": 0.0}
-    train_loss = eval_loss = None
+    train_loss = eval_loss = future_loss = None
     if (latest := latest_or_none(out)) is not None:
-        state, train_loss, eval_loss = _resume(latest, life, policy, optimizer)
+        state, train_loss, eval_loss, future_loss = _resume(latest, life, policy, optimizer,
+                                                            future)
     if ranks.world > 1:
         dist.barrier()  # everyone has read the checkpoint before rank 0 may write a new one
 
@@ -258,7 +302,8 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
             policy, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
     no_previous = np.array(policy_config.action_branches, dtype=np.int64)
     sampler = WindowSampler(corpus, train_episodes, length, cfg.batch_size // ranks.world,
-                            cfg.seed, ranks.rank, no_previous, cfg.windows)
+                            cfg.seed, ranks.rank, no_previous, cfg.windows,
+                            ends=future is not None)
     held_out_windows = eval_windows(corpus, eval_episodes, length,
                                     -(-cfg.eval_windows // ranks.world))
     # Throughput counts window slots, the frames the model runs on: padding included (with
@@ -279,7 +324,7 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
                           initial=state["step"] * frames_per_step, unit="frame",
                           unit_scale=True, show=progress and lead)
     loader = Prefetcher(sampler.batch, state["step"], cfg.steps, cfg.prefetch)
-    interval_loss, interval_steps, interval_seconds = 0.0, 0, 0.0
+    interval_loss, interval_future, interval_steps, interval_seconds = 0.0, 0.0, 0, 0.0
     try:
         while state["step"] < cfg.steps:
             started = time.perf_counter()
@@ -289,23 +334,30 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(step_seed(cfg.seed, ranks.rank, step, 1))  # dropout of this step
-            loss = train_step(model, optimizer, batch, cfg.grad_clip, ranks)
+            loss, future_step = train_step(model, optimizer, batch, cfg.grad_clip, ranks,
+                                           future)
             seconds = time.perf_counter() - started
             state["step"] = step = step + 1
             state["frames"] += frames_per_step
             state["train_seconds"] += seconds
             interval_loss, interval_steps = interval_loss + loss, interval_steps + 1
+            interval_future += future_step or 0.0
             interval_seconds += seconds
             bar.update(frames_per_step)
             if step % cfg.log_interval == 0 or step == cfg.steps:
                 train_loss = interval_loss / interval_steps
+                if future is not None:
+                    future_loss = interval_future / interval_steps
                 if writer is not None:
                     writer.add_scalar("losses/train", train_loss, step)
+                    if future_loss is not None:
+                        writer.add_scalar("losses/future", future_loss, step)
                     writer.add_scalar("charts/learning_rate", lr, step)
                     writer.add_scalar("charts/frames_per_s",
                                       interval_steps * frames_per_step / interval_seconds, step)
                 bar.set_postfix(step=step, loss=f"{train_loss:.3f}")
-                interval_loss, interval_steps, interval_seconds = 0.0, 0, 0.0
+                interval_loss, interval_future, interval_steps = 0.0, 0.0, 0
+                interval_seconds = 0.0
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 eval_loss = evaluate(policy, corpus, held_out_windows, length,
                                      cfg.batch_size // ranks.world, no_previous, ranks)
@@ -316,8 +368,10 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
                 clock = time.perf_counter()
                 save_step(out, policy, policy_config.to_dict(), kind="policy", stage=stage,
                           step=step, meta={"run": run, "train_loss": train_loss,
-                                           "eval_loss": eval_loss},
-                          trainer_state={"optimizer": optimizer.state_dict(), **state},
+                                           "eval_loss": eval_loss,
+                                           **({"future_loss": future_loss} if future else {})},
+                          trainer_state={"optimizer": optimizer.state_dict(), **state, **(
+                              {"future": future.predictor.state_dict()} if future else {})},
                           keep=cfg.keep_checkpoints)
     finally:
         loader.close()
@@ -331,6 +385,7 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
     metrics = {
         "step": state["step"],
         "train_loss": train_loss, "eval_loss": eval_loss,
+        **({"future_loss": future_loss} if future is not None else {}),
         "frames": state["frames"], "frames_per_s": frames_per_s,
         "train_seconds": state["train_seconds"], "wall_seconds": state["wall_seconds"],
         "flops_per_frame": flops,
@@ -344,10 +399,11 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
     return record
 
 
-def _resume(latest: Path, life: StageRun, policy: Policy, optimizer: torch.optim.Optimizer
-            ) -> tuple[dict[str, Any], float | None, float | None]:
-    """Load weights, AdamW state and counters from `latest` after checking it is this run's;
-    returns the counters and the checkpoint's train and eval losses."""
+def _resume(latest: Path, life: StageRun, policy: Policy, optimizer: torch.optim.Optimizer,
+            future: Future | None) -> tuple[dict[str, Any], float | None, float | None,
+                                             float | None]:
+    """Load weights, AdamW state, counters (and the future predictor) from `latest` after
+    checking it is this run's; returns the counters and the checkpoint's losses."""
     weights, info = load_weights(latest, kind="policy")
     meta = info.get("meta") or {}
     saved = meta.get("run") or {}
@@ -356,8 +412,15 @@ def _resume(latest: Path, life: StageRun, policy: Policy, optimizer: torch.optim
                               "another --out or the config it was trained with")
     life.refuse_other(saved, latest.parent.parent)
     counters = restore_training(latest, weights, policy, optimizer,
-                                ("step", "frames", "train_seconds", "wall_seconds"))
-    return counters, meta.get("train_loss"), meta.get("eval_loss")
+                                ("step", "frames", "train_seconds", "wall_seconds"),
+                                optional=("future",))
+    if future is not None:
+        if counters["future"] is None:
+            raise CheckpointError(f"checkpoint {latest}: has no future predictor; resume it "
+                                  "with the settings it was trained with")
+        future.predictor.load_state_dict(counters["future"])
+    counters.pop("future")
+    return counters, meta.get("train_loss"), meta.get("eval_loss"), meta.get("future_loss")
 
 
 def summary(result: TrainResult) -> str:

@@ -4,7 +4,7 @@ configs/sft.yaml), and the policy-config fields every trainer may set (`ModelSet
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ from agentalign.config import (
     add_config_arguments,
     at_least,
     between,
+    dormant_while,
     invalid,
     load_from_args,
 )
@@ -70,6 +71,9 @@ class ImitationSettings(Settings):
     num_threads: int = field(metadata=at_least(0))
     prefetch: int = field(metadata=at_least(0))
     device: Literal["auto", "cpu", "cuda"]
+    future_weight: float = field(metadata={**at_least(0), **dormant_while("future_weight", 0)})
+    future_temperature: float = field(metadata={**above(0),
+                                                **dormant_while("future_weight", 0)})
 
     def check(self) -> None:
         if self.min_lr > self.lr:
@@ -77,7 +81,7 @@ class ImitationSettings(Settings):
 
     def identity(self) -> dict[str, Any]:
         """The keys that shape the weights: a resume must agree on all of them."""
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+        return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
 
 
 @dataclass(frozen=True)

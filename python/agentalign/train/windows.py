@@ -117,11 +117,18 @@ def read_window(corpus: Corpus, episode: int, start: int, length: int,
 
 
 def collate(corpus: Corpus, windows: list[tuple[int, int, int]], length: int,
-            no_previous: np.ndarray) -> Batch:
+            no_previous: np.ndarray, ends: bool = False) -> Batch:
     """Stack windows given as (episode, start, real steps <= length) into one batch of tensors;
-    steps past the real ones are masked out."""
+    steps past the real ones are masked out. With `ends`, also each window's episode index
+    (`episodes`) and the frame that ends its episode (`ends`, for train.future)."""
     parts = [read_window(corpus, e, s, length, no_previous, real) for e, s, real in windows]
-    return {key: torch.from_numpy(np.stack([p[key] for p in parts])) for key in parts[0]}
+    batch = {key: torch.from_numpy(np.stack([p[key] for p in parts])) for key in parts[0]}
+    if ends:
+        last = corpus.episodes["lengths"]
+        batch["ends"] = torch.from_numpy(np.stack(
+            [corpus.window(e, int(last[e]) - 1, 1)["frames"][0] for e, _, _ in windows]))
+        batch["episodes"] = torch.tensor([e for e, _, _ in windows], dtype=torch.int64)
+    return batch
 
 
 def step_seed(seed: int, rank: int, step: int, stream: int) -> int:
@@ -135,10 +142,11 @@ class WindowSampler:
     depends only on (seed, rank, s)."""
 
     def __init__(self, corpus: Corpus, episodes: np.ndarray, length: int, batch_size: int,
-                 seed: int, rank: int, no_previous: np.ndarray, draw: str = "starts") -> None:
+                 seed: int, rank: int, no_previous: np.ndarray, draw: str = "starts",
+                 ends: bool = False) -> None:
         self.corpus, self.episodes, self.length = corpus, episodes, length
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
-        self.no_previous = no_previous
+        self.no_previous, self.with_ends = no_previous, ends
         if draw not in WINDOW_DRAWS:
             raise ValueError(f"draw must be one of {WINDOW_DRAWS}, got {draw!r}")
         self.before = length - 1 if draw == "steps" else 0  # draws before an episode's start
@@ -154,7 +162,8 @@ class WindowSampler:
                 for i, s in zip(k, starts, strict=True)]
 
     def batch(self, step: int) -> Batch:
-        return collate(self.corpus, self.windows(step), self.length, self.no_previous)
+        return collate(self.corpus, self.windows(step), self.length, self.no_previous,
+                       self.with_ends)
 
 
 class Prefetcher:
