@@ -7,6 +7,10 @@ Both stages are the same loop on different data:
 
 Data: windows of K consecutive steps (`train.windows`, which says how they are drawn).
 
+Objective: the action loss (imitation), plus, when `future_weight` > 0, a self-supervised one
+(`train.future`: guess the frame that ends each window's episode; not the paper's, off by
+default), whose two heads are kept in the trainer state beside AdamW's.
+
 Exact resume. Every random draw of step s (the windows of its batch, dropout) comes from
 generators seeded by (seed, rank, s), and the learning rate is a function of s, so a batch is a
 pure function of the step: the loader thread can work ahead, and a resumed run needs only the
@@ -23,8 +27,8 @@ so N ranks x B windows take the same step as 1 rank x N*B windows (tested). Only
 checkpoints, TensorBoard scalars, the progress bar and metrics.json.
 
 A stage folder holds checkpoints/ (`models.checkpoint.save_step`), logs/ (TensorBoard:
-losses/train, losses/eval, charts/learning_rate, charts/frames_per_s) and, once finished,
-metrics.json (final losses, frames/s, wall time, FLOPs per frame, GFLOP/s).
+losses/train, losses/eval, losses/future when on, charts/learning_rate, charts/frames_per_s) and,
+once finished, metrics.json (final losses, frames/s, wall time, FLOPs per frame, GFLOP/s).
 """
 
 from __future__ import annotations
