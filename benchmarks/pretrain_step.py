@@ -18,11 +18,9 @@ from agentalign.config import load
 from agentalign.models.policy import Policy
 from agentalign.train.bc import Future, resolve_policy_config, train_step
 from agentalign.train.bc_config import ImitationSettings
-from agentalign.train.distributed import Ranks
+from agentalign.train.distributed import ONE_PROCESS
 from agentalign.train.future import FuturePredictor
 from agentalign.train.windows import WindowSampler, open_corpus
-
-CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_group=False)
 
 
 def main() -> None:
@@ -52,7 +50,7 @@ def main() -> None:
     for i, batch in enumerate(batches):
         for _name, (policy, optimizer, future, times) in arms.items():
             started = time.perf_counter()
-            train_step(policy, optimizer, batch, cfg.grad_clip, CPU, future)
+            train_step(policy, optimizer, batch, cfg.grad_clip, ONE_PROCESS, future)
             if i >= 3:  # warm-up steps untimed
                 times.append(time.perf_counter() - started)
     off, on = (1e3 * float(np.median(arms[k][3])) for k in ("off", "on"))

@@ -43,6 +43,13 @@ def layout():
     return load_layout()
 
 
+# A tiny policy and trainer (1 layer, 32 wide, context 8) for imitation runs on the small corpus.
+TINY_IMITATION = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.context=8",
+                  "model.cnn_channels=[8,8,8]", "batch_size=8", "num_threads=1",
+                  "log_interval=1", "eval_windows=16", "eval_interval=10", "warmup_steps=2",
+                  "prefetch=2"]
+
+
 def small_collect_config(**overrides) -> CollectSettings:
     return load(CollectSettings).replace(**{"episodes": 40, "shard_episodes": 10, "num_envs": 8,
                                             "workers": 2, **overrides})

@@ -38,7 +38,7 @@ from agentalign.train.bc import (
     train_step,
 )
 from agentalign.train.bc_config import ImitationSettings, SftSettings
-from agentalign.train.distributed import Ranks
+from agentalign.train.distributed import ONE_PROCESS, Ranks
 from agentalign.train.future import FuturePredictor
 from agentalign.train.schedule import warmup_cosine
 from agentalign.train.windows import (
@@ -50,21 +50,18 @@ from agentalign.train.windows import (
     rank_shards,
     read_window,
 )
-from conftest import small_collect_config
+from conftest import TINY_IMITATION, small_collect_config
 
-TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.context=8",
-        "model.cnn_channels=[8,8,8]", "batch_size=8", "num_threads=1", "log_interval=1",
-        "eval_windows=16", "eval_interval=10", "warmup_steps=2", "prefetch=2"]
 NO_PREVIOUS = np.array([9, 3])
-CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_group=False)
 
 
 def tiny(stage: str = "pretrain", *overrides: str) -> ImitationSettings:
-    return load(SftSettings if stage == "sft" else ImitationSettings, None, [*TINY, *overrides])
+    return load(SftSettings if stage == "sft" else ImitationSettings, None,
+                [*TINY_IMITATION, *overrides])
 
 
 def cli_args(*overrides: str) -> list[str]:
-    return [arg for item in (*TINY, *overrides) for arg in ("--set", item)]
+    return [arg for item in (*TINY_IMITATION, *overrides) for arg in ("--set", item)]
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +356,7 @@ def test_two_ranks_take_the_step_one_rank_takes_on_the_whole_batch(small_corpus,
     torch.manual_seed(0)
     start = Policy(resolve_policy_config(tiny().model, None)).state_dict()
     for i, sgd in enumerate((False, True)):
-        single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
+        single = one_step(fixed_batch(small_corpus), ONE_PROCESS, wrap=False, sgd=sgd)
         assert not torch.allclose(start["head.weight"], single["head.weight"], atol=1e-4)
         # Adam's first step is g / (|g| + eps): where a gradient nearly cancels, the two
         # reduction orders differ by a few 1e-6 (measured 3.3e-6 of a 1e-2 step); SGD is linear

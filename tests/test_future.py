@@ -17,16 +17,12 @@ from agentalign.models.checkpoint import load_weights
 from agentalign.models.policy import Policy
 from agentalign.train.bc import Future, pretrain, resolve_policy_config, train_step
 from agentalign.train.bc_config import ImitationSettings
-from agentalign.train.distributed import Ranks
+from agentalign.train.distributed import ONE_PROCESS
 from agentalign.train.future import FuturePredictor
 from agentalign.train.windows import WindowSampler
+from conftest import TINY_IMITATION
 
-TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.context=8",
-        "model.cnn_channels=[8,8,8]", "batch_size=8", "num_threads=1", "log_interval=5",
-        "eval_windows=16", "eval_interval=10", "warmup_steps=2", "prefetch=2"]
-
-
-CPU = Ranks(rank=0, world=1, local_world=1, device=torch.device("cpu"), owns_group=False)
+TINY = [*TINY_IMITATION, "log_interval=5"]
 
 
 def tiny(*overrides: str) -> ImitationSettings:
@@ -64,7 +60,7 @@ def test_steps_on_one_batch_learn_to_pick_each_windows_end(small_corpus):
     future = Future(FuturePredictor(32), 1.0, 0.1)
     optimizer = policy.configure_optimizer(0.0, 3e-3)
     optimizer.add_param_group({"params": list(future.predictor.parameters())})
-    losses = [train_step(policy, optimizer, batch, 1.0, CPU, future)[1] for _ in range(80)]
+    losses = [train_step(policy, optimizer, batch, 1.0, ONE_PROCESS, future)[1] for _ in range(80)]
     chance = np.log(len(set(batch["episodes"].tolist())))
     assert losses[0] > chance - 0.3 and losses[-1] < 0.3 * chance, (losses[0], losses[-1])
 

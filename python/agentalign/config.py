@@ -81,7 +81,7 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples as lists), as the YAML holds them, less the dormant
         keys (`dormant_while`)."""
-        return _plain(_awake(self))
+        return _plain(self)
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -454,23 +454,16 @@ def _in_range(value: float, key: str, meta: Any) -> Any:
     return value
 
 
-def _awake(value: Any) -> Any:
-    """`dataclasses.asdict` without the fields that are dormant (`dormant_while`)."""
+def _plain(value: Any) -> Any:
+    """JSON-able values: settings as dicts without their dormant fields (`dormant_while`),
+    tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         def asleep(f: dataclasses.Field) -> bool:
             key, off = f.metadata.get("dormant_while", (None, None))
             return key is not None and getattr(value, key) == off
 
-        return {f.name: _awake(getattr(value, f.name)) for f in dataclasses.fields(value)
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if not asleep(f)}
-    if isinstance(value, dict):
-        return {k: _awake(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_awake(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -177,8 +177,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
         for p in future.predictor.parameters():
             p.grad /= ranks.world
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + (
-            list(future.predictor.parameters()) if future is not None else []), grad_clip)
+        torch.nn.utils.clip_grad_norm_(
+            [*model.parameters(), *(future.predictor.parameters() if future else ())], grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total / count, (future_total[0] / count if future_total else None)

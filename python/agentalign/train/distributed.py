@@ -24,6 +24,9 @@ class Ranks:
     owns_group: bool  # we started the process group, so we end it
 
 
+ONE_PROCESS = Ranks(0, 1, 1, torch.device("cpu"), False)  # a single process on the CPU
+
+
 def init_distributed(device: str) -> Ranks:
     """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT), or use a process group the caller already started; a single process

@@ -91,6 +91,7 @@ from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_tr
 from agentalign.spec import PADS
 from agentalign.train import on_ray
 from agentalign.train.distributed import (
+    ONE_PROCESS,
     Ranks,
     all_gather,
     all_reduce_gradients,
@@ -124,9 +125,6 @@ class RLResult:
     wall_seconds: float
     checkpoint: str
     history: list[dict[str, float]]  # per iteration: score, reward, KL, rates, ...
-
-
-ONE = Ranks(0, 1, 1, torch.device("cpu"), False)  # a single process
 
 
 # --- log-probs over the windows the KV cache held ------------------------------------------------
@@ -250,7 +248,7 @@ def spawn_weights(spread: list[float] | None, priority: float) -> np.ndarray | N
 
 def update(policy: Policy, reference: Policy, optimizer: torch.optim.Optimizer,
            trajectories: list[Trajectory], scores: np.ndarray, cfg: RLSettings,
-           ranks: Ranks = ONE) -> dict[str, float]:
+           ranks: Ranks = ONE_PROCESS) -> dict[str, float]:
     """One RLOO update on a batch of `starts_per_iteration * samples_per_start` episodes
     (grouped by start, k in a row); returns its statistics. Raises on a non-finite loss
     before touching the weights. Over several ranks each holds whole starts of the batch: its
