@@ -377,7 +377,8 @@ def test_ray_train_two_workers_pretrain_and_take_the_step_one_worker_takes_on_th
     one process's step on the whole batch within test_bc's DDP tolerance."""
     from agentalign.train import on_ray
     from agentalign.train.bc import pretrain
-    from test_bc import CPU, fixed_batch, one_step, tiny
+    from agentalign.train.distributed import ONE_PROCESS
+    from test_bc import fixed_batch, one_step, tiny
 
     out = tmp_path / "pretrain"
     result, world, weights = on_ray.fit(
@@ -387,7 +388,7 @@ def test_ray_train_two_workers_pretrain_and_take_the_step_one_worker_takes_on_th
     assert saved["step"] == 3 and saved["world_size"] == 2 and result.world_size == 2
     assert world == 2
     for i, sgd in enumerate((False, True)):
-        single = one_step(fixed_batch(small_corpus), CPU, wrap=False, sgd=sgd)
+        single = one_step(fixed_batch(small_corpus), ONE_PROCESS, wrap=False, sgd=sgd)
         atol = 1e-6 if sgd else 1e-5  # test_bc's DDP tolerance (reduction order)
         for name, value in single.items():
             assert (weights[i][name] - value).abs().max().item() <= atol, (name, sgd)
