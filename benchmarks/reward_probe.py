@@ -9,7 +9,14 @@ step), each with the run's length appended:
 - cnn: the last frame's CNN embedding (the per-frame encoder alone);
 - block0..blockL-1: the transformer's residual stream after each block (the last is what the
   reward model's head sees, before the final norm);
-- with --pool, each of these averaged over the window's steps too (NAME_mean).
+- with --pool, each of these averaged over the window's steps too (NAME_mean);
+- with --summary N, the whole episode (the whole-episode lever): the CNN embeddings of every
+  Nth frame of the run (the reward model's `summary_stride` frames) averaged (summary_mean) and
+  maxed (summary_max) over the run, and the last block beside the maxed summary
+  (blockL-1+summary);
+- with --terminal LAYOUT, the frame after the run's last action (which no learner is given:
+  the rollouts keep the frame at each decision), re-simulated as benchmarks/terminal_labels.py
+  does: its CNN embedding (terminal) and the last block beside it (blockL-1+terminal).
 Features are standardised with their mean and spread over every trajectory (no labels used).
 Random init draws a new trunk per seed; the label subsets are the study's (seed, N) draws.
 Prints a table; asserts nothing.
@@ -26,17 +33,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agentalign.data.shards import Corpus
 from agentalign.models.checkpoint import config_from_info, load_weights
 from agentalign.models.reward import LENGTH_UNIT, RewardModel
+from agentalign.train.preferences import ANYWHERE_CORPUS, STORE, LabelStore
 from agentalign.train.reward import make_model
 from agentalign.train.reward_data import LabelData, Pairs, load_labels
+from terminal_labels import next_frames  # benchmarks/, beside this script
 
 
 @torch.no_grad()
 def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128,
-                   pool: bool = False) -> dict[str, Tensor]:
+                   pool: bool = False, terminal: Tensor | None = None) -> dict[str, Tensor]:
     """{feature name: [N, n_embd + 1]} for every trajectory of `data` (see the module doc);
-    with `pool`, each also averaged over the window's steps (`NAME_mean`)."""
+    with `pool`, each also averaged over the window's steps (`NAME_mean`); with the data's
+    summary frames (`load_labels(..., summary_stride)`), the whole-episode features; with
+    `terminal` frames [N, H, W, 3], theirs."""
     model.eval()
     out: dict[str, list[Tensor]] = {}
     fitted = data.fitted
@@ -57,10 +69,52 @@ def trunk_features(model: RewardModel, data: LabelData, batch_size: int = 128,
             found[f"block{layer}"] = h[rows, last]
             if pool:
                 found[f"block{layer}_mean"] = (h * weights).sum(1)
+        if "summary_frames" in fitted:
+            found.update(summary_features(model, fitted["summary_frames"][i:i + batch_size],
+                                          fitted["summary_mask"][i:i + batch_size]))
+            found[f"block{len(model.blocks) - 1}+summary"] = torch.cat(
+                [found[f"block{len(model.blocks) - 1}"], found["summary_max"]], 1)
+        if terminal is not None:
+            found["terminal"] = model.encode_frames(terminal[i:i + batch_size, None])[:, 0]
+            found[f"block{len(model.blocks) - 1}+terminal"] = torch.cat(
+                [found[f"block{len(model.blocks) - 1}"], found["terminal"]], 1)
         for name, value in found.items():
             out.setdefault(name, []).append(torch.cat([value, length], 1))
     features = {name: torch.cat(parts) for name, parts in out.items()}
     return {name: (f - f.mean(0)) / (f.std(0) + 1e-6) for name, f in features.items()}
+
+
+def summary_features(model: RewardModel, frames: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """The whole run's frames (every Nth, uint8 [B, S, H, W, 3], real where `mask`) through the
+    CNN, averaged and maxed over the real ones."""
+    x = frames.new_zeros(*mask.shape, model.config.n_embd, dtype=torch.float32)
+    x[mask] = model.encode_frames(frames[mask][:, None])[:, 0]
+    weights = (mask.float() / mask.sum(1, keepdim=True))[..., None]
+    maxed = x.masked_fill(~mask[..., None], float("-inf")).amax(1)
+    return {"summary_mean": (x * weights).sum(1), "summary_max": maxed}
+
+
+def terminal_frames(labels: str, target: str, layout: str) -> np.ndarray:
+    """uint8 [N, H, W, 3]: each labelled run's frame after its last action, in load_labels'
+    trajectory order (train, spawn held-out, then anywhere held-out pairs, first seen first)."""
+    store = LabelStore(f"{labels}/{STORE}")
+    try:
+        rows = (store.labelled_pairs(target, "train", ties=True)
+                + [r for r in store.labelled_pairs(target, "heldout") if r[0] != ANYWHERE_CORPUS]
+                + [r for r in store.labelled_pairs(target, "heldout") if r[0] == ANYWHERE_CORPUS])
+    finally:
+        store.close()
+    order: dict[tuple[str, int], None] = {}
+    for corpus_a, ep_a, corpus_b, ep_b, _ in rows:
+        order.setdefault((corpus_a, ep_a)), order.setdefault((corpus_b, ep_b))
+    corpora: dict[str, Corpus] = {}
+    last = []
+    for name, episode in order:
+        corpus = corpora.setdefault(name, Corpus(f"{labels}/{name}"))
+        steps = corpus.episode(episode)
+        last.append((steps["positions"][-1], steps["headings"][-1], steps["actions"][-1]))
+    positions, headings, actions = (np.stack(x) for x in zip(*last, strict=True))
+    return next_frames(positions, headings, actions, layout)[0]
 
 
 def fit_probe(features: Tensor, pairs: Pairs, l2: float) -> Tensor:
@@ -95,12 +149,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pool", action="store_true", help="also probe each feature averaged "
                         "over the window's steps, not only at its last step")
+    parser.add_argument("--terminal", metavar="LAYOUT", help="also probe the frame after each "
+                        "run's last action, re-simulated on this layout (the labels' island)")
+    parser.add_argument("--summary", type=int, default=0, metavar="N",
+                        help="also probe the whole episode: every Nth frame's CNN embedding, "
+                        "averaged and maxed over the run (0: off)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     _, info = load_weights(args.init, kind="policy", verify=False)
     config = config_from_info(info, args.init)
-    data = load_labels(args.labels, args.target, config)
+    data = load_labels(args.labels, args.target, config, args.summary)
     counts = [n for n in args.counts if n <= len(data.train)]
     print(f"{len(data.train):,} train labels, {len(data.heldout):,} held-out pairs for "
           f"{args.target!r}; l2 {args.l2}; mean (min-max) held-out accuracy over seeds "
@@ -108,11 +167,15 @@ def main() -> None:
     print("| features | init | " + " | ".join(f"{n:,}" for n in counts) + " |")
     print("|---|---|" + "---:|" * len(counts))
     results: dict[tuple[str, str], list[list[float]]] = {}
-    agent = trunk_features(make_model(config, 0, args.init), data, pool=args.pool)
+    terminal = (torch.from_numpy(terminal_frames(args.labels, args.target, args.terminal))
+                if args.terminal else None)
+    agent = trunk_features(make_model(config, 0, args.init), data, pool=args.pool,
+                           terminal=terminal)
     for seed in args.seeds:
         subsets = [data.train.take(np.sort(np.random.default_rng([seed, n]).choice(
             len(data.train), n, replace=False))) for n in counts]  # the study's draws
-        randoms = trunk_features(make_model(config, seed, None), data, pool=args.pool)
+        randoms = trunk_features(make_model(config, seed, None), data, pool=args.pool,
+                                 terminal=terminal)
         for kind, features in (("agent", agent), ("random", randoms)):
             for name, f in features.items():
                 row = results.setdefault((name, kind), [[] for _ in counts])

@@ -132,6 +132,19 @@ def test_the_default_aligns_three_personalities_reward_models_first(tmp_path):
     assert "evaluate-sft-offlane" in offlane and "evaluate-base-offlane" in offlane
 
 
+def test_the_study_runs_for_every_target_each_alone(tmp_path):
+    """The paper-findings issue compares the label-scaling study across the targets."""
+    stages = {s.name: s for s in plan(tmp_path, load(PipelineSettings, overrides=["study=true"]))}
+    studies = [n for n in stages if n.startswith("reward-study")]
+    assert studies == ["reward-study-left", "reward-study-middle", "reward-study-right"]
+    for target in ("left", "middle", "right"):
+        study = stages[f"reward-study-{target}"]
+        assert study.solo and study.needs == ("label", "pretrain")
+        assert study.call.args[2] == target and study.call.args[4] == tmp_path / f"study-{target}"
+    assert not any(n.startswith("reward-study") for n in
+                   (s.name for s in plan(tmp_path, load(PipelineSettings))))
+
+
 def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):
     config = load(PipelineSettings, overrides=["workers=2"])
     stages = {s.name: s for s in plan(tmp_path, config)}

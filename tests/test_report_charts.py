@@ -127,3 +127,24 @@ def test_visit_shares_counts_each_episode_once_per_square(island):
     assert shares[i, j] == 1.0
     assert shares.max() == 1.0 and shares.min() == 0.0
     assert 0.5 in shares  # squares only the walk entered
+
+
+def test_the_report_shows_each_targets_study_with_its_gaps(tmp_path):
+    """Each target's label-scaling chart, and agent minus random init at each label count."""
+    import json
+
+    from agentalign.report import build_report
+
+    plots = {}
+    for target, agent in (("left", 0.9), ("right", 0.7)):
+        folder = tmp_path / f"study-{target}"
+        folder.mkdir()
+        Image.new("RGB", (4, 4)).save(folder / "study.png")
+        table = [{"labels": 50, "init": "agent", "mean": agent},
+                 {"labels": 50, "init": "random", "mean": 0.8}]
+        (folder / "study.json").write_text(json.dumps({"table": table}))
+        plots[target] = f"study-{target}/study.png"
+    (tmp_path / "pipeline.json").write_text(json.dumps({"study_plots": plots}))
+    html = build_report(tmp_path).read_text()
+    assert "Label scaling: left" in html and "Label scaling: right" in html
+    assert "50: +10.0" in html and "50: -10.0" in html

@@ -172,11 +172,12 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
             stages.append(Stage(f"export-{t}", partial(
                 personality.run, exporting, path(f"align-{t}"), f"{t}-runner",
                 path("personalities"), t, **intents), (f"align-{t}",)))
-    if settings.study:
-        stages.append(Stage("reward-study", partial(
-            reward_study.run, settings_of(RewardSettings, extra("reward")), path("label"),
-            targets[0], path("pretrain"), path("study"), **here), ("label", "pretrain"),
-            solo=True))
+    if settings.study:  # each target's: the paper-findings issue compares them
+        studying = settings_of(RewardSettings, extra("reward"))
+        for t in targets:
+            stages.append(Stage(f"reward-study-{t}", partial(
+                reward_study.run, studying, path("label"), t, path("pretrain"),
+                path(f"study-{t}"), **here), ("label", "pretrain"), solo=True))
     return stages
 
 
@@ -427,8 +428,8 @@ def _index_outputs(run: Path, state: dict[str, Any], settings: PipelineSettings)
                        if (p := run / f"reward-{t}" / "metrics.json").exists()}
     state["rl"] = {t: str(p.relative_to(run)) for t in targets
                    if (p := run / f"align-{t}" / "rl" / "metrics.json").exists()}
-    if (run / "study" / "study.png").exists():
-        state["study_plot"] = "study/study.png"
+    state["study_plots"] = {t: str(p.relative_to(run)) for t in targets
+                            if (p := run / f"study-{t}" / "study.png").exists()}
     state["personalities"] = {p.stem: str(p.relative_to(run))
                               for p in sorted((run / "personalities").glob("*.onnx"))} \
         if (run / "personalities").exists() else {}

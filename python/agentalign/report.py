@@ -171,6 +171,17 @@ def _load(path: str | Path | None) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def _study_gaps(path: Path) -> str:
+    """One line under a study's chart: agent init minus random init at each label count (the
+    paper's finding is a large positive gap at few labels)."""
+    means = {(r["labels"], r["init"]): r["mean"] for r in (_load(path) or {}).get("table", [])}
+    gaps = [f"{n:,}: {100 * (means[n, 'agent'] - means[n, 'random']):+.1f}"
+            for n in sorted({n for n, _ in means}) if (n, "agent") in means
+            and (n, "random") in means]
+    return ("<p>Agent init minus random init, held-out points, by labels: "
+            + ", ".join(gaps) + ".</p>") if gaps else ""
+
+
 def build_report(run: str | Path) -> Path:
     """Write `<run>/report.html` from `<run>/pipeline.json`; returns its path."""
     run = Path(run)
@@ -226,9 +237,10 @@ def build_report(run: str | Path) -> Path:
                         "</p><table><tr><th>target</th><th>all</th><th>easy</th><th>hard</th>"
                         "<th>from anywhere</th><th>labels</th></tr>" + "".join(reward_parts)
                         + "</table>")
-    study = state.get("study_plot")
-    if study and (run / study).exists():
-        sections.append("<h3>Label scaling</h3>" + _png(run / study))
+    for target, study in state.get("study_plots", {}).items():
+        if (run / study).exists():
+            sections.append(f"<h3>Label scaling: {_esc(target)}</h3>" + _png(run / study)
+                            + _study_gaps((run / study).with_name("study.json")))
 
     curves = []
     for target, path in state.get("rl", {}).items():
