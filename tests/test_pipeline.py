@@ -13,7 +13,7 @@ import pytest
 
 from agentalign.config import load
 from agentalign.errors import ConfigError, UserError
-from agentalign.pipeline import Stage, _Scheduler, plan
+from agentalign.pipeline import Stage, _index_outputs, _Scheduler, plan
 from agentalign.pipeline_config import PipelineSettings
 from agentalign.workers import pinned_pool
 
@@ -143,6 +143,16 @@ def test_the_study_runs_for_every_target_each_alone(tmp_path):
         assert study.call.args[2] == target and study.call.args[4] == tmp_path / f"study-{target}"
     assert not any(n.startswith("reward-study") for n in
                    (s.name for s in plan(tmp_path, load(PipelineSettings))))
+
+
+def test_the_report_finds_each_targets_study_and_a_run_from_befores(tmp_path):
+    settings = load(PipelineSettings)
+    for folder in ("study-middle", "study"):  # "study": the first target's, in runs from before
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "study.png").write_bytes(b"png")
+    state: dict = {}
+    _index_outputs(tmp_path, state, settings)
+    assert state["study_plots"] == {"left": "study/study.png", "middle": "study-middle/study.png"}
 
 
 def test_stages_start_when_their_needs_are_done_and_solo_stages_run_alone(tmp_path):

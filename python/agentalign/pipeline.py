@@ -428,8 +428,11 @@ def _index_outputs(run: Path, state: dict[str, Any], settings: PipelineSettings)
                        if (p := run / f"reward-{t}" / "metrics.json").exists()}
     state["rl"] = {t: str(p.relative_to(run)) for t in targets
                    if (p := run / f"align-{t}" / "rl" / "metrics.json").exists()}
-    state["study_plots"] = {t: str(p.relative_to(run)) for t in targets
-                            if (p := run / f"study-{t}" / "study.png").exists()}
+    plots = {t: str(p.relative_to(run)) for t in targets
+             if (p := run / f"study-{t}" / "study.png").exists()}
+    if (run / "study" / "study.png").exists():  # a run from before: its first target's study
+        plots.setdefault(targets[0], "study/study.png")
+    state["study_plots"] = plots
     state["personalities"] = {p.stem: str(p.relative_to(run))
                               for p in sorted((run / "personalities").glob("*.onnx"))} \
         if (run / "personalities").exists() else {}
