@@ -402,6 +402,23 @@ def test_the_card_names_an_intent_and_how_often_it_was_satisfied(exported, tmp_p
         capsys.readouterr().out
 
 
+def test_a_card_measured_on_another_island_says_which(exported, tmp_path):
+    """`--layout`: the card's rates come from that island, and its digest names it."""
+    from agentalign.envs.layout import load_layout
+
+    folder, alike = exported[3], "jumppad_island_alike"
+    assert main(["export", str(folder), "--name", "alike", "--out", str(tmp_path), "--episodes",
+                 str(EPISODES), "--num-envs", str(NUM_ENVS), "--seed", str(SEED),
+                 "--layout", alike]) == 0
+    card = json.loads((tmp_path / "alike.json").read_text())
+    assert card["layout_sha256"] == load_layout(alike).digest != load_layout().digest
+    assert main(["play", str(tmp_path / "alike.onnx"), "--out", str(tmp_path / "play"),
+                 "--episodes", str(EPISODES), "--num-envs", str(NUM_ENVS), "--seed", str(SEED),
+                 "--layout", alike, "--gifs", "0"]) == 0
+    played = json.loads((tmp_path / "play" / "results.json").read_text())
+    assert played["rates"] == card["measured"]["rates"]  # same file, island and seed
+
+
 def test_seeded_sampling_is_reproducible(exported):
     path, frames = exported[1], np.random.default_rng(0).integers(0, 256, (64, 64, 64, 3),
                                                                   dtype=np.uint8)

@@ -145,6 +145,25 @@ def test_the_study_runs_for_every_target_each_alone(tmp_path):
                    (s.name for s in plan(tmp_path, load(PipelineSettings))))
 
 
+def test_the_layout_reaches_every_stage_that_plays_episodes(tmp_path):
+    """`--layout` moves the whole run to another island: data, labels, alignment, evaluation and
+    the cards' measurement; a stage's own override still wins; the default leaves the run's
+    identity as it was."""
+    alike = "jumppad_island_alike"
+    config = load(PipelineSettings,
+                  overrides=[f"layout={alike}", "stages.evaluate=[layout=x.json]"])
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, config)}
+    for name in ("collect", "demos", "label", "export-left"):
+        assert stages[name].layout == alike, name
+    assert stages["align-middle"].prefft.layout == stages["align-middle"].rl.layout == alike
+    assert stages["evaluate-sft"].layout == "x.json"  # the stage's own override wins
+    assert config.identity()["layout"] == alike
+    default = load(PipelineSettings)
+    assert "layout" not in default.identity()
+    assert {s.call.args[0].layout for s in plan(tmp_path, default)
+            if hasattr(s.call.args[0], "layout")} == {"jumppad_island"}
+
+
 def test_the_report_finds_each_targets_study_and_a_run_from_befores(tmp_path):
     settings = load(PipelineSettings)
     for folder in ("study-middle", "study"):  # "study": the first target's, in runs from before

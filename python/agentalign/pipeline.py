@@ -38,6 +38,7 @@ from agentalign import __version__, events
 from agentalign.atomic import write_json_atomic
 from agentalign.collect_config import CollectSettings
 from agentalign.config import Settings, load
+from agentalign.envs.layout import DEFAULT_LAYOUT
 from agentalign.errors import UserError
 from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
@@ -88,6 +89,10 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
 
     seed, env = settings.seed, settings.env
     on_env = {"env": env} if env != "island" else {}  # stages that play episodes
+    # The island, for every stage that plays episodes (only when not the default: a default run
+    # calls its stages as before); a stage's own override comes after it and wins.
+    layout = settings.layout if settings.layout != DEFAULT_LAYOUT else None
+    on_layout = [f"layout={layout}"] if layout else []
 
     def extra(stage: str) -> list[str]:
         return list(settings.stages.get(stage, ()))
@@ -103,10 +108,10 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     on = {"cluster": cluster} if cluster is not None else {}  # where a stage runs
     stages = [
         Stage("collect", partial(collect.run, settings_of(
-            CollectSettings, extra("collect"), seed=seed, **on_env), path("corpus"), **here,
-            **on), solo=True),
+            CollectSettings, [*on_layout, *extra("collect")], seed=seed, **on_env),
+            path("corpus"), **here, **on), solo=True),
         Stage("demos", partial(collect.run, settings_of(
-            CollectSettings, extra("demos"), population="direct",
+            CollectSettings, [*on_layout, *extra("demos")], population="direct",
             episodes=settings.demo_episodes, seed=seed + 1000, **on_env), path("demos"),
             **here, **on), solo=True),
         Stage("pretrain", partial(bc.pretrain, settings_of(
@@ -121,15 +126,16 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
             bc.sft, settings_of(SftSettings, [f"seed={seed}", *extra("sft")]), path("demos"),
             path("sft-scratch"), **here), ("demos",), solo=True))
     targets = list(settings.targets)
-    labels = settings.label.replace(seed=seed, env=env)
+    labels = settings.label.replace(seed=seed, env=env, **({"layout": layout} if layout else {}))
     # The intents file only where one is given: a pad-only default run calls its stages as before.
     intents = {"intents": settings.intents} if settings.intents is not None else {}
     stages.append(Stage("label", partial(label.run, labels, path("sft"), path("label"),
                                          targets, **intents, **worker, **on), ("sft",)))
     reward_settings = settings_of(RewardSettings, [f"seed={seed}", *extra("reward")])
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
+    layout_align = [f"{stage}.{kv}" for stage in ("prefft", "rl") for kv in on_layout]
     align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
-                                                 *extra("align"), *env_align])
+                                                 *layout_align, *extra("align"), *env_align])
     # Every reward model before any alignment: a worker that finishes a reward model starts the
     # next one, so the alignments (the longest stages) start as early as their inputs allow.
     for t in targets:
@@ -145,7 +151,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     if settings.ablation:
         agents.append(("sft-scratch", "sft-scratch"))
     agents += [(f"{t}-aligned", f"align-{t}") for t in targets]
-    evaluation = settings_of(EvaluateSettings, extra("evaluate"),
+    evaluation = settings_of(EvaluateSettings, [*on_layout, *extra("evaluate")],
                              episodes=settings.eval_episodes, seed=seed, **on_env)
     # An aligned agent of an intent other than a pad is also counted against its intent.
     intent_of = {f"{t}-aligned": t for t in targets if t not in PADS}
@@ -166,7 +172,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
                 evaluate.run, evaluating(name, offlane), path(folder),
                 path("eval", f"{name}-offlane"), **worker, **on), (folder,)))
     if settings.export:
-        exporting = settings_of(ExportSettings, [], seed=seed,
+        exporting = settings_of(ExportSettings, on_layout, seed=seed,
                                 episodes=settings.export_episodes)
         for t in targets:
             stages.append(Stage(f"export-{t}", partial(
@@ -187,7 +193,8 @@ def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True,
     run: a resume may change it)."""
     from agentalign.report import build_report
 
-    check_targets(settings.targets, settings.intents, settings.label.layout)
+    check_targets(settings.targets, settings.intents,
+                  settings.layout if settings.layout != DEFAULT_LAYOUT else settings.label.layout)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     state = _state(folder, settings)

@@ -13,6 +13,7 @@ from agentalign.config import (
     Settings,
     add_config_arguments,
     at_least,
+    dormant_while,
     invalid,
     load,
 )
@@ -50,6 +51,9 @@ class PipelineSettings(Settings):
     label: LabelSettings
     stages: dict[str, tuple[str, ...]]
     intents: str | None = None  # the intents file targets are read from; None: the packaged
+    # The island every stage plays on (a packaged layout name or a .json path); out of the
+    # run's identity and the recipe while it is the default, so runs from before resume.
+    layout: str = field(default=DEFAULT_LAYOUT, metadata=dormant_while("layout", DEFAULT_LAYOUT))
 
     def check(self) -> None:
         if not self.targets or len(set(self.targets)) != len(self.targets):
@@ -114,13 +118,16 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intents", metavar="FILE", help="the intents file --targets are "
                         "read from (default: the packaged configs/intents.yaml)")
     parser.add_argument("--env", help=ENV_HELP + "; passed to every stage that runs episodes")
+    parser.add_argument("--layout", metavar="NAME", help="the island every stage plays on: a "
+                        "packaged layout (jumppad_island, jumppad_island_alike) or a .json "
+                        f"path (default {DEFAULT_LAYOUT})")
     cluster_arguments(parser)  # collect, trainers, label, align, evaluate: docs/distributed.md
     add_config_arguments(parser)
 
 
 def request(args: argparse.Namespace) -> tuple[PipelineSettings, dict[str, Any]]:
     options = {"targets": list(args.targets) if args.targets else None, "env": args.env,
-               "intents": args.intents}
+               "intents": args.intents, "layout": args.layout}
     return load(PipelineSettings, args.config, args.overrides, options), {
         "out": args.out or Path("runs") / args.name, **cluster_request(args)}
 

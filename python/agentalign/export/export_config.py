@@ -14,9 +14,15 @@ from agentalign.config import (
     add_config_arguments,
     add_options,
     at_least,
+    dormant_while,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
+from agentalign.envs.layout import DEFAULT_LAYOUT
+
+# The island a personality is measured (export) or played (play) on; a key added after cards
+# and runs were recorded, so it stays out of their identities while it is the default.
+LAYOUT = field(default=DEFAULT_LAYOUT, metadata=dormant_while("layout", DEFAULT_LAYOUT))
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class ExportSettings(Settings):
     seed: int = field(metadata=at_least(0))
     deterministic: bool
     env: str
+    layout: str = LAYOUT
 
     def check(self) -> None:
         check_env_setting(self.env)
@@ -41,6 +48,7 @@ class PlaySettings(Settings):
     deterministic: bool
     gifs: int = field(metadata=at_least(0))
     env: str
+    layout: str = LAYOUT
 
     def check(self) -> None:
         check_env_setting(self.env)
@@ -57,11 +65,14 @@ EXPORT_OPTIONS = {"episodes": "episodes measured for the card",
                   "num_envs": "environments stepped together", "env": ENV_HELP,
                   "seed": "seed of the island and the sampling",
                   "deterministic": "export for Unity's Deterministic Inference: both action "
-                                   "outputs are the argmax"}
+                                   "outputs are the argmax",
+                  "layout": "the island the card's rates are measured on: a packaged layout "
+                            "name or a .json path"}
 PLAY_OPTIONS = {"episodes": "episodes to play", "num_envs": "environments stepped together",
                 "env": ENV_HELP, "seed": "seed of the island and the sampling",
                 "deterministic": "take deterministic_discrete_actions (Unity's Deterministic "
-                                 "Inference)", "gifs": "episodes to film (the first ones)"}
+                                 "Inference)", "gifs": "episodes to film (the first ones)",
+                "layout": "the island to play on: a packaged layout name or a .json path"}
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:

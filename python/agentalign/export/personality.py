@@ -13,9 +13,9 @@ the share of the measured episodes that satisfy it, with its 95% interval. The d
 from `intents` (default: the file the aligned checkpoint names, else the packaged one).
 
 Two digests say what it was made against: `layout_sha256`, the island it was measured on (the
-packaged layout), and `recipe_sha256`, this agentalign's default recipe (`export.recipe`). The
-shipped personalities' test compares both with the repository's, so a changed island or recipe
-asks for a refresh.
+packaged default unless `layout` says otherwise), and `recipe_sha256`, this agentalign's
+default recipe (`export.recipe`). The shipped personalities' test compares both with the
+repository's, so a changed island or recipe asks for a refresh.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def run(settings: ExportSettings, checkpoint: str | Path, name: str,
     model_bytes = proto.SerializeToString()
     counted = intent if intent is not None and intent.name not in PADS else None
     measured = measure(model_bytes, settings.episodes, settings.seed, settings.num_envs,
-                       env=settings.env, intent=counted)
+                       env=settings.env, intent=counted, layout=settings.layout)
     card = make_card(name, target, info, policy.config, measured, model_bytes, feedback,
-                     intent)
+                     intent, layout_sha256=load_layout(settings.layout).digest)
     try:
         with atomic_path(out / f"{name}.onnx") as onnx_tmp, \
                 atomic_path(out / f"{name}.json") as card_tmp:
@@ -149,7 +149,7 @@ def _shareable(*paths: Path) -> None:
 
 def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
               measured: dict[str, Any], model_bytes: bytes, feedback: str,
-              intent: Intent | None = None) -> dict[str, Any]:
+              intent: Intent | None = None, *, layout_sha256: str) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import torch
@@ -169,7 +169,7 @@ def make_card(name: str, target: str | None, info: dict[str, Any], config: Any,
         "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "config": model_config,
         "config_sha256": hashlib.sha256(config_json).hexdigest(),
-        "layout_sha256": load_layout().digest,  # the island `measured` played
+        "layout_sha256": layout_sha256,  # the island `measured` played
         "recipe_sha256": recipe_sha256(),
         "observation_spec": [{"name": OBS, "sensor": CAMERA_SENSOR_NAME,
                               "shape": [3, config.obs_height, config.obs_width],

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentalign.atomic import write_json_atomic
 from agentalign.envs.intents import Intent, satisfaction
+from agentalign.envs.layout import DEFAULT_LAYOUT
 from agentalign.export.contract import load_model
 from agentalign.export.export_config import PlaySettings
 from agentalign.export.onnx_agent import OnnxAgent, PersonalityError
@@ -25,16 +26,16 @@ from agentalign.spec import OUTCOMES
 
 def measure(model: bytes | str | Path, episodes: int, seed: int, num_envs: int,
             deterministic: bool = False, filmed: int = 0, env: str = "island",
-            intent: Intent | None = None) -> dict[str, Any]:
+            intent: Intent | None = None, layout: str = DEFAULT_LAYOUT) -> dict[str, Any]:
     """Outcome rates of an ONNX personality in the island (what the card and `play` report):
     `episodes` episodes from the island's own spawns, `num_envs` at a time; onnxruntime's
     sampling is seeded with `seed` (it is process-wide, so the seed is set as the session is
     made). Episode k's frames are kept for k < `filmed`. With `intent`, also the share of the
-    same episodes that satisfy it (`intent`: envs.intents.satisfaction)."""
+    same episodes that satisfy it (`intent`: envs.intents.satisfaction). `layout`: the island."""
     num_envs = min(num_envs, episodes)
     agent = OnnxAgent(model, num_envs, seed=seed, deterministic=deterministic)
     played = play(agent, None, episodes=episodes, env=env, num_envs=num_envs, seed=seed,
-                  record_frames=filmed, stage="play")
+                  layout=layout, record_frames=filmed, stage="play")
     outcomes = [e.outcome for e in played.episodes]
     measured = {"episodes": episodes, "seed": seed, "num_envs": num_envs,
                 "actions": "deterministic" if deterministic else "sampled",
@@ -71,7 +72,8 @@ def run(settings: PlaySettings, file: str | Path, out: str | Path, *, progress: 
         raise PersonalityError(f"output folder {out}: is a file")
     props = {p.key: p.value for p in load_model(model_path).metadata_props}  # readable first
     measured = measure(model_path, settings.episodes, settings.seed, settings.num_envs,
-                       settings.deterministic, filmed=settings.gifs, env=settings.env)
+                       settings.deterministic, filmed=settings.gifs, env=settings.env,
+                       layout=settings.layout)
     files: list[str] = []
     results = {"model": str(model_path), **measured, "files": files,
                "played": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
