@@ -36,7 +36,6 @@ from torch import Tensor
 from agentalign.data.shards import Corpus
 from agentalign.models.checkpoint import config_from_info, load_weights
 from agentalign.models.reward import LENGTH_UNIT, RewardModel
-from agentalign.train.preferences import ANYWHERE_CORPUS, STORE, LabelStore
 from agentalign.train.reward import make_model
 from agentalign.train.reward_data import LabelData, Pairs, load_labels
 from terminal_labels import next_frames  # benchmarks/, beside this script
@@ -94,22 +93,12 @@ def summary_features(model: RewardModel, frames: Tensor, mask: Tensor) -> dict[s
     return {"summary_mean": (x * weights).sum(1), "summary_max": maxed}
 
 
-def terminal_frames(labels: str, target: str, layout: str) -> np.ndarray:
-    """uint8 [N, H, W, 3]: each labelled run's frame after its last action, in load_labels'
-    trajectory order (train, spawn held-out, then anywhere held-out pairs, first seen first)."""
-    store = LabelStore(f"{labels}/{STORE}")
-    try:
-        rows = (store.labelled_pairs(target, "train", ties=True)
-                + [r for r in store.labelled_pairs(target, "heldout") if r[0] != ANYWHERE_CORPUS]
-                + [r for r in store.labelled_pairs(target, "heldout") if r[0] == ANYWHERE_CORPUS])
-    finally:
-        store.close()
-    order: dict[tuple[str, int], None] = {}
-    for corpus_a, ep_a, corpus_b, ep_b, _ in rows:
-        order.setdefault((corpus_a, ep_a)), order.setdefault((corpus_b, ep_b))
+def terminal_frames(labels: str, data: LabelData, layout: str) -> np.ndarray:
+    """uint8 [N, H, W, 3]: the frame after the last action of each of `data`'s runs, in its
+    order."""
     corpora: dict[str, Corpus] = {}
     last = []
-    for name, episode in order:
+    for name, episode in data.trajectories:
         corpus = corpora.setdefault(name, Corpus(f"{labels}/{name}"))
         steps = corpus.episode(episode)
         last.append((steps["positions"][-1], steps["headings"][-1], steps["actions"][-1]))
@@ -167,7 +156,7 @@ def main() -> None:
     print("| features | init | " + " | ".join(f"{n:,}" for n in counts) + " |")
     print("|---|---|" + "---:|" * len(counts))
     results: dict[tuple[str, str], list[list[float]]] = {}
-    terminal = (torch.from_numpy(terminal_frames(args.labels, args.target, args.terminal))
+    terminal = (torch.from_numpy(terminal_frames(args.labels, data, args.terminal))
                 if args.terminal else None)
     agent = trunk_features(make_model(config, 0, args.init), data, pool=args.pool,
                            terminal=terminal)

@@ -48,20 +48,18 @@ def with_terminal_frames(source: Path, out: Path, layout: str) -> int:
         np.stack([e["positions"][-1] for e in episodes]),
         np.array([e["headings"][-1] for e in episodes]),
         np.stack([e["actions"][-1] for e in episodes]), layout)
-    out.mkdir(parents=True)
-    entries = []
-    for k in range(len(corpus.shards)):
-        found = [(i, e) for i, e in enumerate(episodes) if e["shard"] == k]
-        longer = [Episode(
+    longer: dict[int, list[Episode]] = {}  # by shard, each shard's episodes in order
+    for i, e in enumerate(episodes):
+        longer.setdefault(e["shard"], []).append(Episode(
             frames=np.concatenate([e["frames"], frames[i][None]]),
             actions=np.concatenate([e["actions"], e["actions"][-1:]]),
             positions=np.concatenate([e["positions"], positions[i][None]]),
             headings=np.concatenate([e["headings"], headings[i][None]]),
-            outcome=e["outcome"], player=e["player"], spawn=e["spawn"], target=e["target"])
-            for i, e in found]
-        entry = corpus.entries[k]
-        written = write_shard(out / entry["file"], longer, dict(corpus.shards[k].metadata))
-        entries.append({**entry, **written})
+            outcome=e["outcome"], player=e["player"], spawn=e["spawn"], target=e["target"]))
+    out.mkdir(parents=True)
+    entries = [{**entry, **write_shard(out / entry["file"], longer[k],
+                                       dict(corpus.shards[k].metadata))}
+               for k, entry in enumerate(corpus.entries)]
     manifest = json.loads((source / MANIFEST).read_text())
     write_json_atomic(out / MANIFEST, {**manifest, "shards": entries})
     return len(episodes)

@@ -38,7 +38,6 @@ from agentalign import __version__, events
 from agentalign.atomic import write_json_atomic
 from agentalign.collect_config import CollectSettings
 from agentalign.config import Settings, load
-from agentalign.envs.layout import DEFAULT_LAYOUT
 from agentalign.errors import UserError
 from agentalign.evaluate_config import EvaluateSettings
 from agentalign.export.export_config import ExportSettings
@@ -91,7 +90,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     on_env = {"env": env} if env != "island" else {}  # stages that play episodes
     # The island, for every stage that plays episodes (only when not the default: a default run
     # calls its stages as before); a stage's own override comes after it and wins.
-    layout = settings.layout if settings.layout != DEFAULT_LAYOUT else None
+    layout = settings.island
     on_layout = [f"layout={layout}"] if layout else []
 
     def extra(stage: str) -> list[str]:
@@ -193,8 +192,7 @@ def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True,
     run: a resume may change it)."""
     from agentalign.report import build_report
 
-    check_targets(settings.targets, settings.intents,
-                  settings.layout if settings.layout != DEFAULT_LAYOUT else settings.label.layout)
+    check_targets(settings.targets, settings.intents, settings.island or settings.label.layout)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     state = _state(folder, settings)

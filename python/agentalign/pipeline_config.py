@@ -74,6 +74,12 @@ class PipelineSettings(Settings):
     def identity(self) -> dict[str, Any]:
         return recipe(self.to_dict())
 
+    @property
+    def island(self) -> str | None:
+        """`layout` when it is not the default (every stage that plays episodes is given it),
+        else None (each stage keeps its own setting, as runs from before did)."""
+        return self.layout if self.layout != DEFAULT_LAYOUT else None
+
 
 def check_targets(targets: tuple[str, ...], intents: str | None,
                   layout: str = DEFAULT_LAYOUT) -> None:

@@ -175,9 +175,8 @@ def _study_gaps(path: Path) -> str:
     """One line under a study's chart: agent init minus random init at each label count (the
     paper's finding is a large positive gap at few labels)."""
     means = {(r["labels"], r["init"]): r["mean"] for r in (_load(path) or {}).get("table", [])}
-    gaps = [f"{n:,}: {100 * (means[n, 'agent'] - means[n, 'random']):+.1f}"
-            for n in sorted({n for n, _ in means}) if (n, "agent") in means
-            and (n, "random") in means]
+    both = sorted(n for n, kind in means if kind == "agent" and (n, "random") in means)
+    gaps = [f"{n:,}: {100 * (means[n, 'agent'] - means[n, 'random']):+.1f}" for n in both]
     return ("<p>Agent init minus random init, held-out points, by labels: "
             + ", ".join(gaps) + ".</p>") if gaps else ""
 

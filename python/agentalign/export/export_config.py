@@ -20,9 +20,11 @@ from agentalign.config import (
 from agentalign.envs.factory import ENV_HELP, check_env_setting
 from agentalign.envs.layout import DEFAULT_LAYOUT
 
-# The island a personality is measured (export) or played (play) on; a key added after cards
-# and runs were recorded, so it stays out of their identities while it is the default.
-LAYOUT = field(default=DEFAULT_LAYOUT, metadata=dormant_while("layout", DEFAULT_LAYOUT))
+
+def layout_field() -> Any:
+    """The island a personality is measured (export) or played (play) on: a key added after
+    cards and runs were recorded, so it stays out of their identities while it is the default."""
+    return field(default=DEFAULT_LAYOUT, metadata=dormant_while("layout", DEFAULT_LAYOUT))
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class ExportSettings(Settings):
     seed: int = field(metadata=at_least(0))
     deterministic: bool
     env: str
-    layout: str = LAYOUT
+    layout: str = layout_field()
 
     def check(self) -> None:
         check_env_setting(self.env)
@@ -48,7 +50,7 @@ class PlaySettings(Settings):
     deterministic: bool
     gifs: int = field(metadata=at_least(0))
     env: str
-    layout: str = LAYOUT
+    layout: str = layout_field()
 
     def check(self) -> None:
         check_env_setting(self.env)

@@ -76,6 +76,7 @@ class LabelData:
     heldout: Pairs  # from spawn starts
     fingerprint: str  # sha256 of the labels (pairs and choices), for resume checks
     heldout_anywhere: Pairs | None = None  # from starts anywhere on the island, if labelled
+    trajectories: tuple[tuple[str, int], ...] = ()  # (corpus, episode) of each fitted row
 
 
 def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig,
@@ -144,7 +145,8 @@ def load_labels(labels_dir: str | Path, target: str, config: PolicyConfig,
 
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()  # the labels before anywhere
     return LabelData(stack_fitted(fitted), np.array(outcomes), pairs(rows["train"]),
-                     pairs(rows["heldout"]), digest, pairs(anywhere) if anywhere else None)
+                     pairs(rows["heldout"]), digest, pairs(anywhere) if anywhere else None,
+                     tuple(table))
 
 
 def evaluate(model: RewardModel, data: LabelData, pairs: Pairs | None = None,
