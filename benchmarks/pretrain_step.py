@@ -45,7 +45,7 @@ def main() -> None:
         future = None
         if name == "on":
             future = Future(FuturePredictor(config.n_embd), 1.0, cfg.future_temperature)
-            optimizer.add_param_group({"params": list(future.predictor.parameters())})
+            future.add_to(optimizer, cfg.weight_decay)
         arms[name] = (policy, optimizer, future, [])
     for i, batch in enumerate(batches):
         for _name, (policy, optimizer, future, times) in arms.items():

@@ -150,6 +150,15 @@ class Future:
         return self.predictor.loss_sum(hidden, batch["mask"], ends, batch["episodes"],
                                        self.temperature)
 
+    def add_to(self, optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+        """The predictor's parameters as two more groups of `optimizer`, decayed as the
+        policy's are (`Policy.configure_optimizer`: matrices, not biases or norms)."""
+        params = list(self.predictor.parameters())
+        optimizer.add_param_group({"params": [p for p in params if p.dim() >= 2],
+                                   "weight_decay": weight_decay})
+        optimizer.add_param_group({"params": [p for p in params if p.dim() < 2],
+                                   "weight_decay": 0.0})
+
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
                grad_clip: float, ranks: Ranks, future: Future | None = None
@@ -288,10 +297,7 @@ def _train(stage: str, cfg: ImitationSettings, data: Path, out: Path, init: str 
     if cfg.future_weight:
         future = Future(FuturePredictor(policy_config.n_embd).to(ranks.device),
                         cfg.future_weight, cfg.future_temperature)
-        matrices = [p for p in future.predictor.parameters() if p.dim() >= 2]
-        optimizer.add_param_group({"params": matrices, "weight_decay": cfg.weight_decay})
-        optimizer.add_param_group({"params": [p for p in future.predictor.parameters()
-                                              if p.dim() < 2], "weight_decay": 0.0})
+        future.add_to(optimizer, cfg.weight_decay)
     state = {"step": 0, "frames": 0, "train_seconds": 0.0, "wall_seconds": 0.0}
     train_loss = eval_loss = future_loss = None
     if (latest := latest_or_none(out)) is not None:
