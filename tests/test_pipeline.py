@@ -132,6 +132,42 @@ def test_the_default_aligns_three_personalities_reward_models_first(tmp_path):
     assert "evaluate-sft-offlane" in offlane and "evaluate-base-offlane" in offlane
 
 
+def test_a_target_takes_its_own_overrides_before_the_stages(tmp_path):
+    """`stages.align-<target>` / `reward-<target>` reach that target's stage only, before the
+    stage's own overrides (a setting for every alignment reaches every target); a key that is
+    no stage, or names no intent, is refused in one line (the latter as the run starts)."""
+    from agentalign.pipeline import run as pipeline
+    from agentalign.train.align_config import AlignSettings
+    from agentalign.train.reward_config import RewardSettings
+
+    rl_default, reward_default = load(AlignSettings).rl, load(RewardSettings)
+    middle = load(PipelineSettings, overrides=["stages.align-middle=[rl.iterations=100]"])
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, middle)}
+    assert stages["align-middle"].rl == rl_default.replace(seed=0, iterations=100)
+    assert stages["align-left"].rl == stages["align-right"].rl == rl_default.replace(seed=0)
+
+    config = load(PipelineSettings, overrides=[
+        "stages.align-left=[rl.lr=1e-3, rl.iterations=9]", "stages.reward-right=[lr=1e-4]",
+        "stages.align=[rl.iterations=7]"])
+    stages = {s.name: s.call.args[0] for s in plan(tmp_path, config)}
+    assert (stages["align-left"].rl.lr, stages["align-right"].rl.lr) == (1e-3, rl_default.lr)
+    for target in ("left", "middle", "right"):  # the stage's own setting comes last
+        assert stages[f"align-{target}"].rl.iterations == 7, target
+    assert stages["reward-right"].lr == 1e-4
+    assert stages["reward-left"].lr == stages["reward-middle"].lr == reward_default.lr
+    both = load(PipelineSettings, overrides=["stages.align-middle=[rl.iterations=100]",
+                                             "stages.align=[rl.iterations=7]"])
+    assert {s.name: s.call.args[0] for s in plan(tmp_path, both)}[
+        "align-middle"].rl.iterations == 7
+
+    with pytest.raises(ConfigError, match="stages.alig-left: no such stage; .* align-TARGET"):
+        load(PipelineSettings, overrides=["stages.alig-left=[rl.iterations=1]"])
+    north = load(PipelineSettings, overrides=["stages.align-north=[rl.iterations=1]"])
+    with pytest.raises(ConfigError, match="no intent 'north' in the packaged"):
+        pipeline(north, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_study_runs_for_every_target_each_alone(tmp_path):
     """The paper-findings issue compares the label-scaling study across the targets."""
     stages = {s.name: s for s in plan(tmp_path, load(PipelineSettings, overrides=["study=true"]))}

@@ -130,20 +130,25 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     intents = {"intents": settings.intents} if settings.intents is not None else {}
     stages.append(Stage("label", partial(label.run, labels, path("sft"), path("label"),
                                          targets, **intents, **worker, **on), ("sft",)))
-    reward_settings = settings_of(RewardSettings, [f"seed={seed}", *extra("reward")])
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
     layout_align = [f"{stage}.{kv}" for stage in ("prefft", "rl") for kv in on_layout]
-    align_settings = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
-                                                 *layout_align, *extra("align"), *env_align])
+    # A target's own overrides (`stages.align-middle`: a budget for one target) come before
+    # the stage's: a setting for every alignment (a quick run's or a recipe's RL
+    # iterations) reaches every target.
     # Every reward model before any alignment: a worker that finishes a reward model starts the
     # next one, so the alignments (the longest stages) start as early as their inputs allow.
     for t in targets:
+        rewarding = settings_of(RewardSettings, [f"seed={seed}", *extra(f"reward-{t}"),
+                                                 *extra("reward")])
         stages.append(Stage(f"reward-{t}", partial(
-            reward.run, reward_settings, path("label"), t, path(f"reward-{t}"),
+            reward.run, rewarding, path("label"), t, path(f"reward-{t}"),
             path("pretrain"), settings.labels_used, **worker, **on), ("label", "pretrain")))
     for t in targets:
+        aligning = settings_of(AlignSettings, [
+            f"prefft.seed={seed}", f"rl.seed={seed}", *layout_align, *extra(f"align-{t}"),
+            *extra("align"), *env_align])
         stages.append(Stage(f"align-{t}", partial(
-            align.run, align_settings, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
+            align.run, aligning, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
             **intents, **worker, **on), ("sft", f"reward-{t}")))
 
     agents = [("base", "pretrain"), ("sft", "sft")]
@@ -178,8 +183,8 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
                 personality.run, exporting, path(f"align-{t}"), f"{t}-runner",
                 path("personalities"), t, **intents), (f"align-{t}",)))
     if settings.study:  # each target's: the paper-findings issue compares them
-        studying = settings_of(RewardSettings, extra("reward"))
         for t in targets:
+            studying = settings_of(RewardSettings, [*extra(f"reward-{t}"), *extra("reward")])
             stages.append(Stage(f"reward-study-{t}", partial(
                 reward_study.run, studying, path("label"), t, path("pretrain"),
                 path(f"study-{t}"), **here), ("label", "pretrain"), solo=True))
@@ -192,7 +197,8 @@ def run(settings: PipelineSettings, out: str | Path, *, progress: bool = True,
     run: a resume may change it)."""
     from agentalign.report import build_report
 
-    check_targets(settings.targets, settings.intents, settings.island or settings.label.layout)
+    check_targets(settings.targets + settings.target_keys(), settings.intents,
+                  settings.island or settings.label.layout)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     state = _state(folder, settings)

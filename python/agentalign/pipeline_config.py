@@ -25,6 +25,10 @@ from agentalign.rollout.starts import without_anywhere
 from agentalign.train.label_config import LabelSettings
 
 STAGE_OVERRIDES = ("collect", "demos", "pretrain", "sft", "reward", "align", "evaluate")
+# Stages run once per target also take overrides for one target, `<stage>-<target>` (e.g.
+# align-middle: more RL for the middle pad), applied before the stage's own, so that a setting
+# for every alignment still reaches every target.
+PER_TARGET = ("reward", "align")
 # Keys that change how a run is scheduled, not what it computes: a resume may change them.
 SCHEDULING_KEYS = ("workers",)
 # A target names its stages' folders and its personality, <target>-runner (export's names).
@@ -67,9 +71,15 @@ class PipelineSettings(Settings):
         if self.intents is None:  # a file of one's own is read when the run starts (below)
             check_targets(self.targets, None)
         check_env_setting(self.env)
-        if unknown := sorted(set(self.stages) - set(STAGE_OVERRIDES)):
+        if unknown := sorted(k for k in self.stages
+                             if k not in STAGE_OVERRIDES and stage_target(k) is None):
             raise invalid(f"stages.{unknown[0]}", f"no such stage; stages take overrides for "
-                          f"{', '.join(STAGE_OVERRIDES)}")
+                          f"{', '.join(STAGE_OVERRIDES)}, and for one target as "
+                          f"{' or '.join(f'{s}-TARGET' for s in PER_TARGET)}")
+
+    def target_keys(self) -> tuple[str, ...]:
+        """The targets named by per-target `stages` keys (intents, checked when a run starts)."""
+        return tuple(dict.fromkeys(t for k in self.stages if (t := stage_target(k))))
 
     def identity(self) -> dict[str, Any]:
         return recipe(self.to_dict())
@@ -79,6 +89,12 @@ class PipelineSettings(Settings):
         """`layout` when it is not the default (every stage that plays episodes is given it),
         else None (each stage keeps its own setting, as runs from before did)."""
         return self.layout if self.layout != DEFAULT_LAYOUT else None
+
+
+def stage_target(key: str) -> str | None:
+    """The target of a per-target `stages` key (`align-middle` -> middle), else None."""
+    stage, _, target = key.partition("-")
+    return target if stage in PER_TARGET and TARGET_NAME.fullmatch(target) else None
 
 
 def check_targets(targets: tuple[str, ...], intents: str | None,
