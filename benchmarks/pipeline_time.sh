@@ -4,8 +4,6 @@
 # new run is compared with the base run just before it. Prints each pair's times and ratio.
 #
 #   BASE=5ec66be REPEATS=2 bash benchmarks/pipeline_time.sh
-#   BASE=HEAD NEW_SET='stages.align-middle=[rl.iterations=100]' REPEATS=1 \
-#       bash benchmarks/pipeline_time.sh      # a setting's cost: the same code, one --set more
 #
 # BASE is checked out once into a worktree (DIR/base-src) and run from it with PYTHONPATH; so is
 # NEW (default: this checkout's HEAD), so editing the checkout meanwhile changes nothing. Run on
@@ -16,9 +14,6 @@ NEW=${NEW:-$(git rev-parse --short HEAD)}
 REPEATS=${REPEATS:-2}
 DIR=${DIR:-runs/pipeline-time}
 TARGETS=${TARGETS:-"left middle right"}
-NEW_SET=${NEW_SET:-}  # one more --set for the new side's pipeline (none: its defaults)
-NEW_ARGS=()
-[ -n "$NEW_SET" ] && NEW_ARGS=(--set "$NEW_SET")
 ROOT=$(git rev-parse --show-toplevel)
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -37,7 +32,7 @@ for r in $(seq 1 "$REPEATS"); do
         --targets $TARGETS --no-progress > "$DIR/base-$r.log" 2>&1
     # shellcheck disable=SC2086
     PYTHONPATH="$DIR/new-src/python" python -m agentalign pipeline --out "$DIR/new-$r" \
-        --targets $TARGETS "${NEW_ARGS[@]}" --no-progress > "$DIR/new-$r.log" 2>&1
+        --targets $TARGETS --no-progress > "$DIR/new-$r.log" 2>&1
     b=$(wall "$DIR/base-$r/pipeline.json")
     n=$(wall "$DIR/new-$r/pipeline.json")
     python -c "import sys; b, n = map(float, sys.argv[1:]); print(f'repeat $r: base ($BASE) \
