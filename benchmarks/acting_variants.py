@@ -170,8 +170,10 @@ def main() -> None:
     print("largest logit difference from Policy.step over two windows: "
           + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
 
-    window = {name: policy.embed(frames[:K].transpose(0, 1), prev[:K].transpose(0, 1))
-              for name in ("torch", "ort")}
+    # The window each recompute slides (replaced, never written in place, so both may start
+    # from one tensor).
+    window = dict.fromkeys(("torch", "ort"),
+                           policy.embed(frames[:K].transpose(0, 1), prev[:K].transpose(0, 1)))
 
     def recompute(t: int, name: str, encode: Callable[[Tensor], Tensor]) -> object:
         new = (encode(frames[t]) + policy.embed_actions(prev[t]))[:, None]

@@ -25,20 +25,17 @@ TT=()
 PT=()
 for kv in ${PRETRAIN_SET:-}; do PT+=(--set "$kv"); done
 
-# A target's own align overrides, one --set each: ALIGN_SET_<target>="key=value ..." (e.g.
+# A target's own align overrides, "key=value ...": ALIGN_SET_<target> (e.g.
 # ALIGN_SET_middle="rl.iterations=100"), else what the pipeline passes by default
 # (configs/pipeline.yaml's stages.align-<target>).
 target_align() {
-    local kv own="ALIGN_SET_$1"
+    local own="ALIGN_SET_$1"
     if [ -n "${!own:-}" ]; then
-        own=${!own}
+        echo "${!own}"
     else
-        own=$(python -c "import sys; from agentalign.config import packaged_data; \
-print(' '.join(packaged_data('pipeline')['stages'].get('align-' + sys.argv[1], [])))" "$1")
+        python -c "import sys; from agentalign.config import packaged_data; \
+print(' '.join(packaged_data('pipeline')['stages'].get('align-' + sys.argv[1], [])))" "$1"
     fi
-    for kv in $own; do
-        printf -- '--set\n%s\n' "$kv"
-    done
 }
 
 # A trainer that fails on the GPU (device auto) is rerun on the CPU, where it resumes.
@@ -65,8 +62,8 @@ seed_run() {
         --anywhere-heldout-episodes 400 "${targets[@]}" "${q[@]}" \
         || return 1
     for t in $TARGETS; do
-        local own=()
-        mapfile -t own < <(target_align "$t")
+        local own=() kv
+        for kv in $(target_align "$t"); do own+=(--set "$kv"); done
         ( train reward --labels "$D/label" --target "$t" --init "$D/pretrain" --labels-used 1000 \
               --out "$D/reward-$t" --set seed="$S" "${TT[@]}" "${q[@]}" \
           && $AA align --policy "$D/sft" --reward "$D/reward-$t" --target "$t" \

@@ -96,6 +96,11 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
     def extra(stage: str) -> list[str]:
         return list(settings.stages.get(stage, ()))
 
+    def extra_for(stage: str, target: str) -> list[str]:
+        """A target's own overrides (`stages.align-middle`), then the stage's, which win: a
+        setting for every alignment (a quick run's RL iterations) reaches every target."""
+        return [*extra(f"{stage}-{target}"), *extra(stage)]
+
     def path(*parts: str) -> Path:
         return run.joinpath(*parts)
 
@@ -132,21 +137,16 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
                                          targets, **intents, **worker, **on), ("sft",)))
     env_align = [f"{stage}.env={env}" for stage in ("prefft", "rl")] if on_env else []
     layout_align = [f"{stage}.{kv}" for stage in ("prefft", "rl") for kv in on_layout]
-    # A target's own overrides (`stages.align-middle`: a budget for one target) come before
-    # the stage's: a setting for every alignment (a quick run's or a recipe's RL
-    # iterations) reaches every target.
     # Every reward model before any alignment: a worker that finishes a reward model starts the
     # next one, so the alignments (the longest stages) start as early as their inputs allow.
     for t in targets:
-        rewarding = settings_of(RewardSettings, [f"seed={seed}", *extra(f"reward-{t}"),
-                                                 *extra("reward")])
+        rewarding = settings_of(RewardSettings, [f"seed={seed}", *extra_for("reward", t)])
         stages.append(Stage(f"reward-{t}", partial(
             reward.run, rewarding, path("label"), t, path(f"reward-{t}"),
             path("pretrain"), settings.labels_used, **worker, **on), ("label", "pretrain")))
     for t in targets:
-        aligning = settings_of(AlignSettings, [
-            f"prefft.seed={seed}", f"rl.seed={seed}", *layout_align, *extra(f"align-{t}"),
-            *extra("align"), *env_align])
+        aligning = settings_of(AlignSettings, [f"prefft.seed={seed}", f"rl.seed={seed}",
+                                               *layout_align, *extra_for("align", t), *env_align])
         stages.append(Stage(f"align-{t}", partial(
             align.run, aligning, path("sft"), path(f"reward-{t}"), t, path(f"align-{t}"),
             **intents, **worker, **on), ("sft", f"reward-{t}")))
@@ -184,7 +184,7 @@ def plan(run: Path, settings: PipelineSettings, progress: bool = True,
                 path("personalities"), t, **intents), (f"align-{t}",)))
     if settings.study:  # each target's: the paper-findings issue compares them
         for t in targets:
-            studying = settings_of(RewardSettings, [*extra(f"reward-{t}"), *extra("reward")])
+            studying = settings_of(RewardSettings, extra_for("reward", t))
             stages.append(Stage(f"reward-study-{t}", partial(
                 reward_study.run, studying, path("label"), t, path("pretrain"),
                 path(f"study-{t}"), **here), ("label", "pretrain"), solo=True))
