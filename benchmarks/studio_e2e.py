@@ -16,7 +16,9 @@ RUN is a pipeline run (RUN/sft, RUN/pretrain; RUN/align-<pad> for the baseline p
    so the arms are compared on the same pairs; "labels needed" is the first count at which an
    arm reaches the accuracy the random arm ends with.
 3. The active arm's labels align a personality (the studio's align job: reward model, prefft
-   and RL, export), whose satisfaction is measured as in 1.
+   and RL, export), whose satisfaction is measured as in 1. With `--rounds R` the active arm
+   labels in R rounds with an align after each: each aligned personality's runs join the pool,
+   so the next round's pairs show what it does (the loop a designer runs in the studio).
 Prints a table per seed and writes OUT/results.json.
 """
 
@@ -178,31 +180,58 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
         shots = args.screenshots if (args.screenshots and arm == "active" and
                                      seed == args.seeds[0]) else None
         done = folder / "arm.json"  # a finished arm is not labelled again (rerun to align)
+        # The active arm labels in `rounds` rounds with an align after each (its personality's
+        # runs join the pool, so the next round's pairs show what it does); random labels all
+        # its pairs at once and does not align: it is the curve's comparison only.
+        rounds = args.rounds if arm == "active" and not args.skip_align else 1
         if done.exists():
             result["arms"][arm] = json.loads(done.read_text())
+            rounds = 0 if arm != "active" or args.skip_align else rounds
         else:
             heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
-            curve: list[tuple[int, float | None]] = []
-            with running(studio) as url:
-                timing = label_in_browser(
-                    url, studio, designer, "designer", args.labels, every=args.every,
-                    on_count=lambda n, c=curve, s=studio, h=heldout:
-                        c.append((n, curve_point(s, "designer", h))),
-                    screenshots=shots)
-            result["arms"][arm] = {
-                "curve": curve, **timing,
-                "stats": {k: v for k, v in studio.state.stats("designer").items()
-                          if k != "fits"}}
-            done.write_text(json.dumps(result["arms"][arm], indent=2) + "\n")
-        if arm == "active" and not args.skip_align:
-            job = studio.start_align("designer") if not studio.jobs.list() or \
-                all(j["kind"] != "align" for j in studio.jobs.list()) else \
-                next(j for j in studio.jobs.list() if j["kind"] == "align")
+            partial = folder / "arm-partial.json"  # the rounds labelled so far (a rerun goes on)
+            so_far = json.loads(partial.read_text()) if partial.exists() else {}
+            curve: list[tuple[int, float | None]] = [tuple(c) for c in so_far.get("curve", [])]
+            timing = so_far.get("timing", {"answered": 0, "seconds": 0.0})
+        # the arm's own labels folder: the aligned personalities' runs are recorded there
+        eyes = Designer(folder / "labels", args.intent)
+        aligned: list[dict[str, Any]] = []
+        for r in range(1, rounds + 1):
+            if not done.exists():
+                with running(studio) as url:
+                    part = label_in_browser(
+                        url, studio, eyes, "designer", round(args.labels * r / rounds),
+                        every=args.every,
+                        on_count=lambda n, c=curve, s=studio, h=heldout:
+                            c.append((n, curve_point(s, "designer", h))),
+                        screenshots=shots if r == 1 else None)
+                timing = {k: timing[k] + part[k] for k in timing}
+                partial.write_text(json.dumps({"curve": curve, "timing": timing}) + "\n")
+                if r == rounds:
+                    result["arms"][arm] = {
+                        "curve": curve, **timing,
+                        "stats": {k: v for k, v in studio.state.stats("designer").items()
+                                  if k != "fits"}}
+                    done.write_text(json.dumps(result["arms"][arm], indent=2) + "\n")
+            if arm != "active" or args.skip_align:
+                continue
+            name = f"align-designer-{r}"
+            if any(j["name"] == name for j in studio.jobs.list()):
+                studio.jobs.resume()  # a job an earlier run left unfinished goes on
+                job = studio.jobs.get(name)
+            else:
+                job = studio.start_align("designer")
             finished = _wait(studio, job["name"], timeout=4 * 3600)
             if finished["state"] != "done":
                 raise SystemExit(f"align job failed: {finished.get('error')}")
-            result["aligned"] = satisfaction(folder / "jobs" / job["name"] / "align",
-                                             args.intent, args.episodes, folder / "eval")
+            figure = satisfaction(folder / "jobs" / job["name"] / "align", args.intent,
+                                  args.episodes, folder / f"eval-{r}")
+            aligned.append({"round": r, "train_labels": finished["card"]["train_labels"],
+                            **figure})
+            print(f"seed {seed} round {r}: {aligned[-1]['train_labels']} labels, aligned "
+                  f"{_pct(figure)}", flush=True)
+        if aligned:
+            result["aligned"], result["rounds"] = aligned[-1], aligned
             if shots is not None:
                 with running(studio) as url:
                     _screenshot_personalities(url, shots)
@@ -253,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intent", default="campfire-middle")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     parser.add_argument("--skip-align", action="store_true", help="labelling and curves only")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="the active arm's label-then-align rounds (labels split evenly)")
     parser.add_argument("--screenshots", type=Path, help="write the pages' screenshots here")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="studio settings (configs/studio.yaml)")
@@ -310,7 +341,7 @@ def table(result: dict[str, Any]) -> str:
 
 SMOKE_SETTINGS = [
     "pool.sft_episodes=8", "pool.anywhere_episodes=6", "pool.base_episodes=4",
-    "pool.aligned_episodes=0", "pool.num_envs=8", "warmup_labels=4", "refit_every=4",
+    "pool.aligned_episodes=4", "pool.num_envs=8", "warmup_labels=4", "refit_every=4",
     "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
     "stages.align=[prefft.rounds=1,prefft.episodes=8,prefft.num_envs=8,prefft.eval_episodes=4,"
     "prefft.finetune.steps=2,prefft.finetune.batch_size=4,prefft.finetune.eval_interval=2,"
@@ -334,7 +365,7 @@ def smoke_arguments(args: argparse.Namespace) -> argparse.Namespace:
         for stage in ("sft", "pretrain"):
             save_step(run / stage, policy, policy.config.to_dict(), kind="policy",
                       stage=stage, step=0)
-    args.run, args.seeds, args.labels, args.every = run, [0], 20, 5
+    args.run, args.seeds, args.labels, args.every, args.rounds = run, [0], 20, 5, 2
     args.heldout_pairs, args.episodes = 40, 20
     return args
 

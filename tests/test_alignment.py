@@ -325,6 +325,70 @@ def test_alignment_can_start_anywhere_on_the_island(policy_path, tmp_path, monke
     assert {k for batches in played.values() for b in batches for k in b.kinds} == {"spawn"}
 
 
+def test_rl_can_start_along_the_starting_policys_own_runs(policy_path, tmp_path, monkeypatch):
+    """RL's `along`: that share of its starts are states the starting policy's runs from the
+    spawns passed through, the same ones after a resume; while 0 the key leaves the identity
+    of older runs as it was."""
+    played: list = []
+    real = rl_module.sample_trajectories
+    killed = {"at": None}
+
+    def spy(policy, starts, *args, **kwargs):
+        if len(played) == killed["at"]:
+            killed["at"] = None
+            raise KeyboardInterrupt  # the process dies in iteration 2
+        played.append(starts)
+        return real(policy, starts, *args, **kwargs)
+
+    monkeypatch.setattr(rl_module, "sample_trajectories", spy)
+    config = small_rl(iterations=2, starts_per_iteration=8, along=0.5, along_episodes=4)
+    rl(config, policy_path, TOY, "left", tmp_path / "a", progress=False)
+    whole = [b.positions[b.kinds == "along"] for b in played]
+    assert {"spawn", "along"} <= set(np.concatenate([b.kinds for b in played]))
+    assert sum(len(w) for w in whole) > 0
+    played.clear()
+    killed["at"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        rl(config, policy_path, TOY, "left", tmp_path / "b", progress=False)
+    rl(config, policy_path, TOY, "left", tmp_path / "b", progress=False)  # resumes at 2
+    assert len(played) == 2 and all(np.array_equal(b.positions[b.kinds == "along"], w)
+                                    for b, w in zip(played, whole, strict=True))
+    assert "along" not in small_rl().identity() and "along" in config.identity()
+
+
+def test_the_oracle_benchmark_scores_each_episode_by_its_true_utility(policy_path, tmp_path,
+                                                                     monkeypatch):
+    """benchmarks/oracle_reward.py: RL's score of every episode is the intent's utility of
+    that episode's true track / scale (the diagnostic that tells a reward model's fault from
+    exploration's)."""
+    import importlib.util
+
+    import agentalign.rollout.trajectories as trajectories
+    from agentalign.envs.intents import intent_by_name
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "oracle_reward.py"
+    spec = importlib.util.spec_from_file_location("oracle_reward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(trajectories, "play_on", trajectories.play_on)  # restored after
+    score = module.oracle("campfire-middle", "jumppad_island", 10.0)
+    seen: list = []
+    real = trajectories.play_on
+
+    def spy(*args, **kwargs):
+        played = real(*args, **kwargs)
+        seen.extend(e.track() for e in played.episodes if e.frames is not None)
+        return played
+
+    monkeypatch.setattr(trajectories, "play_on", spy)
+    intent = intent_by_name("campfire-middle")
+    config = small_rl(iterations=1, starts_per_iteration=4, eval_episodes=0)
+    rl(config, policy_path, score, "campfire-middle", tmp_path / "o", progress=False)
+    history = json.loads((tmp_path / "o" / "metrics.json").read_text())["history"]
+    assert len(seen) == 8
+    assert history[0]["score"] == pytest.approx(np.mean([intent.utility(t) / 10 for t in seen]))
+
+
 def test_rl_with_the_cnn_frozen_trains_the_transformer_only(policy_path, tmp_path):
     start, _ = load_policy(policy_path)
     rl(small_rl(lr=1e-2), policy_path, TOY, "left", tmp_path / "rl", progress=False)

@@ -35,6 +35,7 @@ from agentalign.rollout import (
 )
 from agentalign.rollout import play as rollout
 from agentalign.rollout.pictures import visit_shares
+from agentalign.rollout.starts import along_starts, visited_states
 from agentalign.spec import OUTCOME_CODES, PADS
 
 LEFT, FELL, TIMEOUT = OUTCOME_CODES["left"], OUTCOME_CODES["fell"], OUTCOME_CODES["timeout"]
@@ -312,6 +313,32 @@ def test_training_starts_mix_spawns_with_starts_anywhere_on_the_island(layout):
     assert np.array_equal(short.positions, mixed.positions[:50])
     with pytest.raises(ConfigError, match="no valid start"):
         training_starts(layout, 5, 0, 0.5, 1.0, min_edge=40.0)
+
+
+def test_starts_along_runs_take_the_states_those_runs_passed_through(layout):
+    """rl's `along`: a share of the starts moved to fit states of the reference runs (not
+    their last, not beside a pad or the coast), each with the spawn its run began at."""
+    pad = layout.pads[1].position
+    lane = np.linspace([-4.5, -16.0], [pad[0], pad[1]], 31)  # a run to the middle pad
+    offshore = np.array([[-40.0, 0.0], [-41.0, 0.0], [-42.0, 0.0]])
+    runs = [(lane, np.full(31, 370.0), 0), (offshore, np.zeros(3), 3)]
+    visited = visited_states(layout, runs, 1.5)
+    assert 0 < len(visited) < 30 and set(visited.spawns) == {0}  # no offshore state, no end
+    assert start_problems(layout, visited.positions, 1.5, 0.0) == []
+    assert np.allclose(visited.headings, 10.0)
+    near_pad = np.hypot(*(lane[:-1] - pad).T) < layout.pads[1].radius + layout.agent.radius + 1
+    assert len(visited) == 30 - near_pad.sum()
+    spawns = spawn_starts(layout, 400, 9, 0.5)
+    mixed = along_starts(spawns, visited, 0.5, 9)
+    along = mixed.kinds == "along"
+    assert 150 <= along.sum() <= 250 and set(mixed.kinds) == {"spawn", "along"}
+    assert np.array_equal(mixed.positions[~along], spawns.positions[~along])
+    rows = [np.flatnonzero((visited.positions == xy).all(1)) for xy in mixed.positions[along]]
+    assert all(len(r) == 1 for r in rows)  # each an exact visited state
+    assert len({int(r[0]) for r in rows}) > 15 and set(mixed.spawns[along]) == {0}
+    assert np.array_equal(along_starts(spawns.part(slice(0, 50)), visited, 0.5, 9).positions,
+                          mixed.positions[:50])  # per-episode streams
+    assert along_starts(spawns, visited, 0.0, 9) is spawns
 
 
 def test_scripted_players_reach_their_pad_from_anywhere(layout):

@@ -114,6 +114,25 @@ def test_label_cli_rolls_out_a_policy_and_adds_targets_to_one_store(tmp_path, ca
     assert "other settings" in capsys.readouterr().err
 
 
+def test_label_pools_can_start_along_the_policys_own_runs(tmp_path):
+    """label's `along`: a share of the train runs starts where the policy's own runs from the
+    spawns went (recorded as such); the held-out runs stay at the spawns."""
+    policy = tiny_policy_checkpoint(tmp_path / "sft")
+    out = tmp_path / "labels"
+    assert main(["label", "--policy", str(policy), "--out", str(out), "--train-episodes", "12",
+                 "--heldout-episodes", "3", "--pairs", "3", "--heldout-pairs", "3",
+                 "--num-envs", "6", "--along", "0.5", "--set", "along_episodes=3",
+                 "--target", "left", "--no-progress"]) == 0
+    kinds = {f: [k for shard in Corpus(out / f).shards
+                 for k in json.loads(shard.metadata["start_kinds"])]
+             for f in ("rollouts-train", "rollouts-heldout")}
+    assert 2 <= kinds["rollouts-train"].count("along") <= 10
+    assert set(kinds["rollouts-train"]) == {"spawn", "along"}
+    assert set(kinds["rollouts-heldout"]) == {"spawn"}
+    source = json.loads((out / "rollouts-train" / MANIFEST).read_text())["source"]
+    assert source["along"] == 0.5 and source["along_episodes"] == 3
+
+
 def test_stored_labels_follow_the_labeller_and_keep_the_splits_apart(toy_labels, layout):
     store = LabelStore(toy_labels / STORE)
     pads = [p.position for p in layout.pads]

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = ["pool.sft_episodes=8", "pool.anywhere_episodes=6", "pool.base_episodes=4",
-         "pool.aligned_episodes=4", "pool.num_envs=8", "warmup_labels=4", "refit_every=2"]
+         "pool.along_episodes=4", "pool.aligned_episodes=4", "pool.aligned_along=0.5",
+         "pool.num_envs=8", "warmup_labels=4", "refit_every=2"]
 
 
 def make_run(folder: Path) -> Path:
@@ -57,7 +58,7 @@ def pooled(tmp_path_factory) -> Path:
     studio.start_pool()
     job = wait(studio.jobs, "pool")
     assert job["state"] == "done", job
-    assert {p["kind"] for p in studio.state.pool()} == {"sft", "anywhere", "base"}
+    assert {p["kind"] for p in studio.state.pool()} == {"sft", "anywhere", "base", "along"}
     studio.close()
     return run
 
@@ -352,6 +353,9 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
     assert seed["arms"]["active"]["stats"]["by_how"].get("active", 0) >= 1
     assert "active" not in seed["arms"]["random"]["stats"]["by_how"]
     assert seed["aligned"]["episodes"] == 20 and 0 <= seed["aligned"]["rate"] <= 1
+    assert [r["round"] for r in seed["rounds"]] == [1, 2]  # label, align, label, align
+    assert seed["rounds"][0]["train_labels"] < seed["rounds"][1]["train_labels"]
+    assert seed["rounds"][1] == seed["aligned"]
     folder = tmp_path / "s0" / "active"
     card = json.loads((folder / "personalities" / "designer.json").read_text())
     assert card["target"] == card["studio"]["intent"] == "campfire-middle"

@@ -19,7 +19,9 @@ from agentalign.errors import ConfigError
 
 STARTS_STREAM = 0
 ANYWHERE_STREAM = 1  # which episodes of a mixed start set start anywhere (its own stream)
-START_KINDS: tuple[str, ...] = ("spawn", "shifted", "turned", "shifted_turned", "anywhere")
+ALONG_STREAM = 2  # which episodes start along the reference runs, and where (its own stream)
+START_KINDS: tuple[str, ...] = ("spawn", "shifted", "turned", "shifted_turned", "anywhere",
+                                "along")
 OFFLANE_KINDS = START_KINDS[1:4]
 
 
@@ -117,6 +119,8 @@ def without_anywhere(identity: dict[str, Any]) -> dict[str, Any]:
     """A stage identity without its starts-anywhere keys when none of them draws a start anywhere:
     such a run plays exactly the spawn starts of before those keys existed, so the folders of
     earlier runs stay valid (resumed or skipped, not refused as another run's)."""
+    if not identity.get("along"):  # likewise the starts-along keys
+        identity = {k: v for k, v in identity.items() if not k.startswith("along")}
     if identity.get("anywhere") or identity.get("anywhere_heldout_episodes"):
         return identity
     return {k: v for k, v in identity.items() if not k.startswith("anywhere")}
@@ -152,6 +156,65 @@ def training_starts(layout: Layout, episodes: int, seed: int, jitter: float, any
         positions[k], headings[k], kinds[k] = position, rng.uniform(0.0, 360.0), "anywhere"
         spawns[k] = int(np.argmin(np.hypot(*(xy - position).T)))  # nearest, for per-spawn rates
     return Starts(spawns, positions, headings, kinds.astype(str))
+
+
+@dataclass(frozen=True)
+class Visited:
+    """States (position, heading) that some runs passed through, with the spawn each run began
+    at: where `along_starts` may start an episode."""
+
+    positions: np.ndarray  # float [M, 2] metres
+    headings: np.ndarray  # float [M] degrees clockwise from north
+    spawns: np.ndarray  # int [M]
+
+    def __len__(self) -> int:
+        return len(self.spawns)
+
+
+def visited_states(layout: Layout, runs: list[tuple[np.ndarray, np.ndarray, int]],
+                   min_edge: float) -> Visited:
+    """Every state of the runs `(positions [T + 1, 2], headings [T + 1], spawn)` before their
+    last decision that is a fit start (`start_problems`: on land, `min_edge` from the coast,
+    clear of obstacles and pads). A run's final state is left out: it ended there."""
+    positions = np.concatenate([p[:-1] for p, _, _ in runs]).astype(np.float64)
+    headings = np.concatenate([h[:-1] for _, h, _ in runs]).astype(np.float64)
+    spawns = np.concatenate([np.full(len(p) - 1, s, dtype=np.int64) for p, _, s in runs])
+    fit = fit_positions(layout, positions, min_edge, 0.0)
+    return Visited(positions[fit], headings[fit] % 360.0, spawns[fit])
+
+
+def along_starts(starts: Starts, visited: Visited, share: float, seed: int) -> Starts:
+    """`starts` with a share of them moved to states the reference runs passed through (drawn
+    uniformly over `visited`): a curriculum made of the agent's own routes. A behaviour the
+    reward model pays for that begins half-way along a habitual route (pass a landmark the
+    left-bound runs pass, then turn to the middle pad) is then tried from where the route
+    goes by, and once learnt there it pays off from the spawns too, where the route starts.
+    Uniform starts anywhere rarely face the right way at the right place (docs/results.md,
+    "The studio"). Episode k's draw is its own stream (seed, ALONG_STREAM, k)."""
+    if share <= 0 or not len(visited):
+        return starts
+    spawns, positions = starts.spawns.copy(), starts.positions.copy()
+    headings, kinds = starts.headings.copy(), starts.kinds.astype(object)
+    for k in range(len(starts)):
+        rng = np.random.default_rng([seed, ALONG_STREAM, k])
+        if rng.random() >= share:
+            continue
+        i = int(rng.integers(len(visited)))
+        positions[k], headings[k] = visited.positions[i], visited.headings[i]
+        spawns[k], kinds[k] = visited.spawns[i], "along"
+    return Starts(spawns, positions, headings, kinds.astype(str))
+
+
+def fit_positions(layout: Layout, positions: np.ndarray, min_edge: float,
+                  obstacle_margin: float) -> np.ndarray:
+    """bool [N]: which of the positions [N, 2] `start_problems` finds nothing wrong with."""
+    x, y = positions[:, 0], positions[:, 1]
+    fit = layout.is_on_island(x, y) & (layout.distance_to_edge(x, y) >= min_edge)
+    fit &= ~layout.in_obstacle(x, y, margin=layout.agent.radius + obstacle_margin)
+    for pad in layout.pads:
+        fit &= np.hypot(x - pad.position[0], y - pad.position[1]) >= \
+            pad.radius + layout.agent.radius + 1.0
+    return fit
 
 
 def start_problems(layout: Layout, positions: np.ndarray, min_edge: float,

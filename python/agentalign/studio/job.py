@@ -8,7 +8,8 @@ is resumable (recorded corpora are reused, the stages resume from their checkpoi
 atomic), so a job whose studio died is simply started again.
 
 Kinds:
-- pool: record the SFT (spawns and anywhere) and pre-trained pools and their features;
+- pool: record the SFT (spawns, anywhere, along its own runs) and pre-trained pools and their
+  features;
 - align: reward model on the personality's studio labels (agent init), align the SFT agent to
   it, export the personality with a card that records how it was taught, then record the
   aligned personality's rollouts into the pool.
@@ -90,7 +91,9 @@ def run_pool(job: dict[str, Any], job_dir: Path) -> None:
     parts = [PoolPart("sft", run / "sft", pool["sft_episodes"], pool["seed"]),
              PoolPart("anywhere", run / "sft", pool["anywhere_episodes"], pool["seed"] + 1,
                       anywhere=pool["anywhere"]),
-             PoolPart("base", run / "pretrain", pool["base_episodes"], pool["seed"] + 2)]
+             PoolPart("base", run / "pretrain", pool["base_episodes"], pool["seed"] + 2),
+             PoolPart("along", run / "sft", pool.get("along_episodes", 0), pool["seed"] + 4,
+                      along=1.0)]
     state = StudioState(labels)
     try:
         for part in parts:  # finished corpora and features are reused: a rerun completes
@@ -154,7 +157,8 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     episodes = job["pool"]["aligned_episodes"]
     if episodes:
         part = PoolPart("aligned", job_dir / "align", episodes, seed + 3, personality=name,
-                        tag=job_dir.name)
+                        tag=job_dir.name, along=job["pool"].get("aligned_along", 0.0),
+                        reference=run / "sft")
         corpus = record(part, labels, num_envs=job["pool"]["num_envs"], progress=False)
         write_features(corpus, run / "sft", labels)
         state = StudioState(labels)

@@ -36,6 +36,8 @@ class PoolPart:
     episodes: int
     seed: int
     anywhere: float = 0.0
+    along: float = 0.0  # share started along the runs of `reference` (rollout.starts)
+    reference: Path | None = None  # whose runs' states: default `policy`
     personality: str | None = None
     tag: str | None = None  # the align job an aligned part comes from: each align its own corpus
 
@@ -56,10 +58,17 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
     model, info = load_policy(part.policy)
     source = {"policy": info.get("sha256"), "stage": info.get("stage"), "studio": part.kind,
               "anywhere": part.anywhere}
+    reference = None
+    if part.along:  # the key only then: the pools recorded before it stay valid
+        source["along"] = part.along
+        if part.reference is not None:
+            ref, ref_info = load_policy(part.reference)
+            reference = PolicyActor(ref)
+            source["along_reference"] = ref_info.get("sha256")
     return record_rollouts(PolicyActor(model), labels / part.corpus, part.episodes, part.seed,
                            layout=layout, num_envs=num_envs, source=source, progress=progress,
                            obs=(model.config.obs_height, model.config.obs_width),
-                           anywhere=part.anywhere)
+                           anywhere=part.anywhere, along=part.along, reference=reference)
 
 
 def write_features(corpus: Corpus, encoder: Path, labels: Path) -> Path:

@@ -31,7 +31,9 @@ class PoolSettings(Settings):
     anywhere_episodes: int = field(metadata=at_least(0))
     base_episodes: int = field(metadata=at_least(0))
     aligned_episodes: int = field(metadata=at_least(0))
+    along_episodes: int = field(metadata=at_least(0))
     anywhere: float = field(metadata=between(0.0, 1.0))
+    aligned_along: float = field(metadata=between(0.0, 1.0))
     num_envs: int = field(metadata=at_least(1))
     seed: int = field(metadata=at_least(0))
 

@@ -53,7 +53,9 @@ from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, training_starts, without_anywhere
 from agentalign.rollout.cluster import Cluster, play_on, pool_for
-from agentalign.spec import PADS
+from agentalign.rollout.starts import ALONG_STREAM, along_starts
+from agentalign.rollout.trajectories import reference_states
+from agentalign.spec import MAX_DECISIONS, PADS
 from agentalign.train.label_config import LabelSettings
 from agentalign.train.preferences import (
     ANYWHERE_CORPUS,
@@ -94,23 +96,28 @@ class LabelResult:
     # definition (absent when every target is a pad, so a pad run's metrics are as before)
 
 
-def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float]]:
-    """Per split: rollouts, pairs and the share of them started anywhere on the island."""
-    plan = {"train": (settings.train_episodes, settings.pairs, settings.anywhere),
-            "heldout": (settings.heldout_episodes, settings.heldout_pairs, 0.0)}
+def split_plan(settings: LabelSettings) -> dict[str, tuple[int, int, float, float]]:
+    """Per split: rollouts, pairs and the shares of them started anywhere on the island and
+    along the policy's own runs."""
+    plan = {"train": (settings.train_episodes, settings.pairs, settings.anywhere,
+                      settings.along),
+            "heldout": (settings.heldout_episodes, settings.heldout_pairs, 0.0, 0.0)}
     if settings.anywhere_heldout_episodes:
         plan["heldout_anywhere"] = (settings.anywhere_heldout_episodes, settings.heldout_pairs,
-                                    1.0)
+                                    1.0, 0.0)
     return plan
 
 
 def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout: str,
                     num_envs: int, source: dict[str, Any], progress: bool = True,
                     env: str = "island", obs: tuple[int, int] = (64, 64),
-                    anywhere: float = 0.0, anywhere_edge: float = 1.5,
+                    anywhere: float = 0.0, anywhere_edge: float = 1.5, along: float = 0.0,
+                    along_episodes: int = 256, reference: Actor | None = None,
                     cluster: Cluster | None = None) -> Corpus:
     """Play `episodes` episodes with `actor` from the game's spawns (a share `anywhere` of them
-    from anywhere on the island) and write them as a corpus at `out`, one shard per
+    from anywhere on the island, a share `along` from states that `along_episodes` runs of
+    `reference`, default `actor`, pass through: rollout.starts.along_starts) and write them
+    as a corpus at `out`, one shard per
     SHARD_EPISODES episodes (so frames never pile up in memory), each shard's start kinds in its
     metadata. A finished corpus with the same source is reused. With `cluster`, Ray actors
     play each shard's episodes (the same episodes: rollout.cluster)."""
@@ -125,6 +132,13 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
     starts = training_starts(load_layout(layout), episodes, seed, 0.5, anywhere, anywhere_edge)
     manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
     with pool_for(cluster) as where:  # one set of actors for every shard
+        if along:
+            visited = reference_states(
+                reference or actor, load_layout(layout), along_episodes,
+                int(np.random.SeedSequence([seed, ALONG_STREAM]).generate_state(1)[0]),
+                num_envs=num_envs, obs=obs, max_steps=MAX_DECISIONS, spawn_jitter=0.5,
+                min_edge=anywhere_edge, env=env, where=where)
+            starts = along_starts(starts, visited, along, seed)
         for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
             part = slice(first, min(first + SHARD_EPISODES, episodes))
             chunk = starts.part(part)
@@ -230,7 +244,7 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
         trajectories: dict[str, tuple[list[int], list[TrajectorySummary]]] = {}
         intent_tracks: dict[str, list[Track]] = {}
         plan = split_plan(settings)
-        for split, (n, _, anywhere) in plan.items():
+        for split, (n, _, anywhere, along) in plan.items():
             folder, seed = SPLITS[split].folder, settings.seed + SPLITS[split].seed_offset
             with cpu_settings(settings.num_threads or torch.get_num_threads()):
                 corpus = record_rollouts(
@@ -239,9 +253,11 @@ def make_labels(actor: Actor, out: str | Path, targets: list[str], settings: Lab
                     source=without_anywhere({
                         **source, "split": split, "episodes": n, "seed": seed,
                         "greedy": settings.greedy, "anywhere": anywhere,
-                        "anywhere_edge": settings.anywhere_edge}),
+                        "anywhere_edge": settings.anywhere_edge, "along": along,
+                        "along_episodes": settings.along_episodes}),
                     progress=progress, env=settings.env, obs=obs, anywhere=anywhere,
-                    anywhere_edge=settings.anywhere_edge, cluster=cluster)
+                    anywhere_edge=settings.anywhere_edge, along=along,
+                    along_episodes=settings.along_episodes, cluster=cluster)
             ids = store.add_trajectories(folder, range(corpus.num_episodes),
                                          SPLITS[split].store_split)
             trajectories[split] = (ids, summaries(corpus))

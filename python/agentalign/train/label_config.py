@@ -14,6 +14,7 @@ from agentalign.config import (
     add_options,
     at_least,
     between,
+    dormant_while,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -24,6 +25,7 @@ OPTIONS = {"train_episodes": "train rollouts", "heldout_episodes": "held-out rol
            "pairs": "train pairs", "heldout_pairs": "held-out pairs",
            "anywhere": "share of train rollouts started anywhere on the island",
            "anywhere_heldout_episodes": "held-out rollouts started anywhere (0 = none)",
+           "along": "share of train rollouts started along the policy's own runs",
            "temperature": "labeller noise (0: exact)", "seed": "rollout and pairing seed",
            "num_envs": "environments stepped together",
            "num_threads": "torch CPU threads while acting (0 = every core)", "env": ENV_HELP}
@@ -41,6 +43,9 @@ class LabelSettings(Settings):
     anywhere: float = field(metadata=between(0.0, 1.0))
     anywhere_heldout_episodes: int = field(metadata=at_least(0))
     anywhere_edge: float = field(metadata=at_least(0))
+    # added after runs were recorded: out of to_dict (the recipe digest) while along is 0
+    along: float = field(metadata={**between(0.0, 1.0), **dormant_while("along", 0.0)})
+    along_episodes: int = field(metadata={**at_least(1), **dormant_while("along", 0.0)})
     temperature: float = field(metadata=at_least(0))
     seed: int = field(metadata=at_least(0))
     num_envs: int = field(metadata=at_least(1))

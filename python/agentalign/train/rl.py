@@ -80,6 +80,7 @@ from agentalign.models.checkpoint import (
 from agentalign.models.policy import Policy, no_previous_action, window_start
 from agentalign.models.reward import RewardFunction
 from agentalign.rollout import (
+    PolicyActor,
     intent_line,
     outcome_rates,
     rates_line,
@@ -87,7 +88,13 @@ from agentalign.rollout import (
     training_starts,
 )
 from agentalign.rollout.cluster import Cluster, parts
-from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
+from agentalign.rollout.starts import ALONG_STREAM, along_starts
+from agentalign.rollout.trajectories import (
+    Trajectory,
+    measure_rates,
+    reference_states,
+    sample_trajectories,
+)
 from agentalign.spec import PADS
 from agentalign.train import on_ray
 from agentalign.train.distributed import (
@@ -412,6 +419,17 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
                       trainer_state={"optimizer": optimizer.state_dict(), **state},
                       keep=cfg.keep_checkpoints)
 
+    visited = None
+    if cfg.along and state["iteration"] < cfg.iterations:  # the same states after a resume
+        visited = reference_states(
+            PolicyActor(reference, greedy=False), layout, cfg.along_episodes,
+            int(np.random.SeedSequence([cfg.seed, ALONG_STREAM]).generate_state(1)[0]),
+            num_envs=rows, obs=(reference.config.obs_height, reference.config.obs_width),
+            max_steps=cfg.max_steps, spawn_jitter=cfg.spawn_jitter, min_edge=cfg.anywhere_edge,
+            env=env)
+        if lead:
+            print(f"rl: {cfg.along:.0%} of the starts along {len(visited)} states of "
+                  f"{cfg.along_episodes} runs of the starting policy")
     try:
         while state["iteration"] < cfg.iterations:
             iteration = state["iteration"] + 1
@@ -419,7 +437,10 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
             seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0])
             weights = spawn_weights(state.get("spawn_spread"), cfg.start_priority)
             starts = training_starts(layout, cfg.starts_per_iteration, seed, cfg.spawn_jitter,
-                                     cfg.anywhere, cfg.anywhere_edge, weights).repeated(k)
+                                     cfg.anywhere, cfg.anywhere_edge, weights)
+            if visited is not None:
+                starts = along_starts(starts, visited, cfg.along, seed)
+            starts = starts.repeated(k)
             trajectories, outcomes, lengths = sample_trajectories(
                 policy, starts.part(share), layout, num_envs=cfg.num_envs,
                 max_steps=cfg.max_steps, seed=seed, env=env, features=cfg.freeze_cnn,

@@ -14,6 +14,7 @@ from agentalign.config import (
     add_options,
     at_least,
     between,
+    dormant_while,
     invalid,
     load_from_args,
 )
@@ -54,6 +55,9 @@ class RLSettings(Settings):
     spawn_jitter: float = field(metadata=at_least(0))
     anywhere: float = field(metadata=between(0.0, 1.0))
     anywhere_edge: float = field(metadata=at_least(0))
+    # added after runs were recorded: out of to_dict (the recipe digest) while along is 0
+    along: float = field(metadata={**between(0.0, 1.0), **dormant_while("along", 0.0)})
+    along_episodes: int = field(metadata={**at_least(1), **dormant_while("along", 0.0)})
     start_priority: float = field(metadata=between(0.0, 1.0))
     layout: str
     eval_episodes: int = field(metadata=at_least(0))
