@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import threading
 from pathlib import Path
 
@@ -582,5 +583,16 @@ def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
     spec.loader.exec_module(gen)
     for path in gen.generate(tmp_path):
         committed = ROOT / "python" / "agentalign" / "server" / "v1" / path.name
-        assert committed.read_text() == path.read_text(), \
+        assert without_generator_versions(committed.read_text()) == \
+            without_generator_versions(path.read_text()), \
             f"{committed.name} is stale: run python build/gen_protos.py"
+
+
+def without_generator_versions(text: str) -> str:
+    """Generated code less the versions of the generator that made it: they move with each
+    grpcio-tools release (1.85.1 made the committed stubs, a fresh install got 1.85.4) while
+    the code, which is what the .proto files decide, stays the same."""
+    text = re.sub(r"GRPC_GENERATED_VERSION = '[^']*'", "GRPC_GENERATED_VERSION = '*'", text)
+    text = re.sub(r"# Protobuf Python Version: \S+", "# Protobuf Python Version: *", text)
+    return re.sub(r"ValidateProtobufRuntimeVersion\([^)]*\)",
+                  lambda m: re.sub(r"\b\d+\b", "*", m.group(0)), text)

@@ -44,6 +44,11 @@ acting log-probs, and the frames' CNN encodings) only. True outcomes are counted
 bar shows the reach rate of its pad (none for an intent without one), and for any intent but a
 plain pad the evaluation also counts the share of episodes that satisfy it (eval/intent).
 
+Starts: the game's spawns, with a share `anywhere` drawn anywhere on the island and a share
+`along` at states the starting policy's own runs pass through (`rollout.starts.along_starts`:
+an intent whose behaviour begins half-way along a habitual route is tried where the route goes
+by; docs/results.md, "The studio", has what it does and does not reach).
+
 A stage folder holds checkpoints/ (resumable: weights, AdamW state, iteration, history), logs/
 (TensorBoard: charts/score, charts/reward, charts/kl, charts/entropy, charts/episode_length,
 charts/rate_<outcome>, charts/decisions_per_s, losses/policy, eval/rate_<outcome>) and, once
@@ -420,17 +425,17 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
                       keep=cfg.keep_checkpoints)
 
     visited = None
-    if cfg.along and state["iteration"] < cfg.iterations:  # the same states after a resume
-        visited = reference_states(
-            PolicyActor(reference, greedy=False), layout, cfg.along_episodes,
-            int(np.random.SeedSequence([cfg.seed, ALONG_STREAM]).generate_state(1)[0]),
-            num_envs=rows, obs=(reference.config.obs_height, reference.config.obs_width),
-            max_steps=cfg.max_steps, spawn_jitter=cfg.spawn_jitter, min_edge=cfg.anywhere_edge,
-            env=env)
-        if lead:
-            print(f"rl: {cfg.along:.0%} of the starts along {len(visited)} states of "
-                  f"{cfg.along_episodes} runs of the starting policy")
     try:
+        if cfg.along and state["iteration"] < cfg.iterations:  # the same states on a resume
+            visited = reference_states(
+                PolicyActor(reference, greedy=False), layout, cfg.along_episodes,
+                int(np.random.SeedSequence([cfg.seed, ALONG_STREAM]).generate_state(1)[0]),
+                num_envs=rows, obs=(reference.config.obs_height, reference.config.obs_width),
+                max_steps=cfg.max_steps, spawn_jitter=cfg.spawn_jitter,
+                min_edge=cfg.anywhere_edge, env=env)
+            if lead:
+                print(f"rl: {cfg.along:.0%} of the starts along {len(visited)} states of "
+                      f"{cfg.along_episodes} runs of the starting policy")
         while state["iteration"] < cfg.iterations:
             iteration = state["iteration"] + 1
             started = time.perf_counter()
