@@ -186,7 +186,6 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
         rounds = args.rounds if arm == "active" and not args.skip_align else 1
         if done.exists():
             result["arms"][arm] = json.loads(done.read_text())
-            rounds = 0 if arm != "active" or args.skip_align else rounds
         else:
             heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
             partial = folder / "arm-partial.json"  # the rounds labelled so far (a rerun goes on)

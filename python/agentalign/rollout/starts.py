@@ -205,15 +205,27 @@ def along_starts(starts: Starts, visited: Visited, share: float, seed: int) -> S
     return Starts(spawns, positions, headings, kinds.astype(str))
 
 
+def _checks(layout: Layout, positions: np.ndarray, min_edge: float, obstacle_margin: float
+            ) -> list[tuple[str, np.ndarray]]:
+    """(problem, bool [N] of the positions [N, 2] that have it), one per rule of a fit start."""
+    x, y = positions[:, 0], positions[:, 1]
+    checks = [("off the island", ~layout.is_on_island(x, y)),
+              (f"closer than {min_edge} m to the coast", layout.distance_to_edge(x, y) < min_edge),
+              ("in or against an obstacle",
+               layout.in_obstacle(x, y, margin=layout.agent.radius + obstacle_margin))]
+    for pad in layout.pads:
+        reach = pad.radius + layout.agent.radius + 1.0
+        checks.append((f"on or next to the {pad.name} pad",
+                       np.hypot(x - pad.position[0], y - pad.position[1]) < reach))
+    return checks
+
+
 def fit_positions(layout: Layout, positions: np.ndarray, min_edge: float,
                   obstacle_margin: float) -> np.ndarray:
     """bool [N]: which of the positions [N, 2] `start_problems` finds nothing wrong with."""
-    x, y = positions[:, 0], positions[:, 1]
-    fit = layout.is_on_island(x, y) & (layout.distance_to_edge(x, y) >= min_edge)
-    fit &= ~layout.in_obstacle(x, y, margin=layout.agent.radius + obstacle_margin)
-    for pad in layout.pads:
-        fit &= np.hypot(x - pad.position[0], y - pad.position[1]) >= \
-            pad.radius + layout.agent.radius + 1.0
+    fit = np.ones(len(positions), dtype=bool)
+    for _, bad in _checks(layout, positions, min_edge, obstacle_margin):
+        fit &= ~bad
     return fit
 
 
@@ -221,16 +233,5 @@ def start_problems(layout: Layout, positions: np.ndarray, min_edge: float,
                    obstacle_margin: float) -> list[str]:
     """Why any of these start positions [N, 2] is unfit (empty if all are fine): each must be on
     land, `min_edge` metres from the coast, clear of obstacles and off the pads."""
-    x, y = positions[:, 0], positions[:, 1]
-    problems = []
-    if not layout.is_on_island(x, y).all():
-        problems.append("off the island")
-    if (layout.distance_to_edge(x, y) < min_edge).any():
-        problems.append(f"closer than {min_edge} m to the coast")
-    if layout.in_obstacle(x, y, margin=layout.agent.radius + obstacle_margin).any():
-        problems.append("in or against an obstacle")
-    for pad in layout.pads:
-        reach = pad.radius + layout.agent.radius + 1.0
-        if (np.hypot(x - pad.position[0], y - pad.position[1]) < reach).any():
-            problems.append(f"on or next to the {pad.name} pad")
-    return problems
+    return [problem for problem, bad in _checks(layout, positions, min_edge, obstacle_margin)
+            if bad.any()]

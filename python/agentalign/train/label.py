@@ -129,12 +129,13 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
         if manifest.get("complete"):
             return Corpus(out)
     out.mkdir(parents=True, exist_ok=True)
-    starts = training_starts(load_layout(layout), episodes, seed, 0.5, anywhere, anywhere_edge)
+    island = load_layout(layout)
+    starts = training_starts(island, episodes, seed, 0.5, anywhere, anywhere_edge)
     manifest = {"format_version": FORMAT_VERSION, "source": source, "shards": []}
     with pool_for(cluster) as where:  # one set of actors for every shard
         if along:
             visited = reference_states(
-                reference or actor, load_layout(layout), along_episodes,
+                reference or actor, island, along_episodes,
                 int(np.random.SeedSequence([seed, ALONG_STREAM]).generate_state(1)[0]),
                 num_envs=num_envs, obs=obs, max_steps=MAX_DECISIONS, spawn_jitter=0.5,
                 min_edge=anywhere_edge, env=env, where=where)
