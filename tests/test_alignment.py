@@ -389,6 +389,45 @@ def test_the_oracle_benchmark_scores_each_episode_by_its_true_utility(policy_pat
     assert history[0]["score"] == pytest.approx(np.mean([intent.utility(t) / 10 for t in seen]))
 
 
+def test_the_handover_benchmark_plays_one_agent_then_the_other(layout):
+    """benchmarks/handover.py: decisions before `at` are the first agent's own (its episode
+    alone), the rest the second's from an empty context; at 0 the episode is the second's
+    alone, past the episode's end the first's."""
+    import importlib.util
+
+    from agentalign.rollout.actors import PolicyActor
+    from agentalign.rollout.loop import play as play_episodes
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "handover.py"
+    spec = importlib.util.spec_from_file_location("handover", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = tiny_policy()
+    torch.manual_seed(1)
+    then = Policy(get_config("tiny", **TINY)).eval()
+    starts = spawn_starts(layout, 6, 3, 0.5)
+
+    def actions(actor) -> list[np.ndarray]:
+        played = play_episodes(actor, starts, layout=layout, num_envs=3, max_steps=12, seed=5,
+                               record_frames=0)
+        return [e.actions for e in played.episodes]
+
+    alone_first, alone_then = actions(PolicyActor(first)), actions(PolicyActor(then))
+    assert any(not np.array_equal(a, b) for a, b in zip(alone_first, alone_then, strict=True))
+
+    def handed(at: int) -> list[np.ndarray]:
+        return actions(module.HandoverActor(PolicyActor(first), PolicyActor(then), at))
+
+    for a, b in zip(handed(0), alone_then, strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(handed(99), alone_first, strict=True):
+        assert np.array_equal(a, b)
+    mixed = handed(4)
+    for a, b in zip(mixed, alone_first, strict=True):
+        assert np.array_equal(a[:4], b[:4])
+    assert any(not np.array_equal(a, b) for a, b in zip(mixed, alone_first, strict=True))
+
+
 def test_rl_with_the_cnn_frozen_trains_the_transformer_only(policy_path, tmp_path):
     start, _ = load_policy(policy_path)
     rl(small_rl(lr=1e-2), policy_path, TOY, "left", tmp_path / "rl", progress=False)
