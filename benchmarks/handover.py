@@ -58,7 +58,7 @@ class HandoverActor:
             self.then.begin(now, self.episode_of, self.seed)
         first, then = self.first.act(frames, info), self.then.act(frames, info)
         taken = np.where((decision >= self.at)[:, None], then, first)
-        self.first.previous = torch.from_numpy(taken)
+        self.first.previous = torch.from_numpy(taken).to(self.first.device)
         return taken
 
 
