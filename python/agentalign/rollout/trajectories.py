@@ -21,7 +21,13 @@ from agentalign.models.policy import Policy
 from agentalign.rollout.actors import Actor, PolicyActor
 from agentalign.rollout.cluster import Where, play_on
 from agentalign.rollout.outcomes import summarise
-from agentalign.rollout.starts import Starts, Visited, spawn_starts, visited_states
+from agentalign.rollout.starts import (
+    ALONG_STREAM,
+    Starts,
+    Visited,
+    spawn_starts,
+    visited_states,
+)
 
 EVAL_STREAM = 7_919  # seeds the evaluation starts apart from every training round/iteration
 
@@ -86,11 +92,13 @@ def reference_states(actor: Actor, layout: Layout, episodes: int, seed: int, *, 
                      obs: tuple[int, int], max_steps: int, spawn_jitter: float,
                      min_edge: float, env: str | VectorEnv = "island",
                      where: Where = None) -> Visited:
-    """The states `actor`'s own runs from the spawns pass through (`episodes` runs on their own
-    seed): where `rollout.starts.along_starts` starts a share of episodes (RL's, a label
-    pool's). Positions are the environment's, used to place starts, never learnt from."""
-    starts = spawn_starts(layout, episodes, seed, spawn_jitter)
+    """The states `actor`'s own runs from the spawns pass through (`episodes` runs on a stream
+    of their own, (seed, ALONG_STREAM), apart from the stage's other draws on `seed`): where
+    `rollout.starts.along_starts` starts a share of episodes (RL's, a label pool's). Positions
+    are the environment's, used to place starts, never learnt from."""
+    own = int(np.random.SeedSequence([seed, ALONG_STREAM]).generate_state(1)[0])
+    starts = spawn_starts(layout, episodes, own, spawn_jitter)
     played = play_on(where, actor, starts, num_envs=num_envs, layout=layout, height=obs[0],
-                     width=obs[1], max_steps=max_steps, seed=seed, record_frames=0, env=env)
+                     width=obs[1], max_steps=max_steps, seed=own, record_frames=0, env=env)
     return visited_states(layout, [(e.positions[:e.length + 1], e.headings[:e.length + 1],
                                     e.spawn) for e in played.episodes], min_edge)

@@ -53,7 +53,7 @@ from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, result_from
 from agentalign.rollout import Actor, PolicyActor, training_starts, without_anywhere
 from agentalign.rollout.cluster import Cluster, play_on, pool_for
-from agentalign.rollout.starts import ALONG_STREAM, along_starts
+from agentalign.rollout.starts import along_starts
 from agentalign.rollout.trajectories import reference_states
 from agentalign.spec import MAX_DECISIONS, PADS
 from agentalign.train.label_config import LabelSettings
@@ -135,10 +135,9 @@ def record_rollouts(actor: Actor, out: Path, episodes: int, seed: int, *, layout
     with pool_for(cluster) as where:  # one set of actors for every shard
         if along:
             visited = reference_states(
-                reference or actor, island, along_episodes,
-                int(np.random.SeedSequence([seed, ALONG_STREAM]).generate_state(1)[0]),
-                num_envs=num_envs, obs=obs, max_steps=MAX_DECISIONS, spawn_jitter=0.5,
-                min_edge=anywhere_edge, env=env, where=where)
+                reference or actor, island, along_episodes, seed, num_envs=num_envs, obs=obs,
+                max_steps=MAX_DECISIONS, spawn_jitter=0.5, min_edge=anywhere_edge, env=env,
+                where=where)
             starts = along_starts(starts, visited, along, seed)
         for index, first in enumerate(range(0, episodes, SHARD_EPISODES)):
             part = slice(first, min(first + SHARD_EPISODES, episodes))

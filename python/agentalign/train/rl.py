@@ -93,7 +93,7 @@ from agentalign.rollout import (
     training_starts,
 )
 from agentalign.rollout.cluster import Cluster, parts
-from agentalign.rollout.starts import ALONG_STREAM, along_starts
+from agentalign.rollout.starts import along_starts
 from agentalign.rollout.trajectories import (
     Trajectory,
     measure_rates,
@@ -428,9 +428,8 @@ def _rl(cfg: RLSettings, life: StageRun, reference: Policy, score: RewardFunctio
     try:
         if cfg.along and state["iteration"] < cfg.iterations:  # the same states on a resume
             visited = reference_states(
-                PolicyActor(reference, greedy=False), layout, cfg.along_episodes,
-                int(np.random.SeedSequence([cfg.seed, ALONG_STREAM]).generate_state(1)[0]),
-                num_envs=rows, obs=(reference.config.obs_height, reference.config.obs_width),
+                PolicyActor(reference), layout, cfg.along_episodes, cfg.seed, num_envs=rows,
+                obs=(reference.config.obs_height, reference.config.obs_width),
                 max_steps=cfg.max_steps, spawn_jitter=cfg.spawn_jitter,
                 min_edge=cfg.anywhere_edge, env=env)
             if lead:
