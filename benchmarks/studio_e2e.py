@@ -19,6 +19,10 @@ RUN is a pipeline run (RUN/sft, RUN/pretrain; RUN/align-<pad> for the baseline p
    and RL, export), whose satisfaction is measured as in 1. With `--rounds R` the active arm
    labels in R rounds with an align after each: each aligned personality's runs join the pool,
    so the next round's pairs show what it does (the loop a designer runs in the studio).
+   With `--first INTENT:N` the active arm first teaches a personality INTENT with N of the
+   `--labels` (aligned from the SFT agent), and the intent's personality is then aligned from
+   it (the studio's "from" choice: teaching in steps); both arms then label `--labels` - N
+   pairs for the intent.
 Prints a table per seed and writes OUT/results.json.
 """
 
@@ -192,6 +196,10 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
             so_far = json.loads(partial.read_text()) if partial.exists() else {}
             curve: list[tuple[int, float | None]] = [tuple(c) for c in so_far.get("curve", [])]
             timing = so_far.get("timing", {"answered": 0, "seconds": 0.0})
+        start = None  # after the common held-out pairs: both arms' are drawn from one pool
+        if args.first and arm == "active" and not args.skip_align:
+            result["first"] = teach_first(args, studio, folder)
+            start = "first"
         # the arm's own labels folder: the aligned personalities' runs are recorded there
         eyes = Designer(folder / "labels", args.intent)
         aligned: list[dict[str, Any]] = []
@@ -199,7 +207,7 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
             if not done.exists():
                 with running(studio) as url:
                     part = label_in_browser(
-                        url, studio, eyes, "designer", round(args.labels * r / rounds),
+                        url, studio, eyes, "designer", round(intent_labels(args) * r / rounds),
                         every=args.every,
                         on_count=lambda n, c=curve, s=studio, h=heldout:
                             c.append((n, curve_point(s, "designer", h))),
@@ -214,16 +222,8 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
                     done.write_text(json.dumps(result["arms"][arm], indent=2) + "\n")
             if arm != "active" or args.skip_align:
                 continue
-            name = f"align-designer-{r}"
-            if any(j["name"] == name for j in studio.jobs.list()):
-                studio.jobs.resume()  # a job an earlier run left unfinished goes on
-                job = studio.jobs.get(name)
-            else:
-                job = studio.start_align("designer")
-            finished = _wait(studio, job["name"], timeout=4 * 3600)
-            if finished["state"] != "done":
-                raise SystemExit(f"align job failed: {finished.get('error')}")
-            figure = satisfaction(folder / "jobs" / job["name"] / "align", args.intent,
+            finished = align(studio, "designer", r, start)
+            figure = satisfaction(folder / "jobs" / finished["name"] / "align", args.intent,
                                   args.episodes, folder / f"eval-{r}")
             aligned.append({"round": r, "train_labels": finished["card"]["train_labels"],
                             **figure})
@@ -241,6 +241,44 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
         result["arms"][arm]["labels_needed"] = labels_needed(result["arms"][arm]["curve"],
                                                              final_random)
     return result
+
+
+def align(studio: Studio, personality: str, r: int, start: str | None) -> dict[str, Any]:
+    """The studio's align job `align-PERSONALITY-r`, started (or resumed) and waited for."""
+    name = f"align-{personality}-{r}"
+    if any(j["name"] == name for j in studio.jobs.list()):
+        studio.jobs.resume()  # a job an earlier run left unfinished goes on
+    else:
+        studio.start_align(personality, start)
+    finished = _wait(studio, name, timeout=4 * 3600)
+    if finished["state"] != "done":
+        raise SystemExit(f"align job failed: {finished.get('error')}")
+    return finished
+
+
+def intent_labels(args: argparse.Namespace) -> int:
+    """The intent's own training labels: `--labels` less those of a `--first` step."""
+    return args.labels - (args.first[1] if args.first else 0)
+
+
+def teach_first(args: argparse.Namespace, studio: Studio, folder: Path) -> dict[str, Any]:
+    """`--first INTENT:N`: label N pairs for INTENT's personality "first" in the page and align
+    it from the SFT agent; its runs join the pool. Returns how often it satisfies its own
+    intent and the benchmark's."""
+    intent, labels = args.first
+    eyes = Designer(folder / "labels", intent)
+    if not any(p["name"] == "first" for p in studio.state.personalities()):
+        studio.state.add_personality("first", intent_text(intent), eyes.pad, intent)
+    with running(studio) as url:
+        timing = label_in_browser(url, studio, eyes, "first", labels, every=args.every)
+    finished = align(studio, "first", 1, None)
+    policy = folder / "jobs" / finished["name"] / "align"
+    own = satisfaction(policy, intent, args.episodes, folder / "eval-first-own")
+    figure = satisfaction(policy, args.intent, args.episodes, folder / "eval-first")
+    print(f"first ({intent}, {finished['card']['train_labels']} labels): satisfies it "
+          f"{_pct(own)}; {args.intent} {_pct(figure)}", flush=True)
+    return {"intent": intent, "train_labels": finished["card"]["train_labels"], **timing,
+            "own": own, "target": figure}
 
 
 def _screenshot_personalities(url: str, shots: Path) -> None:
@@ -281,8 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intent", default="campfire-middle")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     parser.add_argument("--skip-align", action="store_true", help="labelling and curves only")
+    parser.add_argument("--skip-baseline", action="store_true",
+                        help="do not measure the SFT agent and the pipeline's personality "
+                             "(another seed's process does)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="the active arm's label-then-align rounds (labels split evenly)")
+    parser.add_argument("--first", type=first_step, metavar="INTENT:N",
+                        help="teach INTENT with N of the labels first; align the intent from it")
     parser.add_argument("--screenshots", type=Path, help="write the pages' screenshots here")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="studio settings (configs/studio.yaml)")
@@ -295,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [*SMOKE_SETTINGS, *overrides]
     if args.run is None:
         parser.error("--run is required (or --smoke)")
+    if args.first and intent_labels(args) < args.rounds:
+        parser.error(f"--first {args.first[0]}:{args.first[1]} leaves too few of --labels "
+                     f"{args.labels} for the intent's {args.rounds} round(s)")
     if args.screenshots:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -302,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"intent": args.intent, "description": intent.description,
                               "labels": args.labels, "seeds": {}}
     baseline_pad = final_pad(intent) or "middle"
-    if not args.smoke:
+    if not args.smoke and not args.skip_baseline:
         report["baseline"] = {
             "sft": satisfaction(args.run / "sft", args.intent, args.episodes,
                                 args.out / "eval-sft"),
@@ -319,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def first_step(text: str) -> tuple[str, int]:
+    intent, _, labels = text.rpartition(":")
+    if not intent or not labels.isdigit() or int(labels) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: want INTENT:N, e.g. campfire:100")
+    intent_by_name(intent)  # a one-line error naming the known intents
+    return intent, int(labels)
+
+
 def _pct(figure: dict[str, Any]) -> str:
     if not figure:
         return "n/a"
@@ -333,6 +387,10 @@ def table(result: dict[str, Any]) -> str:
                            for n, a in r["curve"])
         lines.append(f"  {arm:7s} labels needed {r['labels_needed']}, {r['answered']} answers "
                      f"in {r['seconds']} s; curve {points}")
+    if "first" in result:
+        first = result["first"]
+        lines.append(f"  first: {first['intent']}, {first['train_labels']} labels; satisfies "
+                     f"it {_pct(first['own'])}, the intent {_pct(first['target'])}")
     if "aligned" in result:
         lines.append(f"  aligned: {_pct(result['aligned'])}")
     return "\n".join(lines)
@@ -365,6 +423,7 @@ def smoke_arguments(args: argparse.Namespace) -> argparse.Namespace:
             save_step(run / stage, policy, policy.config.to_dict(), kind="policy",
                       stage=stage, step=0)
     args.run, args.seeds, args.labels, args.every, args.rounds = run, [0], 20, 5, 2
+    args.first = args.first or ("campfire", 6)  # teaching in steps: 6 labels, then 14
     args.heldout_pairs, args.episodes = 40, 20
     return args
 

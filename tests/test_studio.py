@@ -340,14 +340,15 @@ def load_benchmark():
 
 @needs_chromium
 def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path):
-    """The benchmark's CI version: a scripted designer labels 20 pairs per arm in the real page,
-    the studio's align job trains a tiny personality, and it plays live."""
+    """The benchmark's CI version: a scripted designer labels pairs in the real page (6 for a
+    first personality, then 14 per arm for the intent), the studio's align jobs train a tiny
+    first personality and the intent's from it, and it plays live."""
     e2e = load_benchmark()
     assert e2e.main(["--smoke", "--out", str(tmp_path)]) == 0
     seed = json.loads((tmp_path / "results.json").read_text())["seeds"]["0"]
     for arm in ("active", "random"):
         stats = seed["arms"][arm]["stats"]
-        assert stats["train_labels"] >= 20 and stats["by_annotator"] == {
+        assert stats["train_labels"] >= 14 and stats["by_annotator"] == {
             "scripted-designer": stats["labels"]}
         assert seed["arms"][arm]["curve"] and stats["by_how"].get("heldout", 0) >= 1
     assert seed["arms"]["active"]["stats"]["by_how"].get("active", 0) >= 1
@@ -356,18 +357,27 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
     assert [r["round"] for r in seed["rounds"]] == [1, 2]  # label, align, label, align
     assert seed["rounds"][0]["train_labels"] < seed["rounds"][1]["train_labels"]
     assert seed["rounds"][1] == seed["aligned"]
+    first = seed["first"]  # taught first, from the SFT agent; the intent aligned from it
+    assert first["intent"] == "campfire" and first["train_labels"] >= 6
+    assert first["own"]["intent"] == "campfire" and first["target"]["episodes"] == 20
     folder = tmp_path / "s0" / "active"
     card = json.loads((folder / "personalities" / "designer.json").read_text())
     assert card["target"] == card["studio"]["intent"] == "campfire-middle"
     assert card["studio"]["pad"] == "middle" and card["measured"]["intent"]["episodes"] == 4
     assert card["studio"]["train_labels"] == seed["arms"]["active"]["stats"]["train_labels"]
     assert card["studio"]["annotators"] == ["scripted-designer"]
+    assert card["studio"]["aligned_from"] == "first"
+    jobs = {j["name"]: j for j in Jobs(folder / "jobs").list()}
+    assert jobs["align-first-1"]["policy"] is None and jobs["align-first-1"]["card"][
+        "aligned_from"] == "sft"
+    assert jobs["align-designer-2"]["policy"] == str(folder.resolve() / "jobs" / "align-first-1"
+                                                     / "align")
     # watch it play live (its ONNX through onnxruntime), swap mid-episode, restart at a spawn
     studio = Studio(tmp_path / "smoke-run", load(StudioSettings, None, SMALL), folder=folder)
     with running(studio) as url:
         c = httpx.Client(base_url=url)
         cards = c.get("/api/cards").json()
-        assert [k["name"] for k in cards] == ["designer"]
+        assert [k["name"] for k in cards] == ["designer", "first"]
         assert card["studio"]["evaluation"]["intent"]["intent"] == "campfire-middle"
         heatmap = c.get(cards[0]["heatmap"])
         assert heatmap.status_code == 200 and heatmap.content[:4] == b"\x89PNG"
@@ -388,4 +398,11 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
         assert bad.status_code == 400 and "spawn 9" in bad.json()["error"]
         with pytest.raises(StudioError, match="unknown personality"):
             studio.start_align("nobody")
+        with pytest.raises(StudioError, match="unknown personality 'nobody'"):
+            studio.start_align("designer", start="nobody")
+        studio.state.add_personality("fresh", "never aligned", "left")
+        with pytest.raises(StudioError, match="'fresh' has no finished align job"):
+            studio.start_align("designer", start="fresh")
+        bad = c.post("/api/align", json={"personality": "designer", "start": "fresh"})
+        assert bad.status_code == 400 and "align it first" in bad.json()["error"]
     studio.close()

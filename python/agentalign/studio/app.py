@@ -167,7 +167,7 @@ def create_app(studio: Studio, token: str | None = None) -> FastAPI:
     @app.post("/api/align")
     async def align(request: Request) -> dict[str, Any]:
         body = await _body(request)
-        return studio.start_align(body.get("personality", ""))
+        return studio.start_align(body.get("personality", ""), body.get("start") or None)
 
     # -- personalities: cards and live play ----------------------------------------------------
 

@@ -10,9 +10,10 @@ atomic), so a job whose studio died is simply started again.
 Kinds:
 - pool: record the SFT (spawns, anywhere, along its own runs) and pre-trained pools and their
   features;
-- align: reward model on the personality's studio labels (agent init), align the SFT agent to
-  it, export the personality with a card that records how it was taught, then record the
-  aligned personality's rollouts into the pool.
+- align: reward model on the personality's studio labels (agent init), align the SFT agent (or
+  the policy the job names: another personality's newest) to it, export the personality with a
+  card that records how it was taught, then record the aligned personality's rollouts into the
+  pool.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
 
     run, labels = Path(job["run"]), Path(job["labels"])
     name, stages = job["personality"], job["stages"]
+    start = Path(job["policy"]) if job.get("policy") else run / "sft"  # SFT or a personality
     # align to the personality's intent when it names one (its stages then also report how
     # often the intent is satisfied), else to its pad; the reward model is the studio's either way
     intent = job["card"].get("intent")
@@ -135,7 +137,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     score = load_reward_function(job_dir / "reward", sft_config, name)
     align(load(AlignSettings, None, [f"prefft.seed={seed}", f"rl.seed={seed}",
                                      *stages.get("align", [])]),
-          run / "sft", score, target, job_dir / "align", progress=False)
+          start, score, target, job_dir / "align", progress=False)
     _step(job_dir, "export")
     out = Path(job["studio"]) / "personalities"
     result = export(load(ExportSettings, None, [f"seed={seed}", *stages.get("export", [])]),

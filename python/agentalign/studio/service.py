@@ -207,10 +207,15 @@ class Studio:
 
     # -- align ---------------------------------------------------------------------------------
 
-    def start_align(self, personality: str) -> dict[str, Any]:
+    def start_align(self, personality: str, start: str | None = None) -> dict[str, Any]:
+        """Align `personality` from the SFT agent, or from the newest aligned policy of the
+        personality `start`: a designer teaches in steps (first "pass by the campfire", then
+        "... and on to the middle pad" from that one), which RL cannot find in one go when the
+        SFT agent never does the whole of it (docs/studio.md, "Teaching in steps")."""
         p = self.state.personality(personality)
         if self.jobs.busy(personality):
             raise StudioError(f"an align job for {personality!r} is running; wait for it")
+        policy = self.aligned_policy(start) if start else None
         stats = self.state.stats(personality)
         if stats["train_labels"] < 2 or stats["heldout_labels"] < 1:
             raise StudioError(f"{personality!r} has {stats['train_labels']} training and "
@@ -227,10 +232,20 @@ class Studio:
                                  "rule": "ensemble disagreement (studio.select), "
                                          f"{self.settings.warmup_labels} random first, "
                                          f"{self.settings.random_share:.0%} random after"},
-                "agreement": stats["agreement"]}
+                "agreement": stats["agreement"], "aligned_from": start or "sft"}
         return self.jobs.start(f"align-{personality}-{n}", {
             "kind": "align", "personality": personality, "pad": p["pad"], "card": card,
-            **self._job_spec()})
+            "policy": str(policy.resolve()) if policy else None, **self._job_spec()})
+
+    def aligned_policy(self, personality: str) -> Path:
+        """The policy of `personality`'s newest finished align job."""
+        self.state.personality(personality)  # a one-line error naming the known ones
+        done = [j for j in self.jobs.list() if j.get("kind") == "align" and
+                j.get("personality") == personality and j["state"] == "done"]
+        if not done:
+            raise StudioError(f"personality {personality!r} has no finished align job to start "
+                              "from: align it first")
+        return self.jobs.folder / max(done, key=lambda j: j["created"])["name"] / "align"
 
     def close(self) -> None:
         self.jobs.stop_all()

@@ -69,7 +69,8 @@ async function refresh() {
 
 document.getElementById("align").addEventListener("click", async () => {
   try {
-    const job = await studio.call("POST", "/api/align", {personality: studio.personality()});
+    const start = document.getElementById("start").value || null;
+    const job = await studio.call("POST", "/api/align", {personality: studio.personality(), start});
     studio.status(`started ${job.name}`);
     refresh();
   } catch (e) { studio.status(e.message, true); }
