@@ -308,6 +308,11 @@ def test_keys_write_one_row_each_with_the_drawn_side_and_reload_keeps_them(studi
         page.goto(f"{url}/learn")
         page.wait_for_function("document.querySelector('#labels tbody').rows.length > 0")
         assert "7" in page.text_content("#labels")
+        # align "from" a personality: it must have been aligned before (the page says so)
+        page.select_option("#start", "camp")
+        page.click("#align")
+        page.wait_for_function("document.querySelector('#status').textContent"
+                               ".includes('align it first')")
         assert errors == []
 
 
@@ -406,3 +411,19 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
         bad = c.post("/api/align", json={"personality": "designer", "start": "fresh"})
         assert bad.status_code == 400 and "align it first" in bad.json()["error"]
     studio.close()
+
+
+def test_the_way_rubric_config_is_a_valid_studio_config():
+    """examples/studio-way.yaml (docs/studio.md, "Teaching in steps") loads over the defaults
+    and reaches the align job's stages."""
+    config = load(StudioSettings, Path(__file__).parent.parent / "examples" / "studio-way.yaml")
+    assert config.stages["reward"] == ("summary_stride=4",)
+    assert config.stages["align"] == ("prefft.rounds=0", "rl.along=0.5", "rl.iterations=200")
+    assert config.pool.aligned_episodes == 200 and config.pool.sft_episodes == 200
+    assert config.budget == 300
+    from agentalign.train.align_config import AlignSettings
+    from agentalign.train.reward_config import RewardSettings
+
+    assert load(RewardSettings, None, list(config.stages["reward"])).summary_stride == 4
+    align = load(AlignSettings, None, list(config.stages["align"]))
+    assert align.prefft.rounds == 0 and align.rl.along == 0.5 and align.rl.iterations == 200
