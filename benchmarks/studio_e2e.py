@@ -86,7 +86,7 @@ def label_in_browser(url: str, studio: Studio, designer: Designer, personality: 
                      train_labels: int, *, every: int = 10, on_count: Any = None,
                      screenshots: Path | None = None) -> dict[str, Any]:
     """Answer pairs on the Label page by key until `personality` has `train_labels` training
-    labels; returns counts and seconds."""
+    labels and a held-out one; returns counts and seconds."""
     from playwright.sync_api import sync_playwright
 
     keys = {0: "ArrowLeft", 1: "ArrowRight", None: "="}
@@ -101,8 +101,8 @@ def label_in_browser(url: str, studio: Studio, designer: Designer, personality: 
         page.press("#annotator", "Enter")
         while True:
             trained = len(studio.state.decisive(personality, "train"))
-            if trained >= train_labels:
-                break
+            if trained >= train_labels and studio.state.decisive(personality, "heldout"):
+                break  # an align needs a held-out label too (drawn at random: a few may lack)
             page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             left = studio.state.trajectory(int(page.get_attribute("#player-left",
                                                                   "data-trajectory")))

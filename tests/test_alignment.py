@@ -519,7 +519,7 @@ def test_bad_input_gives_one_line_errors(policy_path, tmp_path, capsys):
     assert main(["rl", "--policy", str(policy_path), "--reward", str(tmp_path), "--target",
                  "up", "--out", str(tmp_path / "o")]) == 2  # no intent of that name
     err = capsys.readouterr().err.strip()
-    assert "no intent 'up': choose one of left, middle, right, campfire-middle" in err
+    assert "no intent 'up': choose one of left, middle, right, campfire, campfire-middle" in err
     assert "<agentalign>/configs/intents.yaml" in err and "\n" not in err
     other = get_config("tiny", n_layer=1, n_embd=32, context=16)  # not the policy's context
     save_step(tmp_path / "rm", RewardModel(other), other.to_dict(), kind="reward",
