@@ -398,7 +398,8 @@ def table(result: dict[str, Any]) -> str:
 
 SMOKE_SETTINGS = [
     "pool.sft_episodes=8", "pool.anywhere_episodes=6", "pool.base_episodes=4",
-    "pool.aligned_episodes=4", "pool.num_envs=8", "warmup_labels=4", "refit_every=4",
+    "pool.aligned_episodes=4", "pool.handoff_episodes=4", "pool.handoff_within=3",
+    "pool.num_envs=8", "warmup_labels=4", "refit_every=4",
     "stages.reward=[min_steps=2,max_steps=3,batch_size=4,num_threads=1]",
     "stages.align=[prefft.rounds=1,prefft.episodes=8,prefft.num_envs=8,prefft.eval_episodes=4,"
     "prefft.finetune.steps=2,prefft.finetune.batch_size=4,prefft.finetune.eval_interval=2,"

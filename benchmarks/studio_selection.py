@@ -1,14 +1,19 @@
 """Which pairs to ask: random vs ensemble disagreement vs entropy, simulated without a browser.
 
     python benchmarks/studio_selection.py --labels runs/studio-e2e/s0/pool/labels \
-        --encoder runs/demo/sft [--intent campfire-middle] [--budget 300] [--repeats 2]
+        --encoder runs/demo/sft [--intent campfire-middle] [--budget 300] [--repeats 2] \
+        [--rules random entropy top]
 
 On a studio pool (a label folder with pool-* corpora, e.g. the one benchmarks/studio_e2e.py
 records), a designer (IntentLabeller on the runs' true tracks) answers pairs chosen by each rule
 with the studio's own code (studio.select: features of pool.py, the linear ensemble refitted every
 10 labels, a warm-up of 20 random pairs, 25% random after); the ensemble is scored on 500 common
 held-out random pairs. Prints held-out accuracy at 50, 100, 150, 200 and `--budget` labels,
-averaged over `--repeats` draws.
+averaged over `--repeats` draws, how many of the asked pairs hold a run that satisfies the
+intent, and how far the final ensemble rates those runs over the other runs that end on the
+intent's pad ("sat over pad": what a reward model must learn for a rubric about the way).
+Rule "top" (the studio's `uncertainty: top`): the most uncertain (entropy) of candidate pairs
+drawn from the quarter of the pool's runs the ensemble rates highest.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ import numpy as np
 import torch
 
 from agentalign.data.shards import Corpus
-from agentalign.envs.intents import IntentLabeller, intent_by_name, track_from_episode
+from agentalign.envs.intents import (
+    EndOn,
+    IntentLabeller,
+    final_pad,
+    intent_by_name,
+    track_from_episode,
+)
 from agentalign.models.checkpoint import load_policy
 from agentalign.studio import select
 from agentalign.studio.pool import _episode_features
@@ -35,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rules", nargs="+", default=["random", "disagreement", "entropy"],
+                        choices=["random", "disagreement", "entropy", "top"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_policy(args.encoder)
@@ -49,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                 tracks.append(track_from_episode(corpus.episode(e),
                                                  int(corpus.episodes["outcomes"][e])))
     F = np.stack(features)
-    print(f"{len(tracks)} runs, {sum(map(intent.satisfied, tracks))} satisfy {args.intent}")
+    sat = np.array([intent.satisfied(t) for t in tracks])
+    pad = final_pad(intent)
+    on_pad = np.array([EndOn(intent.layout, pad).satisfied(t) for t in tracks]) if pad \
+        and hasattr(intent, "layout") else np.zeros(len(tracks), bool)
+    print(f"{len(tracks)} runs, {int(sat.sum())} satisfy {args.intent}, "
+          f"{int((on_pad & ~sat).sum())} end on its pad without")
 
     def answer(a: int, b: int) -> float:
         choice = labeller.prefer(tracks[a], tracks[b])
@@ -64,16 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     H = np.array(held)
     heldout = (H[:, 0].astype(int), H[:, 1].astype(int), H[:, 2])
     points = [n for n in (50, 100, 150, 200) if n < args.budget] + [args.budget]
-    for rule in ("random", "disagreement", "entropy"):
-        curves = [simulate(F, answer, rule, args.budget, heldout, [args.seed, k])
-                  for k in range(args.repeats)]
+    for rule in args.rules:
+        runs = [simulate(F, answer, rule, args.budget, heldout, [args.seed, k])
+                for k in range(args.repeats)]
+        curves = [r[0] for r in runs]
+        with_sat = np.mean([sat[r[1]].any(1).sum() for r in runs])
+        margin = np.mean([r[2].score(F)[sat].mean() - r[2].score(F)[on_pad & ~sat].mean()
+                          for r in runs]) if sat.any() and (on_pad & ~sat).any() else np.nan
         print(f"{rule:12s} " + "  ".join(f"{n}: {100 * np.mean([c[n] for c in curves]):.1f}%"
-                                         for n in points), flush=True)
+                                         for n in points)
+              + f"  pairs with a satisfying run {with_sat:.0f}  sat over pad {margin:+.2f}",
+              flush=True)
     return 0
 
 
 def simulate(F: np.ndarray, answer, rule: str, budget: int, heldout: tuple, seed: list[int],
-             warmup: int = 20, random_share: float = 0.25) -> dict[int, float]:
+             warmup: int = 20, random_share: float = 0.25
+             ) -> tuple[dict[int, float], np.ndarray, select.Ensemble]:
+    """The held-out accuracy curve, the asked pairs [budget, 2] and the final ensemble."""
     rng = np.random.default_rng(seed)
     train: list[tuple[int, int, float]] = []
     asked: set[tuple[int, int]] = set()
@@ -85,7 +111,7 @@ def simulate(F: np.ndarray, answer, rule: str, budget: int, heldout: tuple, seed
             while (pair := tuple(int(v) for v in rng.choice(len(F), 2, replace=False))) in asked:
                 pass
         else:
-            picks = rng.integers(len(F), size=(400, 2))
+            picks = select.candidate_pairs(ensemble, F, 400, rng, rule)
             picks = np.array([p for p in picks if p[0] != p[1] and tuple(p) not in asked])
             pair = tuple(int(v) for v in picks[select.most_uncertain(ensemble, F, picks, rule)])
         asked.add(pair)
@@ -95,7 +121,8 @@ def simulate(F: np.ndarray, answer, rule: str, budget: int, heldout: tuple, seed
             ensemble = select.fit(F, t[:, 0].astype(int), t[:, 1].astype(int), t[:, 2],
                                   members=5, seed=len(train))
             curve[len(train)] = select.accuracy(ensemble, F, *heldout)
-    return curve
+    t = np.array(train)
+    return curve, t[:, :2].astype(int), ensemble
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from agentalign.models.checkpoint import save_step
 from agentalign.models.policy import Policy, get_config, no_previous_action, window_start
 from agentalign.rollout import (
     PLAYER_STREAM,
+    HandoffActor,
     PlayerActor,
     PolicyActor,
     offlane_starts,
@@ -206,6 +207,47 @@ def test_a_sampled_episode_is_the_same_whatever_batch_plays_it(layout):
         for a, b in zip(first, other.episodes[:10], strict=True):
             np.testing.assert_array_equal(a.actions, b.actions)
             assert a.outcome == b.outcome
+
+
+class Constant:
+    """Plays one action everywhere and remembers which rows it was told begin, per call."""
+
+    def __init__(self, action: tuple[int, int]) -> None:
+        self.action, self.begun = action, []
+
+    def begin(self, starting, episodes, seed):
+        self.rows = len(starting)
+        self.begun.append({int(episodes[r]) for r in np.flatnonzero(starting)})
+
+    def act(self, frames, info):
+        return np.tile(self.action, (self.rows, 1))
+
+
+def test_a_handoff_plays_first_then_the_other_from_a_fresh_start(layout):
+    """HandoffActor: each episode's first h decisions (h drawn per episode in 2..5) are the
+    first actor's, the rest the other's, which is told the episode begins at the handoff (its
+    context empty, as a swapped-in personality's); the same episodes whatever the batch."""
+    starts = spawn_starts(layout, 8, seed=1)
+    first, then = Constant((1, 0)), Constant((0, 2))
+    played = rollout(HandoffActor(first, then, (2, 5)), starts, num_envs=3, layout=layout,
+                     height=32, width=32, max_steps=12, seed=3, progress=False)
+    handoffs = []
+    for e in played.episodes:
+        h = int(np.argmax((e.actions == (0, 2)).all(1))) if (e.actions == (0, 2)).all(
+            1).any() else e.length
+        assert (e.actions[:h] == (1, 0)).all() and (e.actions[h:] == (0, 2)).all()
+        handoffs.append(h)
+        if h < e.length:  # told twice: when the episode began and at the handoff
+            assert sum(e.index in b for b in then.begun) == 2
+    assert set(handoffs) <= {2, 3, 4, 5} and len(set(handoffs)) > 1
+    policies = tiny_policy(), tiny_policy(seed=1)
+    runs = [rollout(HandoffActor(PolicyActor(policies[0]), PolicyActor(policies[1]), (0, 6)),
+                    starts, num_envs=n, layout=layout, height=32, width=32, max_steps=20,
+                    seed=5, progress=False) for n in (1, 4)]
+    for a, b in zip(*(r.episodes for r in runs), strict=True):
+        np.testing.assert_array_equal(a.actions, b.actions)
+    with pytest.raises(ValueError, match="handoff"):
+        HandoffActor(first, then, (4, 2))
 
 
 def test_episode_streams_are_uniform_and_keyed():

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 
@@ -159,7 +160,9 @@ def test_token_guards_every_path_and_loopback_is_the_default(studio, tmp_path):
         serve(settings, studio.run)
 
 
-def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio):
+@pytest.mark.parametrize("uncertainty", ["entropy", "top"])
+def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio, uncertainty):
+    studio.settings = studio.settings.replace(uncertainty=uncertainty)
     studio.state.add_personality("camp", "by the fire", "middle")
     hows = []
     for i in range(16):
@@ -174,6 +177,25 @@ def test_ensemble_refits_and_active_pairs_follow_the_warmup(studio):
     studio.settings = studio.settings.replace(budget=trained)
     with pytest.raises(StudioError, match="used its label budget"):
         studio.next_pair("camp", "ana")
+
+
+def test_top_candidates_come_from_the_best_rated_quarter_of_the_runs():
+    """uncertainty "top": candidate pairs are drawn from the quarter of the runs the ensemble
+    rates highest (here: the runs with the largest first feature), else from every run."""
+    from agentalign.studio import select
+
+    rng = np.random.default_rng(0)
+    features = np.stack([rng.normal(size=40), np.ones(40)], axis=1)  # one feature that counts
+    # every pair labelled: the one with the larger first feature is better
+    first, second = np.triu_indices(40, 1)
+    target = (features[first, 0] > features[second, 0]).astype(float)
+    ensemble = select.fit(features, first, second, target, members=3)
+    best = set(np.argsort(-features[:, 0])[:10].tolist())
+    top = select.candidate_pairs(ensemble, features, 200, np.random.default_rng(1), "top")
+    assert top.shape == (200, 2) and set(top.ravel().tolist()) <= best
+    anywhere = select.candidate_pairs(ensemble, features, 200, np.random.default_rng(1))
+    assert not set(anywhere.ravel().tolist()) <= best
+    assert 0 <= select.most_uncertain(ensemble, features, top, "top") < 200
 
 
 def test_each_align_records_its_own_pool_corpus_and_retires_the_older(studio):
@@ -373,12 +395,19 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
     assert card["studio"]["annotators"] == ["scripted-designer"]
     assert card["studio"]["aligned_from"] == "first"
     jobs = {j["name"]: j for j in Jobs(folder / "jobs").list()}
+    # each align's runs, and its runs handed to the pre-trained agent, join the pool; the
+    # newest align's replace the older ones of the same personality
+    studio = Studio(tmp_path / "smoke-run", load(StudioSettings, None, SMALL), folder=folder)
+    pool = {(p["kind"], p["personality"]): p for p in studio.state.pool()}
+    for kind, seed_offset in (("aligned", 3), ("handoff", 5)):
+        for who, job in (("first", "align-first-1"), ("designer", "align-designer-2")):
+            assert pool[(kind, who)]["corpus"] == f"pool-{kind}-{who}-{job}-s{seed_offset}"
+            assert pool[(kind, who)]["episodes"] == 4
     assert jobs["align-first-1"]["policy"] is None and jobs["align-first-1"]["card"][
         "aligned_from"] == "sft"
     assert jobs["align-designer-2"]["policy"] == str(folder.resolve() / "jobs" / "align-first-1"
                                                      / "align")
     # watch it play live (its ONNX through onnxruntime), swap mid-episode, restart at a spawn
-    studio = Studio(tmp_path / "smoke-run", load(StudioSettings, None, SMALL), folder=folder)
     with running(studio) as url:
         c = httpx.Client(base_url=url)
         cards = c.get("/api/cards").json()

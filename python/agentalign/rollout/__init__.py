@@ -13,7 +13,8 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "PLAYER_STREAM": "actors", "Actor": "actors", "PlayerActor": "actors",
+    "PLAYER_STREAM": "actors", "Actor": "actors", "HandoffActor": "actors",
+    "PlayerActor": "actors",
     "PolicyActor": "actors",
     "format_table": "outcomes", "intent_line": "outcomes", "outcome_rates": "outcomes",
     "rates_line": "outcomes", "summarise": "outcomes", "wilson_interval": "outcomes",

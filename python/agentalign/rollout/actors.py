@@ -20,6 +20,7 @@ from agentalign.models.policy import KVCache, Policy, no_previous_action, sample
 
 PLAYER_STREAM = 1  # players are drawn from (seed, PLAYER_STREAM, episode index)
 ACTION_STREAM = 2  # a policy's sampled actions from (seed, ACTION_STREAM, episode, decision)
+HANDOFF_STREAM = 3  # a handoff's decision from (seed, HANDOFF_STREAM, episode index)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -134,6 +135,48 @@ class PolicyActor:
         """Take in what `recorded` returned on another process, as if this actor had played."""
         self.logprobs.update(recorded["logprobs"])
         self.features.update(recorded["features"])
+
+
+class HandoffActor:
+    """`first` plays each episode's first h decisions, then `then` takes over with an empty
+    context (as a personality swapped in by the gRPC server or the studio's player does); h is
+    drawn per episode, uniform over `handoff` = (lo, hi) inclusive, from (seed, HANDOFF_STREAM,
+    k). Why: runs that follow a learnt route part of the way and then do whatever the other
+    policy does show what can come after the route (the studio's pool: teaching in steps)."""
+
+    def __init__(self, first: Actor, then: Actor, handoff: tuple[int, int]) -> None:
+        if not 0 <= handoff[0] <= handoff[1]:
+            raise ValueError(f"handoff {handoff}: want 0 <= lo <= hi decisions")
+        self.first, self.then, self.handoff = first, then, handoff
+        self.seed = 0
+        self.episode_of = np.zeros(0, dtype=np.int64)
+        self.steps = np.zeros(0, dtype=np.int64)
+        self.at = np.zeros(0, dtype=np.int64)  # each row's handoff decision
+
+    def begin(self, starting: np.ndarray, episodes: np.ndarray, seed: int) -> None:
+        if len(self.steps) != len(starting):
+            self.episode_of = np.full(len(starting), -1, dtype=np.int64)
+            self.steps = np.zeros(len(starting), dtype=np.int64)
+            self.at = np.zeros(len(starting), dtype=np.int64)
+        self.seed = seed
+        for row in np.flatnonzero(starting):
+            k = int(episodes[row])
+            self.episode_of[row], self.steps[row] = k, 0
+            rng = np.random.default_rng([seed, HANDOFF_STREAM, k])
+            self.at[row] = int(rng.integers(self.handoff[0], self.handoff[1] + 1))
+        self.first.begin(starting, episodes, seed)
+        self.then.begin(starting, episodes, seed)
+
+    def act(self, frames: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        handing = self.steps == self.at
+        if handing.any():  # `then` starts these rows afresh: nothing of `first`'s context
+            self.then.begin(handing, self.episode_of, self.seed)
+        late = self.steps >= self.at
+        actions = np.asarray(self.first.act(frames, info))
+        if late.any():  # both step every row (the batch stays whole); rows pick whose acts
+            actions = np.where(late[:, None], np.asarray(self.then.act(frames, info)), actions)
+        self.steps += 1
+        return actions
 
 
 class PlayerActor:

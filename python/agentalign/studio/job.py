@@ -13,7 +13,7 @@ Kinds:
 - align: reward model on the personality's studio labels (agent init), align the SFT agent (or
   the policy the job names: another personality's newest) to it, export the personality with a
   card that records how it was taught, then record the aligned personality's rollouts into the
-  pool.
+  pool (with pool.handoff_episodes, also its runs handed to the pre-trained agent part way).
 """
 
 from __future__ import annotations
@@ -155,13 +155,18 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
         "episodes": found.get("episodes"), "rates": found.get("rates"),
         "intent": found.get("intent"), "seed": seed}}}
     write_json_atomic(out / f"{name}.json", card)
-    _step(job_dir, "pool-aligned")
-    episodes = job["pool"]["aligned_episodes"]
-    if episodes:
-        part = PoolPart("aligned", job_dir / "align", episodes, seed + 3, personality=name,
-                        tag=job_dir.name, along=job["pool"].get("aligned_along", 0.0),
-                        reference=run / "sft")
-        corpus = record(part, labels, num_envs=job["pool"]["num_envs"], progress=False)
+    pool = job["pool"]
+    parts = [PoolPart("aligned", job_dir / "align", pool["aligned_episodes"], seed + 3,
+                      personality=name, tag=job_dir.name, along=pool.get("aligned_along", 0.0),
+                      reference=run / "sft"),
+             PoolPart("handoff", job_dir / "align", pool.get("handoff_episodes", 0), seed + 5,
+                      personality=name, tag=job_dir.name, then=run / "pretrain",
+                      handoff_within=pool.get("handoff_within", 0))]
+    for part in parts:
+        if not part.episodes:
+            continue
+        _step(job_dir, f"pool-{part.kind}")
+        corpus = record(part, labels, num_envs=pool["num_envs"], progress=False)
         write_features(corpus, run / "sft", labels)
         state = StudioState(labels)
         try:

@@ -4,12 +4,14 @@ A pool corpus is a rollout corpus like `agentalign label`'s (frames, actions, po
 per episode), recorded into the studio's label folder: the SFT agent from the game's spawns, the
 SFT agent from anywhere on the walkable island (so behaviour the SFT agent rarely shows from its
 spawns still appears in pairs), the pre-trained agent, and each aligned personality after its
-align. Features: per episode, the SFT agent's CNN encoding of every frame, averaged and
-max-pooled over the episode, beside the last frame's: what the ensemble that chooses pairs reads
-(pixels only, never positions or outcomes). The max ("was X ever in view") is there for intents
-about the way, not the end: on the intent "pass by the campfire, then end on the middle pad"
-(500 pool runs, 300 random labels, 500 common held-out pairs, seed 0) a linear ensemble on
-mean + last reached 83.0%, on mean + max + last 85.2%.
+align, also handed over to the pre-trained agent part of the way (so runs that take the
+personality's route and then do something else appear: "by the campfire, then the middle pad"
+after a personality that learnt "by the campfire"). Features: per episode, the SFT agent's CNN
+encoding of every frame, averaged and max-pooled over the episode, beside the last frame's: what
+the ensemble that chooses pairs reads (pixels only, never positions or outcomes). The max ("was X
+ever in view") is there for intents about the way, not the end: on the intent "pass by the
+campfire, then end on the middle pad" (500 pool runs, 300 random labels, 500 common held-out
+pairs, seed 0) a linear ensemble on mean + last reached 83.0%, on mean + max + last 85.2%.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ VERSION = "v2"  # mean | max | last
 class PoolPart:
     """One corpus to record: whose policy plays, from which starts."""
 
-    kind: str  # sft, anywhere, base, aligned
+    kind: str  # sft, anywhere, base, along, aligned, handoff
     policy: Path
     episodes: int
     seed: int
@@ -40,6 +42,8 @@ class PoolPart:
     reference: Path | None = None  # whose runs' states: default `policy`
     personality: str | None = None
     tag: str | None = None  # the align job an aligned part comes from: each align its own corpus
+    then: Path | None = None  # who takes over after a handoff (rollout.actors.HandoffActor)
+    handoff_within: int = 0  # the handoff's decision: uniform in 0..handoff_within
 
     @property
     def corpus(self) -> str:
@@ -52,7 +56,7 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
            progress: bool = False) -> Corpus:
     """Record `part` into labels/<corpus> (a finished corpus is reused: resumable)."""
     from agentalign.models.checkpoint import load_policy
-    from agentalign.rollout import PolicyActor
+    from agentalign.rollout import HandoffActor, PolicyActor
     from agentalign.train.label import record_rollouts
 
     model, info = load_policy(part.policy)
@@ -65,7 +69,12 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
             ref, ref_info = load_policy(part.reference)
             reference = PolicyActor(ref)
             source["along_reference"] = ref_info.get("sha256")
-    return record_rollouts(PolicyActor(model), labels / part.corpus, part.episodes, part.seed,
+    actor: Any = PolicyActor(model)
+    if part.then is not None:
+        then, then_info = load_policy(part.then)
+        actor = HandoffActor(actor, PolicyActor(then), (0, part.handoff_within))
+        source["handoff"] = {"then": then_info.get("sha256"), "within": part.handoff_within}
+    return record_rollouts(actor, labels / part.corpus, part.episodes, part.seed,
                            layout=layout, num_envs=num_envs, source=source, progress=progress,
                            obs=(model.config.obs_height, model.config.obs_width),
                            anywhere=part.anywhere, along=part.along, reference=reference)

@@ -71,10 +71,23 @@ def accuracy(ensemble: Ensemble, features: np.ndarray, first: np.ndarray, second
     return float(((p > 0.5) == (target[keep] > 0.5)).mean())
 
 
+def candidate_pairs(ensemble: Ensemble, features: np.ndarray, count: int,
+                    rng: np.random.Generator, rule: str = "entropy") -> np.ndarray:
+    """`count` random candidate pairs [count, 2] (rows of `features`; a pair may repeat a run):
+    from every run, or for rule "top" from the quarter the ensemble rates highest. Why "top": a
+    rubric about the way ("by the campfire, then the middle pad") is learnt from pairs of runs
+    that both nearly do it, which random candidates seldom hold (docs/benchmarks.md)."""
+    among = np.arange(len(features))
+    if rule == "top":
+        among = np.argsort(-ensemble.score(features), kind="stable")[:max(2, len(among) // 4)]
+    return among[rng.integers(len(among), size=(count, 2))]
+
+
 def most_uncertain(ensemble: Ensemble, features: np.ndarray, candidates: np.ndarray,
                    rule: str = "entropy") -> int:
     """Index into `candidates` [M, 2] (rows of `features`) of the most uncertain pair: by
-    "disagreement" (the members' P spread most) or "entropy" (the members' mean P nearest 0.5)."""
+    "disagreement" (the members' P spread most) or "entropy" (the members' mean P nearest 0.5;
+    also rule "top", whose candidates come from the best-rated runs)."""
     p = ensemble.prob(features[candidates[:, 0]], features[candidates[:, 1]])
     score = p.std(0) if rule == "disagreement" else -np.abs(p.mean(0) - 0.5)
     return int(np.argmax(score))

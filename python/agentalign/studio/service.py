@@ -137,13 +137,14 @@ class Studio:
         seen |= {(b, a) for a, b in seen}
         for _ in range(50):
             if how == "active":
-                picks = self.rng.integers(len(ids), size=(cfg.candidates, 2))
+                ensemble = self.ensembles[personality][0]
+                picks = select.candidate_pairs(ensemble, features, cfg.candidates, self.rng,
+                                               cfg.uncertainty)
                 keep = [i for i, (a, b) in enumerate(picks) if a != b and (a, b) not in seen]
                 if not keep:
                     continue
                 picks = picks[keep]
-                a, b = picks[select.most_uncertain(self.ensembles[personality][0], features,
-                                                   picks, cfg.uncertainty)]
+                a, b = picks[select.most_uncertain(ensemble, features, picks, cfg.uncertainty)]
             else:
                 a, b = self.rng.choice(len(ids), size=2, replace=False)
                 if (a, b) in seen:

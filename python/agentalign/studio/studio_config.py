@@ -34,6 +34,8 @@ class PoolSettings(Settings):
     along_episodes: int = field(metadata=at_least(0))
     anywhere: float = field(metadata=between(0.0, 1.0))
     aligned_along: float = field(metadata=between(0.0, 1.0))
+    handoff_episodes: int = field(metadata=at_least(0))
+    handoff_within: int = field(metadata=at_least(0))
     num_envs: int = field(metadata=at_least(1))
     seed: int = field(metadata=at_least(0))
 
@@ -49,7 +51,7 @@ class StudioSettings(Settings):
     warmup_labels: int = field(metadata=at_least(0))
     refit_every: int = field(metadata=at_least(1))
     candidates: int = field(metadata=at_least(1))
-    uncertainty: Literal["entropy", "disagreement"]
+    uncertainty: Literal["entropy", "disagreement", "top"]
     members: int = field(metadata=at_least(1))
     budget: int = field(metadata=at_least(1))
     pool: PoolSettings
