@@ -76,7 +76,8 @@ def candidate_pairs(ensemble: Ensemble, features: np.ndarray, count: int,
     """`count` random candidate pairs [count, 2] (rows of `features`; a pair may repeat a run):
     from every run, or for rule "top" from the quarter the ensemble rates highest. Why "top": a
     rubric about the way ("by the campfire, then the middle pad") is learnt from pairs of runs
-    that both nearly do it, which random candidates seldom hold (docs/benchmarks.md)."""
+    that both nearly do it, which random candidates seldom hold (docs/benchmarks.md); through
+    the studio's aligns it measured worse than "entropy" (docs/results.md, "The studio")."""
     among = np.arange(len(features))
     if rule == "top":
         among = np.argsort(-ensemble.score(features), kind="stable")[:max(2, len(among) // 4)]
