@@ -26,13 +26,7 @@ import numpy as np
 import torch
 
 from agentalign.data.shards import Corpus
-from agentalign.envs.intents import (
-    EndOn,
-    IntentLabeller,
-    final_pad,
-    intent_by_name,
-    track_from_episode,
-)
+from agentalign.envs.intents import IntentLabeller, final_pad, intent_by_name, track_from_episode
 from agentalign.models.checkpoint import load_policy
 from agentalign.studio import select
 from agentalign.studio.pool import _episode_features
@@ -63,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  int(corpus.episodes["outcomes"][e])))
     F = np.stack(features)
     sat = np.array([intent.satisfied(t) for t in tracks])
-    pad = final_pad(intent)
-    on_pad = np.array([EndOn(intent.layout, pad).satisfied(t) for t in tracks]) if pad \
-        and hasattr(intent, "layout") else np.zeros(len(tracks), bool)
+    pad = final_pad(intent)  # the built-in pad intents are named after their pads
+    on_pad = np.array([intent_by_name(pad).satisfied(t) for t in tracks]) if pad \
+        else np.zeros(len(tracks), bool)
     print(f"{len(tracks)} runs, {int(sat.sum())} satisfy {args.intent}, "
           f"{int((on_pad & ~sat).sum())} end on its pad without")
 
