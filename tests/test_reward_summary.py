@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from agentalign.config import ConfigError
+from agentalign.models import reward as reward_model
 from agentalign.models.checkpoint import CheckpointError, load_weights, save_checkpoint
 from agentalign.models.policy import get_config
 from agentalign.models.reward import (
@@ -28,6 +29,7 @@ from agentalign.models.reward import (
     summary_size,
     summary_steps,
 )
+from agentalign.train import reward_config
 from agentalign.train.reward import make_model
 from agentalign.train.reward import run as train_reward
 from agentalign.train.reward_data import evaluate, load_labels
@@ -198,7 +200,44 @@ def test_a_checkpoint_from_before_the_summary_loads_as_today(tmp_path):
 def test_the_setting_is_checked_and_off_keeps_earlier_identities():
     assert "summary_stride" not in tiny_config().identity()  # earlier folders stay valid
     assert tiny_config("summary_stride=4").identity()["summary_stride"] == 4
+    assert "summary_width" not in tiny_config().identity()  # only a summary reads it
+    # 16 learned detectors is the model of before the key: those folders stay valid too
+    assert "summary_width" not in tiny_config("summary_stride=4").identity()
+    assert tiny_config("summary_stride=4", "summary_width=0").identity()["summary_width"] == 0
+    # ... and the recipe digest (export.recipe): the default width is left out of to_dict
+    assert reward_config.SUMMARY_WIDTH == reward_model.SUMMARY_WIDTH
+    assert "summary_width" not in tiny_config("summary_stride=4").to_dict()
+    assert tiny_config("summary_width=0").to_dict()["summary_width"] == 0
     with pytest.raises(ConfigError, match="freeze_cnn"):
         tiny_config("summary_stride=4", "freeze_cnn=true")
     with pytest.raises(ConfigError, match="summary_stride"):
         tiny_config("summary_stride=-1")
+
+
+def test_a_summary_checkpoint_from_before_its_width_loads_its_16_detectors(tmp_path):
+    torch.manual_seed(0)
+    old = RewardModel(CONFIG, 4)
+    torch.nn.init.normal_(old.summary_out.weight)
+    assert old.summary_in.weight.shape == (16, CONFIG.n_embd)
+    save_checkpoint(tmp_path / "old", old, CONFIG.to_dict(), kind="reward", stage="reward",
+                    step=1, meta={"summary_stride": 4})  # no summary_width key
+    model, _ = load_reward_model(tmp_path / "old")
+    assert (model.summary_stride, model.summary_width) == (4, 16)
+    frames, actions = episodes(3, np.random.default_rng(5))
+    assert np.array_equal(score_episodes(model, frames, actions),
+                          score_episodes(old.eval(), frames, actions))
+
+
+def test_width_zero_reads_every_cnn_channel_and_is_saved(toy_labels, agent_init,  # noqa: F811
+                                                        tmp_path):
+    model = RewardModel(CONFIG, 4, 0)
+    assert model.summary_width == 0 and model.summary_out.weight.shape == (1, CONFIG.n_embd)
+    assert not any(n.startswith("summary_in.") for n in model.state_dict())
+    assert RewardModel(CONFIG, 0, 16).summary_width == 0  # no summary: no detectors
+    with pytest.raises(ValueError, match="summary_width"):
+        RewardModel(CONFIG, 4, -1)
+    out = tmp_path / "reward"
+    train_reward(tiny_config("summary_stride=4", "summary_width=8"), toy_labels, "left", out,
+                 agent_init, labels_used=20, progress=False)
+    loaded, info = load_reward_model(out)
+    assert info["meta"]["summary_width"] == 8 and loaded.summary_width == 8

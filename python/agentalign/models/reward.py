@@ -46,6 +46,17 @@ but not on those that only the campfire pass orders (same outcome: 69.5 -> 69.3%
 -> 95.0 / 96.0 / 93.6% (left / middle / right; same-pad pairs 2-4 points lower), and a step
 costs 1.8x the time and the run 2.3x the memory: off by default.
 
+How many detectors (`summary_width`, default 16; saved in the meta, absent = 16). With 0 there
+is no learned bottleneck: each of the CNN's n_embd channels, LayerNorm'd, is its own detector
+(its largest value over the episode), and Linear(n_embd, 1), zero at init, scores them. Why:
+in two studio campfire-middle models (seeds 0 and 2, 200 labels each, 2026-12-06) the 16
+detectors put 0.9 and 0.4 points between the pool's satisfying runs and its direct runs to the
+middle pad, of 3.2 and 2.9 for the whole score (the rest from the last-K path, which RL can
+match with a direct run); width 0 on seed 2's same labels: 2.7 of 4.8 (held-out accuracy 79.2%
+both). On labels with fewer pairs that show the pass (4 against 9) it rated the direct runs
+higher, as 16 did. Not the default: no studio run has yet shown it better
+end to end (docs/results.md, "The studio").
+
 Inputs are frames, actions and decision indices only: no positions or outcomes go in (the
 labeller alone reads those). Parameter names match `Policy`'s (cnn.*, action_emb.*, blocks.*,
 ln_f.*), so a pre-trained policy's trunk loads as is ("agent encoder" init); the action head is
@@ -76,7 +87,8 @@ from agentalign.models.policy import Policy, PolicyConfig
 from agentalign.spec import MAX_DECISIONS
 
 KIND = "reward"
-SUMMARY_WIDTH = 16  # m: "was X ever seen" detectors of the episode summary (module docstring)
+SUMMARY_WIDTH = 16  # learned "was X ever seen" detectors of the episode summary (docstring); also
+# what a checkpoint from before the `summary_width` key holds
 SUMMARY_UNIT = 0.1  # the summary's score is per 0.1, so Adam moves it 10x faster (as
 # LENGTH_UNIT; in whole units it learnt too slowly: module docstring)
 LENGTH_UNIT = 0.1  # `length_weight` is per 0.1 decision, so Adam's steps move the score per
@@ -88,11 +100,15 @@ class RewardModel(nn.Module):
     """Frames, previous actions and a mask in (and, with `summary_stride`, the episode's summary
     frames); one score per trajectory out."""
 
-    def __init__(self, config: PolicyConfig, summary_stride: int = 0) -> None:
+    def __init__(self, config: PolicyConfig, summary_stride: int = 0,
+                 summary_width: int = SUMMARY_WIDTH) -> None:
         super().__init__()
         if summary_stride < 0:
             raise ValueError(f"summary_stride must be >= 0, got {summary_stride}")
+        if summary_width < 0:
+            raise ValueError(f"summary_width must be >= 0, got {summary_width}")
         self.config, self.summary_stride = config, summary_stride
+        self.summary_width = summary_width if summary_stride else 0
         policy = Policy(config)  # borrow its modules, so names and inits are the policy's
         self.cnn, self.action_emb, self.drop = policy.cnn, policy.action_emb, policy.drop
         self.blocks, self.ln_f = policy.blocks, policy.ln_f
@@ -106,10 +122,14 @@ class RewardModel(nn.Module):
         nn.init.zeros_(self.score.bias)
         if summary_stride:  # made last: every other init draws as without the summary
             self.summary_norm = nn.LayerNorm(config.n_embd)
-            self.summary_in = nn.Linear(config.n_embd, SUMMARY_WIDTH)
-            nn.init.normal_(self.summary_in.weight, std=0.02)
-            nn.init.zeros_(self.summary_in.bias)
-            self.summary_out = nn.Linear(SUMMARY_WIDTH, 1)  # zero: starts as the model without
+            detectors = self.summary_width or config.n_embd
+            if self.summary_width:  # learned detectors; 0: each CNN channel is one
+                self.summary_in: nn.Module = nn.Linear(config.n_embd, self.summary_width)
+                nn.init.normal_(self.summary_in.weight, std=0.02)
+                nn.init.zeros_(self.summary_in.bias)
+            else:
+                self.summary_in = nn.Identity()
+            self.summary_out = nn.Linear(detectors, 1)  # zero: starts as the model without
             nn.init.zeros_(self.summary_out.weight)
             nn.init.zeros_(self.summary_out.bias)
 
@@ -328,10 +348,13 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
     if config is not None and saved != config:
         raise CheckpointError(f"checkpoint {path}: a reward model of the policy config "
                               f"{saved.to_dict()}, expected {config.to_dict()}")
-    stride = (info.get("meta") or {}).get("summary_stride", 0)
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 0:
-        raise CheckpointError(f"checkpoint {path}: bad summary_stride {stride!r} in its meta")
-    model = RewardModel(saved, stride)
+    meta = info.get("meta") or {}
+    stride = meta.get("summary_stride", 0)
+    width = meta.get("summary_width", SUMMARY_WIDTH)  # absent: from before the key
+    for key, value in (("summary_stride", stride), ("summary_width", width)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"checkpoint {path}: bad {key} {value!r} in its meta")
+    model = RewardModel(saved, stride, width)
     load_exactly(model, weights, path, f"{saved.name!r} reward model"
                  + (f" with a summary every {stride} steps" if stride else ""))
     return model.to(device).eval(), info
@@ -340,7 +363,7 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu",
 def checkpoint_meta(model: RewardModel) -> dict[str, Any]:
     """What a reward checkpoint's meta must hold, beside the policy config, to rebuild the
     model's architecture (`load_reward_model`)."""
-    return {"summary_stride": model.summary_stride}
+    return {"summary_stride": model.summary_stride, "summary_width": model.summary_width}
 
 
 # (frames per episode, actions per episode) -> one score per episode. Pixels and actions only.

@@ -53,6 +53,7 @@ from agentalign.models.checkpoint import (
 from agentalign.models.policy import PolicyConfig
 from agentalign.models.reward import (
     KIND,
+    SUMMARY_WIDTH,
     RewardModel,
     bradley_terry_losses,
     checkpoint_meta,
@@ -100,11 +101,11 @@ class RewardResult:
 
 
 
-def make_model(config: PolicyConfig, seed: int, init: Path | None, summary_stride: int = 0
-               ) -> RewardModel:
+def make_model(config: PolicyConfig, seed: int, init: Path | None, summary_stride: int = 0,
+               summary_width: int = SUMMARY_WIDTH) -> RewardModel:
     """A reward model seeded by `seed`, its trunk copied from `init` if given."""
     torch.manual_seed(seed)
-    model = RewardModel(config, summary_stride)
+    model = RewardModel(config, summary_stride, summary_width)
     if init is not None:
         init_from_policy(model, init)
     return model
@@ -283,14 +284,15 @@ def _run(cfg: RewardSettings, ranks: Ranks, labels: Path, target: str, out: Path
         return finished
     if lead:
         remove_stale_temporaries(out)
-    model = make_model(policy_config, cfg.seed, init, cfg.summary_stride)
+    model = make_model(policy_config, cfg.seed, init, cfg.summary_stride, cfg.summary_width)
     if lead:
         print(f"reward: {model.num_params() / 1e6:.2f}M parameters, "
               f"{'agent-encoder init from ' + str(init) if init else 'random init'}; "
               f"{used:,} of {len(data.train):,} train labels for {target!r}, "
               f"{cfg.steps_for(used)} steps; {len(data.heldout):,} held-out pairs; "
               f"{ranks.world} rank(s) x {torch.get_num_threads()} thread(s) on {ranks.device}"
-              + (f"; episode summary every {cfg.summary_stride} steps"
+              + (f"; episode summary every {cfg.summary_stride} steps, "
+                 f"{cfg.summary_width or 'one per CNN channel'} detectors"
                  if cfg.summary_stride else ""))
     features = frozen_features(model, data, cfg)
     result = fit(model, data, pairs, cfg, ranks, seed=cfg.seed, out=out, life=life,

@@ -16,11 +16,15 @@ from agentalign.config import (
     add_config_arguments,
     at_least,
     between,
+    dormant_while,
     invalid,
     load_from_args,
 )
 from agentalign.rollout.cluster import cluster_arguments, cluster_request
 from agentalign.train.bc_config import ModelSettings
+
+SUMMARY_WIDTH = 16  # the default, as models.reward.SUMMARY_WIDTH (a test keeps them equal): the
+# model of before the key, so its identities, cards and the recipe digest leave the key out
 
 INITS = ("agent", "random")
 # Keys that change no weight: not part of a run's identity.
@@ -51,6 +55,8 @@ class RewardSettings(Settings):
     model: ModelSettings
     freeze_cnn: bool
     summary_stride: int = field(metadata=at_least(0))
+    summary_width: int = field(metadata={**at_least(0),
+                                         **dormant_while("summary_width", SUMMARY_WIDTH)})
     batch_size: int = field(metadata=at_least(1))
     epochs: float = field(metadata=above(0))
     min_steps: int = field(metadata=at_least(1))
@@ -91,12 +97,15 @@ class RewardSettings(Settings):
 
 
 def without_summary(identity: dict[str, Any]) -> dict[str, Any]:
-    """A reward identity without `summary_stride` when it is 0: such a run is the model of before
-    the key existed, bit for bit, so the folders of earlier runs stay valid (skipped or resumed,
-    not refused as another run's)."""
-    if identity.get("summary_stride"):
-        return identity
-    return {k: v for k, v in identity.items() if k != "summary_stride"}
+    """A reward identity without `summary_stride` when it is 0 (and then without
+    `summary_width`, which only a summary reads), and without `summary_width` when it is the
+    16 learned detectors of before the key: such runs are the models of before the keys
+    existed, bit for bit, so the folders of earlier runs stay valid (skipped or resumed, not
+    refused as another run's)."""
+    drop = set() if identity.get("summary_stride") else {"summary_stride", "summary_width"}
+    if identity.get("summary_width") == SUMMARY_WIDTH:
+        drop.add("summary_width")
+    return {k: v for k, v in identity.items() if k not in drop}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -135,7 +135,7 @@ def _study_run(state: _StudyState, task: tuple[int, str, int]) -> dict[str, Any]
     cfg, data, started = state.cfg, state.data, time.perf_counter()
     subset = np.sort(np.random.default_rng([seed, n]).choice(len(data.train), n, replace=False))
     model = make_model(state.policy_config, seed, state.init if kind == "agent" else None,
-                       cfg.summary_stride)
+                       cfg.summary_stride, cfg.summary_width)
     key = kind if kind == "agent" else f"{kind}-{seed}"  # the CNN is a function of this
     if cfg.freeze_cnn and key not in state.cache:  # 6.5 MB per CNN for 800 trajectories
         state.cache[key] = frozen_features(model, data, cfg)
