@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,20 +92,19 @@ class RewardSettings(Settings):
                                            math.ceil(self.epochs * labels / batch))))
 
     def identity(self) -> dict[str, Any]:
-        return without_summary({k: v for k, v in asdict(self).items()
+        return without_summary({k: v for k, v in self.to_dict().items()
                                 if k not in RESUMABLE_CHANGES})
 
 
 def without_summary(identity: dict[str, Any]) -> dict[str, Any]:
     """A reward identity without `summary_stride` when it is 0 (and then without
-    `summary_width`, which only a summary reads), and without `summary_width` when it is the
-    16 learned detectors of before the key: such runs are the models of before the keys
-    existed, bit for bit, so the folders of earlier runs stay valid (skipped or resumed, not
-    refused as another run's)."""
-    drop = set() if identity.get("summary_stride") else {"summary_stride", "summary_width"}
-    if identity.get("summary_width") == SUMMARY_WIDTH:
-        drop.add("summary_width")
-    return {k: v for k, v in identity.items() if k not in drop}
+    `summary_width`, which only a summary reads; at 16, the width of before the key, to_dict
+    has already left it out): such runs are the models of before the keys existed, bit for bit,
+    so the folders of earlier runs stay valid (skipped or resumed, not refused as another
+    run's)."""
+    if identity.get("summary_stride"):
+        return identity
+    return {k: v for k, v in identity.items() if k not in ("summary_stride", "summary_width")}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
