@@ -404,7 +404,8 @@ SMOKE_SETTINGS = [
     "stages.align=[prefft.rounds=1,prefft.episodes=8,prefft.num_envs=8,prefft.eval_episodes=4,"
     "prefft.finetune.steps=2,prefft.finetune.batch_size=4,prefft.finetune.eval_interval=2,"
     "prefft.finetune.checkpoint_interval=2,rl.iterations=2,rl.starts_per_iteration=2,"
-    "rl.samples_per_start=2,rl.num_envs=4,rl.eval_episodes=4,rl.minibatch_episodes=4]",
+    "rl.samples_per_start=2,rl.num_envs=4,rl.eval_episodes=4,rl.minibatch_episodes=4,"
+    "draws=2,pick_episodes=4]",
     "stages.export=[episodes=4,num_envs=4]",
     "stages.evaluate=[episodes=8,num_envs=8]",
 ]

@@ -278,6 +278,52 @@ def test_align_sees_no_ground_truth_and_saves_the_target(policy_path, tmp_path, 
 
 
 
+def test_align_picks_the_rl_draw_the_reward_model_scores_best(policy_path, tmp_path):
+    """draws=K: RL with seeds rl.seed + i, the aligned policy the draw whose runs from the spawns
+    the reward scores highest (re-scored here on the same starts); second_iterations: a second
+    RL from the picked draw, which is its start and reference. Off, the keys stay out of
+    to_dict (the recipe digest) and the folders are those of before."""
+    from agentalign.models.checkpoint import load_weights
+    from agentalign.train.align import PICK, PICK_STREAM, summary
+    from agentalign.train.prefft import policy_identity
+
+    assert not {"draws", "pick_episodes", "second_iterations"} & set(load(AlignSettings).to_dict())
+    config = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1, seed=5), draws=2,
+                           pick_episodes=6, second_iterations=1)
+    assert {"draws": 2, "pick_episodes": 6, "second_iterations": 1}.items() <= \
+        config.to_dict().items()
+    seen: list = []
+    out = tmp_path / "a"
+    metrics = align(config, policy_path, spy_reward(seen), "left", out, progress=False)
+    pick = json.loads((out / PICK).read_text())
+    assert [d["folder"] for d in pick["draws"]] == ["rl", "rl-1"] and pick["episodes"] == 6
+    for folder, seed in (("rl", 5), ("rl-1", 6)):
+        assert json.loads((out / folder / "run.json").read_text())["config"]["seed"] == seed
+    layout = load_layout()
+    starts = spawn_starts(layout, 6, 5 + PICK_STREAM, 0.5)
+    means = []
+    for draw in pick["draws"]:
+        policy, _ = load_policy(out / draw["folder"])
+        runs, _, _ = play(policy, starts, layout, num_envs=4, max_steps=12, seed=5 + PICK_STREAM)
+        means.append(left_pad_percent([t.frames for t in runs], []).mean())
+        assert means[-1] == pytest.approx(draw["mean_score"])
+    assert pick["picked"] == int(np.argmax(means)) == metrics.pick["picked"]
+    picked = out / pick["draws"][pick["picked"]]["folder"]
+    second = json.loads((out / f"{picked.name}-second" / "run.json").read_text())
+    assert second["init"] == policy_identity(picked) and second["config"]["iterations"] == 1
+    final, _ = load_weights(out, kind="policy")
+    for key, value in load_weights(out / f"{picked.name}-second", kind="policy")[0].items():
+        assert torch.equal(final[key], value), key
+    assert "picked rl" in summary(metrics)
+    calls = len(seen)
+    again = align(config, policy_path, spy_reward(seen), "left", out, progress=False)
+    assert len(seen) == calls and again.pick == metrics.pick  # finished: nothing replayed
+    plain = AlignSettings(prefft=small_prefft(), rl=small_rl(iterations=1))
+    align(plain, policy_path, TOY, "left", tmp_path / "b", progress=False)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir()) == \
+        ["checkpoints", "prefft", "rl"] and not (tmp_path / "b" / PICK).exists()
+
+
 def test_align_to_an_intent_without_a_pad(policy_path, tmp_path):
     """An intent that names no pad logs no reach rate; the evaluations count its satisfaction
     and the aligned checkpoint records it."""

@@ -394,6 +394,9 @@ def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path)
     assert card["studio"]["train_labels"] == seed["arms"]["active"]["stats"]["train_labels"]
     assert card["studio"]["annotators"] == ["scripted-designer"]
     assert card["studio"]["aligned_from"] == "first"
+    draws = card["studio"]["rl_draws"]  # two RL draws (seeds 0, 1): the reward model kept one
+    assert set(draws["mean_scores"]) == {"0", "1"} and draws["episodes"] == 4
+    assert draws["mean_scores"][str(draws["picked"])] == max(draws["mean_scores"].values())
     jobs = {j["name"]: j for j in Jobs(folder / "jobs").list()}
     # each align's runs, and its runs handed to the pre-trained agent, join the pool; the
     # newest align's replace the older ones of the same personality

@@ -12,7 +12,8 @@ Kinds:
   features;
 - align: reward model on the personality's studio labels (agent init), align the SFT agent (or
   the policy the job names: another personality's newest) to it, export the personality with a
-  card that records how it was taught, then record the aligned personality's rollouts into the
+  card that records how it was taught (with `draws` > 1 in stages.align, also which RL draw the
+  reward model kept), then record the aligned personality's rollouts into the
   pool (with pool.handoff_episodes, also its runs handed to the pre-trained agent part way).
 """
 
@@ -135,9 +136,9 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     _step(job_dir, "align")
     sft_config = config_from_info(read_info(run / "sft", kind="policy")[1], run / "sft")
     score = load_reward_function(job_dir / "reward", sft_config, name)
-    align(load(AlignSettings, None, [f"prefft.seed={seed}", f"rl.seed={seed}",
-                                     *stages.get("align", [])]),
-          start, score, target, job_dir / "align", progress=False)
+    aligned = align(load(AlignSettings, None, [f"prefft.seed={seed}", f"rl.seed={seed}",
+                                               *stages.get("align", [])]),
+                    start, score, target, job_dir / "align", progress=False)
     _step(job_dir, "export")
     out = Path(job["studio"]) / "personalities"
     result = export(load(ExportSettings, None, [f"seed={seed}", *stages.get("export", [])]),
@@ -154,6 +155,12 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     card = {**result.card, "studio": {**job["card"], "evaluation": {
         "episodes": found.get("episodes"), "rates": found.get("rates"),
         "intent": found.get("intent"), "seed": seed}}}
+    if aligned.pick:  # several RL draws: which one the reward model kept, and their scores
+        card["studio"]["rl_draws"] = {
+            "picked": aligned.pick["draws"][aligned.pick["picked"]]["seed"],
+            "mean_scores": {str(d["seed"]): round(d["mean_score"], 3)
+                            for d in aligned.pick["draws"]},
+            "episodes": aligned.pick["episodes"]}
     write_json_atomic(out / f"{name}.json", card)
     pool = job["pool"]
     parts = [PoolPart("aligned", job_dir / "align", pool["aligned_episodes"], seed + 3,
