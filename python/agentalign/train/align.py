@@ -32,6 +32,7 @@ import numpy as np
 
 from agentalign.atomic import write_json_atomic
 from agentalign.envs.layout import load_layout
+from agentalign.errors import UserError
 from agentalign.lifecycle import METRICS, StageRun, read_json, result_from
 from agentalign.models.checkpoint import load_policy, save_step
 from agentalign.models.reward import RewardFunction
@@ -45,6 +46,7 @@ from agentalign.train.align_config import AlignSettings
 
 PICK = "pick.json"
 PICK_STREAM = 4_271  # seeds the runs that score the draws apart from RL's and evaluation's
+
 
 @dataclass(frozen=True)
 class AlignResult:
@@ -77,11 +79,10 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
              for i, folder in enumerate(folders)]
     identity = {"prefft": read_json(out / "prefft" / METRICS)["run"],
                 "rl": read_json(out / "rl" / METRICS)["run"]}
+    picked, pick = 0, None
     if settings.draws > 1:
         identity["draws"] = [read_json(out / f / METRICS)["run"] for f in folders[1:]]
         identity["pick_episodes"] = settings.pick_episodes
-    picked, pick = 0, None
-    if settings.draws > 1:
         pick = pick_draw(settings, out, folders, score, draws)
         picked = pick["picked"]
     final, last = out / folders[picked], draws[picked]
@@ -139,7 +140,8 @@ def pick_draw(settings: AlignSettings, out: Path, folders: list[str], score: Rew
             max_steps=cfg.max_steps, seed=seed)
         scores = score([t.frames for t in trajectories], [t.actions for t in trajectories])
         if not np.isfinite(scores).all():
-            raise ValueError(f"the reward model scored {folder}'s runs with NaN or infinity")
+            raise UserError(f"the reward model scored {out / folder}'s runs with NaN or "
+                            "infinity; retrain it (its checkpoint may be damaged)")
         rows.append({"folder": folder, "seed": cfg.seed + len(rows),
                      "mean_score": float(scores.mean()), "score_sd": float(scores.std()),
                      "evaluation": draw.evaluation})
