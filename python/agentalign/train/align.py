@@ -77,21 +77,20 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
     draws = [rl.run(settings.rl.replace(seed=settings.rl.seed + i), out / "prefft", score,
                     target, out / folder, intents=intents, progress=progress, **on)
              for i, folder in enumerate(folders)]
-    identity = {"prefft": read_json(out / "prefft" / METRICS)["run"],
-                "rl": read_json(out / "rl" / METRICS)["run"]}
+    runs = [read_json(out / f / METRICS)["run"] for f in folders]  # each draw's identity
+    identity = {"prefft": read_json(out / "prefft" / METRICS)["run"], "rl": runs[0]}
     picked, pick = 0, None
     if settings.draws > 1:
-        identity["draws"] = [read_json(out / f / METRICS)["run"] for f in folders[1:]]
-        identity["pick_episodes"] = settings.pick_episodes
-        pick = pick_draw(settings, out, folders, score, draws)
+        identity["draws"], identity["pick_episodes"] = runs[1:], settings.pick_episodes
+        pick = pick_draw(settings, out, folders, runs, score, draws)
         picked = pick["picked"]
     final, last = out / folders[picked], draws[picked]
     if settings.second_iterations:
+        second = out / f"{folders[picked]}-second"
         last = rl.run(settings.rl.replace(iterations=settings.second_iterations,
                                           seed=settings.rl.seed + picked),
-                      final, score, target, out / f"{folders[picked]}-second",
-                      intents=intents, progress=progress, **on)
-        final = out / f"{folders[picked]}-second"
+                      final, score, target, second, intents=intents, progress=progress, **on)
+        final = second
         identity["second"] = read_json(final / METRICS)["run"]
     life = StageRun(out, "align", identity)
     if (done := life.begin()) is not None:
@@ -118,8 +117,8 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
         "pick": pick}))
 
 
-def pick_draw(settings: AlignSettings, out: Path, folders: list[str], score: RewardFunction,
-              draws: list[rl.RLResult]) -> dict[str, Any]:
+def pick_draw(settings: AlignSettings, out: Path, folders: list[str], runs: list[Any],
+              score: RewardFunction, draws: list[rl.RLResult]) -> dict[str, Any]:
     """The draw whose runs from the spawns the reward model scores highest on average (each draw
     plays the same starts), written to out/pick.json and read back while the draws, the reward
     and the episodes are the same (a resumed align plays nothing again); the draws' true rates
@@ -127,7 +126,7 @@ def pick_draw(settings: AlignSettings, out: Path, folders: list[str], score: Rew
     cfg = settings.rl
     seed = cfg.seed + PICK_STREAM
     of = {"episodes": settings.pick_episodes, "seed": seed, "reward": score.identity,
-          "runs": [read_json(out / f / METRICS)["run"] for f in folders]}
+          "runs": runs}
     if (saved := read_json(out / PICK)) is not None and saved.get("of") == of:
         return {k: v for k, v in saved.items() if k != "of"}
     layout = load_layout(cfg.layout)
