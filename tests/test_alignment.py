@@ -324,6 +324,45 @@ def test_align_picks_the_rl_draw_the_reward_model_scores_best(policy_path, tmp_p
         ["checkpoints", "prefft", "rl"] and not (tmp_path / "b" / PICK).exists()
 
 
+def nan_reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+    return np.full(len(frames), np.nan)
+
+
+def test_rl_draws_side_by_side_are_the_draws_one_after_another(policy_path, tmp_path):
+    """draw_workers: the draws run in pinned worker processes, each draw's weights and the pick
+    as in this process, the progress one bar over every draw's iterations; a draw that fails
+    there is a one-line UserError naming its log."""
+    import shutil
+
+    from agentalign import events
+    from agentalign.models.checkpoint import load_weights
+
+    config = AlignSettings(prefft=small_prefft(), rl=small_rl(seed=5), draws=2, pick_episodes=4,
+                           draw_workers=1)
+    here = align(config, policy_path, TOY, "left", tmp_path / "here", progress=False)
+    for name in ("side", "bad"):  # the same start: only the draws run again
+        shutil.copytree(tmp_path / "here" / "prefft", tmp_path / name / "prefft")
+    seen: list[dict] = []
+    events.set_sink(seen.append)
+    try:
+        side = align(config.replace(draw_workers=2), policy_path, TOY, "left", tmp_path / "side",
+                     progress=False)
+    finally:
+        events.set_sink(None)
+    for folder in ("rl", "rl-1"):
+        ours = load_weights(tmp_path / "here" / folder, kind="policy")[0]
+        for key, value in load_weights(tmp_path / "side" / folder, kind="policy")[0].items():
+            assert torch.equal(ours[key], value), (folder, key)
+        assert "rl -> left" in (tmp_path / "side" / f"{folder}.log").read_text()
+    assert side.pick == here.pick
+    bar = [e for e in seen if e["kind"] == "progress" and e["stage"] == "rl draws"]
+    assert bar[0]["total"] == 4 and bar[-1]["done"] == 4
+    assert not any(e["stage"] == "rl" and e["kind"] == "progress" for e in seen)  # workers' own
+    with pytest.raises(UserError, match=r"RL draw rl failed: .*loss is nan.*log: .*bad/rl\.log"):
+        align(config.replace(draw_workers=2), policy_path, RewardFunction(nan_reward, "toy"),
+              "left", tmp_path / "bad", progress=False)
+
+
 def test_align_to_an_intent_without_a_pad(policy_path, tmp_path):
     """An intent that names no pad logs no reach rate; the evaluations count its satisfaction
     and the aligned checkpoint records it."""

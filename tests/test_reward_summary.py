@@ -9,6 +9,7 @@ module reuses.
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -177,6 +178,10 @@ def test_the_stage_saves_the_summary_and_every_reader_rebuilds_it(toy_labels, ag
     reward = load_reward_function(out, CONFIG, "left")
     np.testing.assert_array_equal(reward(frames, actions),
                                   score_episodes(model, frames, actions).astype(np.float64))
+    # It pickles (align hands it to the worker processes of its RL draws) and scores the same.
+    again = pickle.loads(pickle.dumps(reward))
+    assert again.identity == reward.identity
+    np.testing.assert_array_equal(again(frames, actions), reward(frames, actions))
     # Weights with a summary under a checkpoint.json without its stride do not load silently.
     weights, _ = load_weights(out, kind="reward")
     bare = tmp_path / "bare"

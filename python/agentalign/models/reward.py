@@ -395,11 +395,20 @@ def load_reward_function(path: str | Path, policy_config: PolicyConfig, target: 
     if trained_for is not None and trained_for != target:
         raise UserError(f"reward model {path} was trained for target {trained_for!r}, "
                         f"not {target!r}")
+    return RewardFunction(ModelScore(model, batch_size), str(info.get("sha256")))
 
-    def reward(frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(score_episodes(model, frames, actions, batch_size), dtype=np.float64)
 
-    return RewardFunction(reward, str(info.get("sha256")))
+@dataclass(frozen=True, eq=False)
+class ModelScore:
+    """A reward model's episode scores: an object, not a closure, so that it pickles and worker
+    processes (align's RL draws side by side) can be handed it."""
+
+    model: RewardModel
+    batch_size: int = 64
+
+    def __call__(self, frames: list[np.ndarray], actions: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(score_episodes(self.model, frames, actions, self.batch_size),
+                          dtype=np.float64)
 
 
 def init_from_policy(model: RewardModel, policy_checkpoint_path: str | Path) -> dict[str, Any]:

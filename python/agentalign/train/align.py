@@ -13,7 +13,9 @@ out/rl-1, ..., seeds rl.seed + i) and the aligned policy is the draw whose runs 
 reward model picks, not ground truth (out/pick.json). `second_iterations` > 0 then runs a second
 RL from the picked policy (out/rl-I-second for draw I, so a rerun with more draws that picks
 another keeps both; the picked policy is its KL reference and its along states are its own
-runs), which carries a route RL found part way to the whole spawn set.
+runs), which carries a route RL found part way to the whole spawn set. The draws run side by
+side in `draw_workers` worker processes (train.draws; 0: one per core), the same draws as one
+after another.
 
 The target is a designer intent by name (`envs.intents`; `intents` names its file, default the
 packaged one): a pad, or, say, `campfire-middle`. For an intent other than a plain pad the
@@ -43,6 +45,7 @@ from agentalign.rollout.trajectories import sample_trajectories
 from agentalign.spec import PADS
 from agentalign.train import prefft, rl
 from agentalign.train.align_config import AlignSettings
+from agentalign.train.draws import portable, run_side_by_side, worker_count
 
 PICK = "pick.json"
 PICK_STREAM = 4_271  # seeds the runs that score the draws apart from RL's and evaluation's
@@ -74,9 +77,15 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
     first = prefft.run(settings.prefft, policy, score, target, out / "prefft", intents=intents,
                        progress=progress, **on)
     folders = ["rl"] + [f"rl-{i}" for i in range(1, settings.draws)]
-    draws = [rl.run(settings.rl.replace(seed=settings.rl.seed + i), out / "prefft", score,
-                    target, out / folder, intents=intents, progress=progress, **on)
-             for i, folder in enumerate(folders)]
+    jobs = [(settings.rl.replace(seed=settings.rl.seed + i), out / folder)
+            for i, folder in enumerate(folders)]
+    pending = [job for job in jobs if read_json(job[1] / METRICS) is None]  # not finished
+    workers = worker_count(settings.draw_workers, len(pending))
+    if cluster is None and workers > 1 and portable(score):
+        run_side_by_side(pending, out / "prefft", score, target, intents=intents,
+                         workers=workers, progress=progress)
+    draws = [rl.run(config, out / "prefft", score, target, folder, intents=intents,
+                    progress=progress, **on) for config, folder in jobs]
     runs = [read_json(out / f / METRICS)["run"] for f in folders]  # each draw's identity
     identity = {"prefft": read_json(out / "prefft" / METRICS)["run"], "rl": runs[0]}
     picked, pick = 0, None

@@ -27,6 +27,8 @@ class AlignSettings(Settings):
                                metadata={**at_least(1), **dormant_while("draws", 1)})
     second_iterations: int = field(
         default=0, metadata={**at_least(0), **dormant_while("second_iterations", 0)})
+    draw_workers: int = field(default=0,
+                              metadata={**at_least(0), **dormant_while("draws", 1)})
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +36,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "Preference fine-tuning (OUT/prefft) then RL (OUT/rl); the aligned policy is saved in "
         "OUT/checkpoints with its target. Resumable: a finished sub-stage is skipped. Settings: "
         "--set prefft.KEY=VALUE, --set rl.KEY=VALUE (configs/prefft.yaml, configs/rl.yaml); "
-        "--set draws=K runs RL with K seeds and keeps the one the reward model rates best, "
+        "--set draws=K runs RL with K seeds (side by side, one per core: --set draw_workers=N) "
+        "and keeps the one the reward model rates best, "
         "--set second_iterations=N then runs a second RL from it (configs/align.yaml).")
     alignment_arguments(parser, "runs/align")
     parser.add_argument("--env", dest="env", help=ENV_HELP)
