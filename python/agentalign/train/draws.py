@@ -12,10 +12,12 @@ differ from a draw run alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
 import queue
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -29,6 +31,7 @@ from agentalign.train.rl_config import RLSettings
 from agentalign.workers import pinned_pool
 
 _sent: Any = None  # in a worker: the queue its events go back on
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_count(asked: int, draws: int) -> int:
@@ -114,6 +117,19 @@ def _forward(channel: Any, done: dict[str, float], bar: events.Progress,
 def _listen(channel: Any) -> None:
     global _sent
     _sent = channel
+    _end_with_parent()
+
+
+def _end_with_parent() -> None:
+    """On Linux, a worker gets SIGTERM when the align process dies (killed, out of memory), so
+    no orphaned draw goes on writing into a folder that a rerun resumes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the draw runs to its end
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _draw(settings: RLSettings, policy: str, reward: str | Path | RewardFunction, target: str,
