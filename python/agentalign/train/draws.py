@@ -52,12 +52,12 @@ def portable(reward: RewardFunction) -> bool:
 
 
 def run_side_by_side(draws: list[tuple[RLSettings, Path]], policy: Path,
-                     reward: str | Path | RewardFunction, target: str, *,
-                     intents: str | Path | None, workers: int, progress: bool) -> None:
+                     reward: RewardFunction, target: str, *, intents: str | Path | None,
+                     workers: int, progress: bool) -> None:
     """Run each (settings, out) draw's RL from `policy` to its end (a finished one is skipped,
     an interrupted one resumes) in `workers` processes. The results are read back by the
-    caller's own `rl.run`, which skips finished draws. If a draw fails, the draws already
-    running finish first (each checkpoints: a rerun resumes the rest)."""
+    caller's own `rl.run`, which skips finished draws. If a draw fails, the others still run to
+    their end, then one UserError names every failed draw (a rerun resumes them)."""
     channel = multiprocessing.get_context("spawn").Queue()
     pool = pinned_pool(workers, initializer=_listen, initargs=(channel,))
     done = {str(out): 0.0 for _, out in draws}
@@ -132,8 +132,8 @@ def _end_with_parent() -> None:
         os._exit(1)
 
 
-def _draw(settings: RLSettings, policy: str, reward: str | Path | RewardFunction, target: str,
-          out: str, intents: str | None) -> None:
+def _draw(settings: RLSettings, policy: str, reward: RewardFunction, target: str, out: str,
+          intents: str | None) -> None:
     """One draw in a worker: its events go back tagged with its folder, its output to a log."""
     channel = _sent
     events.set_sink(None if channel is None else lambda e: channel.put({**e, "draw": out}))
