@@ -79,7 +79,7 @@ def run(settings: AlignSettings, policy: str | Path, reward: str | Path | Reward
     folders = ["rl"] + [f"rl-{i}" for i in range(1, settings.draws)]
     jobs = [(settings.rl.replace(seed=settings.rl.seed + i), out / folder)
             for i, folder in enumerate(folders)]
-    pending = [job for job in jobs if read_json(job[1] / METRICS) is None]  # not finished
+    pending = [(c, f) for c, f in jobs if not (f / METRICS).exists()]  # unfinished draws
     workers = worker_count(settings.draw_workers, len(pending))
     if cluster is None and workers > 1 and portable(score):
         run_side_by_side(pending, out / "prefft", score, target, intents=intents,

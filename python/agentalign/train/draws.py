@@ -88,12 +88,11 @@ def run_side_by_side(draws: list[tuple[RLSettings, Path]], policy: Path,
 def _failure(future: Future[None], out: Path) -> list[str]:
     try:
         future.result()
-    except UserError as e:
-        return [f"RL draw {out.name} failed: {e} (log: {out}.log)"]
     except BrokenProcessPool as e:
         return [f"RL draw {out.name}'s worker process died ({e}; log: {out}.log)"]
     except Exception as e:
-        return [f"RL draw {out.name} failed: {type(e).__name__}: {e} (log: {out}.log)"]
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return [f"RL draw {out.name} failed: {why} (log: {out}.log)"]
     return []
 
 
@@ -137,7 +136,6 @@ def _draw(settings: RLSettings, policy: str, reward: RewardFunction, target: str
     """One draw in a worker: its events go back tagged with its folder, its output to a log."""
     channel = _sent
     events.set_sink(None if channel is None else lambda e: channel.put({**e, "draw": out}))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.log", "a", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
         rl.run(settings, policy, reward, target, out, intents=intents, progress=False)
