@@ -119,6 +119,39 @@ def test_prefft_fine_tunes_on_the_top_scored_rollouts(policy_path, tmp_path):
     assert info["stage"] == "prefft" and info["meta"]["target"] == "left"
 
 
+def test_prefft_can_keep_runs_another_agent_finished(policy_path, tmp_path):
+    """explore_episodes: more runs a round, taken over part way by explore_policy; the reward
+    model sees them with the policy's own, and the kept ones may be either. Taken over at
+    decision 0, such a run is the explorer's own run from that start."""
+    from agentalign.rollout import training_starts
+    from agentalign.rollout.trajectories import sample_trajectories
+    from agentalign.train.prefft import EXPLORE_STREAM
+
+    torch.manual_seed(1)
+    other = Policy(get_config("tiny", **TINY)).eval()
+    explorer = tmp_path / "explorer"
+    save_step(explorer, other, other.config.to_dict(), kind="policy", stage="pretrain", step=0)
+    seen: list = []
+    config = small_prefft(explore_episodes=6, explore_policy=str(explorer), explore_within=0)
+    prefft(config, policy_path, spy_reward(seen), "left", tmp_path / "p", progress=False)
+    (frames, actions), = seen
+    assert len(frames) == 8 + 6
+    layout = load_layout()
+    seed = config.seed * 1_000 + 1 + EXPLORE_STREAM
+    own, _, _ = sample_trajectories(other, training_starts(layout, 6, seed, config.spawn_jitter,
+                                                           0.0), layout, num_envs=8,
+                                    max_steps=config.max_steps, seed=seed)
+    for got, want in zip(actions[8:], own, strict=True):
+        np.testing.assert_array_equal(got, want.actions)
+    info = json.loads((tmp_path / "p" / "round-1" / "selection.json").read_text())
+    keep = select_top(left_pad_percent(frames, actions), config.top_fraction)
+    assert info["episodes"] == 14 and info["explored_selected"] == int((keep >= 8).sum())
+    # the settings' identity: the explorer's checkpoint, not its path; none while unused
+    assert "explore_episodes" not in small_prefft().to_dict()
+    with pytest.raises(ValueError, match="explore_policy"):
+        small_prefft(explore_episodes=6)
+
+
 # --- log-probs and the RL update -----------------------------------------------------------------
 
 

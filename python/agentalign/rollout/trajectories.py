@@ -10,7 +10,7 @@ starts no training batch used (`EVAL_STREAM`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
@@ -18,7 +18,7 @@ from gymnasium.vector import VectorEnv
 from agentalign.envs.intents import Intent, satisfaction
 from agentalign.envs.layout import Layout
 from agentalign.models.policy import Policy
-from agentalign.rollout.actors import Actor, PolicyActor
+from agentalign.rollout.actors import Actor, HandoffActor, PolicyActor
 from agentalign.rollout.cluster import Where, play_on
 from agentalign.rollout.outcomes import summarise
 from agentalign.rollout.starts import (
@@ -28,6 +28,9 @@ from agentalign.rollout.starts import (
     spawn_starts,
     visited_states,
 )
+
+if TYPE_CHECKING:
+    from agentalign.rollout.loop import Rollout
 
 EVAL_STREAM = 7_919  # seeds the evaluation starts apart from every training round/iteration
 
@@ -56,11 +59,34 @@ def sample_trajectories(policy: Policy, starts: Starts, layout: Layout, *, num_e
                      height=policy.config.obs_height, width=policy.config.obs_width,
                      max_steps=max_steps, seed=seed, record_frames=first + len(starts),
                      env=env, first=first)
+    return _learner_views(played, actor, features)
+
+
+def sample_handed_over(policy: Policy, then: Policy, within: int, starts: Starts,
+                       layout: Layout, *, num_envs: int, max_steps: int, seed: int,
+                       env: str | VectorEnv = "island", where: Where = None
+                       ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
+    """As `sample_trajectories`, but `then` takes over each episode with an empty context after
+    a decision drawn uniform in 0..`within` (rollout.actors.HandoffActor): runs that start on
+    the policy's route and go on as another agent would. The trajectories' log-probs are NaN
+    (two policies acted): fit for imitation and scoring, not for policy gradients."""
+    actor = HandoffActor(PolicyActor(policy), PolicyActor(then), (0, within))
+    played = play_on(where, actor, starts, num_envs=num_envs, layout=layout,
+                     height=policy.config.obs_height, width=policy.config.obs_width,
+                     max_steps=max_steps, seed=seed, record_frames=len(starts), env=env)
+    return _learner_views(played, None, False)
+
+
+def _learner_views(played: Rollout, actor: PolicyActor | None, features: bool
+                   ) -> tuple[list[Trajectory], np.ndarray, np.ndarray]:
+    """Each episode's Trajectory (log-probs and encodings as `actor` recorded them; NaN
+    log-probs without one), then the true outcomes and lengths."""
     trajectories = []
     for e in played.episodes:
         assert e.frames is not None
-        logprobs = np.asarray(actor.logprobs[e.index][:e.length], dtype=np.float32)
-        encoded = np.stack(actor.features[e.index][:e.length]) if features else None
+        logprobs = (np.full(e.length, np.nan, np.float32) if actor is None else
+                    np.asarray(actor.logprobs[e.index][:e.length], dtype=np.float32))
+        encoded = np.stack(actor.features[e.index][:e.length]) if actor and features else None
         trajectories.append(Trajectory(np.ascontiguousarray(e.frames[:e.length]),
                                        e.actions.astype(np.int64), logprobs, encoded))
     outcomes = np.array([e.outcome for e in played.episodes], dtype=np.int64)

@@ -137,6 +137,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     sft_config = config_from_info(read_info(run / "sft", kind="policy")[1], run / "sft")
     score = load_reward_function(job_dir / "reward", sft_config, name)
     aligned = align(load(AlignSettings, None, [f"prefft.seed={seed}", f"rl.seed={seed}",
+                                               f"prefft.explore_policy={run / 'pretrain'}",
                                                *stages.get("align", [])]),
                     start, score, target, job_dir / "align", progress=False)
     _step(job_dir, "export")

@@ -9,6 +9,13 @@ selected episodes). The next round samples from the fine-tuned policy. It moves 
 onto behaviour it already shows now and then, cheaply and stably, so the online RL that follows
 (`train.rl`) starts where the reward model's preferred runs are common rather than rare.
 
+What the policy never completes it cannot select. With `explore_episodes`, each round also plays
+that many runs that the policy starts and `explore_policy` (in the studio: the pre-trained
+agent) takes over part way with an empty context; they are scored and kept with the policy's
+own. Measured on "pass by the campfire, then end on the middle pad" from a policy that passes
+the campfire and never turns to the middle pad: fine-tuned on the kept runs, it did the whole
+rubric in 6-32% of its runs (docs/results.md, "The studio").
+
 Ground truth stays out. The learner and the reward model see frames and actions only
 (`Trajectory`); the selected corpus stores zeros for positions and headings and placeholders
 for outcome, spawn and target. The true outcomes of the rollouts are counted for the logs
@@ -44,15 +51,22 @@ from agentalign.envs.intents import Intent, final_pad, intent_by_name
 from agentalign.envs.layout import Layout, load_layout
 from agentalign.lifecycle import StageRun, read_json, result_from
 from agentalign.models.checkpoint import config_from_info, load_policy, read_info, save_step
-from agentalign.models.policy import PolicyConfig
+from agentalign.models.policy import Policy, PolicyConfig
 from agentalign.models.reward import RewardFunction, load_reward_function
 from agentalign.rollout import intent_line, rates_line, training_starts
 from agentalign.rollout.cluster import Cluster, WorkerPool, pool_for
-from agentalign.rollout.trajectories import Trajectory, measure_rates, sample_trajectories
+from agentalign.rollout.trajectories import (
+    Trajectory,
+    measure_rates,
+    sample_handed_over,
+    sample_trajectories,
+)
 from agentalign.spec import OUTCOME_CODES, PADS
 from agentalign.train.bc import train
 from agentalign.train.distributed import cpu_settings
 from agentalign.train.prefft_config import PrefftSettings
+
+EXPLORE_STREAM = 5_003  # seeds the handed-over runs apart from the round's own rollouts
 
 
 @dataclass(frozen=True)
@@ -127,9 +141,11 @@ def run(settings: PrefftSettings, policy: str | Path, reward: str | Path | Rewar
     intent = target_intent(target, intents, settings.layout)
     score = reward_function(reward, policy, target)
     out = Path(out)
-    life = StageRun(out, "prefft", {"stage": "prefft", "config": settings.identity(),
-                                     "target": target, "init": policy_identity(policy),
-                                     "reward": score.identity})
+    identity = {"stage": "prefft", "config": settings.identity(), "target": target,
+                "init": policy_identity(policy), "reward": score.identity}
+    if settings.explore_episodes:
+        identity["explore"] = policy_identity(settings.explore_policy)
+    life = StageRun(out, "prefft", identity)
     if (done := life.begin()) is not None:
         return result_from(PrefftResult, done)
     with pool_for(cluster) as where:
@@ -158,12 +174,18 @@ def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: Rewar
                 trajectories, outcomes, _ = sample_trajectories(
                     model, starts, layout, num_envs=settings.num_envs,
                     max_steps=settings.max_steps, seed=seed, env=settings.env, where=where)
+                if settings.explore_episodes:
+                    more, more_outcomes = _explore(settings, model, layout, seed, where)
+                    trajectories, outcomes = trajectories + more, np.concatenate(
+                        [outcomes, more_outcomes])
                 scores = score([t.frames for t in trajectories],
                                [t.actions for t in trajectories])
             keep = select_top(scores, settings.top_fraction)
             info = {"round": r, "episodes": len(trajectories), "selected": len(keep),
                     "score_mean": float(scores.mean()),
                     "score_selected_min": float(scores[keep].min())}
+            if settings.explore_episodes:  # how many of the kept runs were handed over
+                info["explored_selected"] = int((keep >= settings.episodes).sum())
             reached = ""
             if pad is not None:  # ground truth, for the log only: do the scores pick its runs
                 hit = outcomes == OUTCOME_CODES[pad]
@@ -194,6 +216,22 @@ def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: Rewar
     return result_from(PrefftResult, life.finish({
         "target": target, "rounds": rounds, "evaluation": evaluation,
         "wall_seconds": time.perf_counter() - clock, "checkpoint": str(path.relative_to(out))}))
+
+
+def _explore(settings: PrefftSettings, model: Policy, layout: Layout, seed: int,
+             where: WorkerPool | None) -> tuple[list[Trajectory], np.ndarray]:
+    """`explore_episodes` more runs from starts of their own stream, each taken over part way
+    by `explore_policy` (sample_handed_over). Why: a behaviour the policy never completes (pass
+    the campfire, then turn to the middle pad) appears when it starts the route and another
+    agent finishes it; the reward model then decides which of those runs are worth imitating."""
+    explorer, _ = load_policy(settings.explore_policy)
+    seed += EXPLORE_STREAM
+    starts = training_starts(layout, settings.explore_episodes, seed, settings.spawn_jitter,
+                             settings.anywhere, settings.anywhere_edge)
+    runs, outcomes, _ = sample_handed_over(
+        model, explorer, settings.explore_within, starts, layout, num_envs=settings.num_envs,
+        max_steps=settings.max_steps, seed=seed, env=settings.env, where=where)
+    return runs, outcomes
 
 
 def summary(result: PrefftResult) -> str:

@@ -16,6 +16,7 @@ from agentalign.config import (
     add_options,
     at_least,
     between,
+    dormant_while,
     load_from_args,
 )
 from agentalign.envs.factory import ENV_HELP, check_env_setting
@@ -45,13 +46,24 @@ class PrefftSettings(Settings):
     seed: int = field(metadata=at_least(0))
     num_threads: int = field(metadata=at_least(0))
     finetune: SftSettings  # the imitation trainer's settings for each round's fine-tuning
+    # added later: out of to_dict (identities, the recipe digest) while explore_episodes is 0
+    explore_episodes: int = field(default=0, metadata={
+        **at_least(0), **dormant_while("explore_episodes", 0)})
+    explore_policy: str = field(default="", metadata=dormant_while("explore_episodes", 0))
+    explore_within: int = field(default=40, metadata={
+        **at_least(0), **dormant_while("explore_episodes", 0)})
 
     def check(self) -> None:
         check_env_setting(self.env)
+        if self.explore_episodes and not self.explore_policy:
+            raise ValueError("prefft explore_episodes > 0 needs explore_policy: the checkpoint "
+                             "that takes over those runs part way (e.g. the pre-trained agent)")
 
     def identity(self) -> dict[str, Any]:
-        """Not `env`: both backends play the same episodes for a seed."""
-        return without_anywhere({k: v for k, v in self.to_dict().items() if k != "env"})
+        """Not `env`: both backends play the same episodes for a seed; not the explorer's path
+        (its checkpoint's hash is part of the stage's identity instead)."""
+        return without_anywhere({k: v for k, v in self.to_dict().items()
+                                 if k not in ("env", "explore_policy")})
 
 
 def alignment_arguments(parser: argparse.ArgumentParser, out: str) -> None:
