@@ -150,6 +150,12 @@ def test_prefft_can_keep_runs_another_agent_finished(policy_path, tmp_path):
     assert "explore_episodes" not in small_prefft().to_dict()
     with pytest.raises(ValueError, match="explore_policy"):
         small_prefft(explore_episodes=6)
+    small = Policy(get_config("tiny", **TINY, obs_height=32, obs_width=32)).eval()
+    save_step(tmp_path / "small", small, small.config.to_dict(), kind="policy", stage="sft",
+              step=0)
+    with pytest.raises(UserError, match="same run"):
+        prefft(small_prefft(explore_episodes=6, explore_policy=str(tmp_path / "small")),
+               policy_path, TOY, "left", tmp_path / "q", progress=False)
 
 
 # --- log-probs and the RL update -----------------------------------------------------------------

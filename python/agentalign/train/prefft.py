@@ -49,6 +49,7 @@ from agentalign.atomic import write_json_atomic
 from agentalign.data.shards import MANIFEST, Episode, write_shard
 from agentalign.envs.intents import Intent, final_pad, intent_by_name
 from agentalign.envs.layout import Layout, load_layout
+from agentalign.errors import UserError
 from agentalign.lifecycle import StageRun, read_json, result_from
 from agentalign.models.checkpoint import config_from_info, load_policy, read_info, save_step
 from agentalign.models.policy import Policy, PolicyConfig
@@ -225,6 +226,10 @@ def _explore(settings: PrefftSettings, model: Policy, layout: Layout, seed: int,
     the campfire, then turn to the middle pad) appears when it starts the route and another
     agent finishes it; the reward model then decides which of those runs are worth imitating."""
     explorer, _ = load_policy(settings.explore_policy)
+    sizes = [(m.config.obs_height, m.config.obs_width) for m in (model, explorer)]
+    if sizes[0] != sizes[1]:
+        raise UserError(f"prefft explore_policy {settings.explore_policy} sees {sizes[1]} "
+                        f"frames, the policy {sizes[0]}: give a policy of the same run")
     seed += EXPLORE_STREAM
     starts = training_starts(layout, settings.explore_episodes, seed, settings.spawn_jitter,
                              settings.anywhere, settings.anywhere_edge)
