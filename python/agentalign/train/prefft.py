@@ -160,6 +160,7 @@ def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: Rewar
     target, pad = intent.name, final_pad(intent)
     layout = load_layout(settings.layout)
     threads = settings.num_threads or len(os.sched_getaffinity(0))
+    explorer = _explorer(settings, policy) if settings.explore_episodes else None
     current = policy
     rounds = []
     for r in range(1, settings.rounds + 1):
@@ -175,8 +176,9 @@ def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: Rewar
                 trajectories, outcomes, _ = sample_trajectories(
                     model, starts, layout, num_envs=settings.num_envs,
                     max_steps=settings.max_steps, seed=seed, env=settings.env, where=where)
-                if settings.explore_episodes:
-                    more, more_outcomes = _explore(settings, model, layout, seed, where)
+                if explorer is not None:
+                    more, more_outcomes = _explore(settings, model, explorer, layout, seed,
+                                                   where)
                     trajectories, outcomes = trajectories + more, np.concatenate(
                         [outcomes, more_outcomes])
                 scores = score([t.frames for t in trajectories],
@@ -219,17 +221,24 @@ def _prefft(settings: PrefftSettings, life: StageRun, policy: Path, score: Rewar
         "wall_seconds": time.perf_counter() - clock, "checkpoint": str(path.relative_to(out))}))
 
 
-def _explore(settings: PrefftSettings, model: Policy, layout: Layout, seed: int,
-             where: WorkerPool | None) -> tuple[list[Trajectory], np.ndarray]:
-    """`explore_episodes` more runs from starts of their own stream, each taken over part way
-    by `explore_policy` (sample_handed_over). Why: a behaviour the policy never completes (pass
-    the campfire, then turn to the middle pad) appears when it starts the route and another
-    agent finishes it; the reward model then decides which of those runs are worth imitating."""
+def _explorer(settings: PrefftSettings, policy: Path) -> Policy:
+    """`explore_policy`, loaded once and checked before any round plays: it must see the
+    policy's frames."""
     explorer, _ = load_policy(settings.explore_policy)
-    sizes = [(m.config.obs_height, m.config.obs_width) for m in (model, explorer)]
+    config = config_from_info(read_info(policy, kind="policy")[1], policy)
+    sizes = [(c.obs_height, c.obs_width) for c in (config, explorer.config)]
     if sizes[0] != sizes[1]:
         raise UserError(f"prefft explore_policy {settings.explore_policy} sees {sizes[1]} "
                         f"frames, the policy {sizes[0]}: give a policy of the same run")
+    return explorer
+
+
+def _explore(settings: PrefftSettings, model: Policy, explorer: Policy, layout: Layout,
+             seed: int, where: WorkerPool | None) -> tuple[list[Trajectory], np.ndarray]:
+    """`explore_episodes` more runs from starts of their own stream, each taken over part way
+    by `explorer` (sample_handed_over). Why: a behaviour the policy never completes (pass
+    the campfire, then turn to the middle pad) appears when it starts the route and another
+    agent finishes it; the reward model then decides which of those runs are worth imitating."""
     seed += EXPLORE_STREAM
     starts = training_starts(layout, settings.explore_episodes, seed, settings.spawn_jitter,
                              settings.anywhere, settings.anywhere_edge)
