@@ -450,12 +450,18 @@ def test_the_way_rubric_config_is_a_valid_studio_config():
     and reaches the align job's stages."""
     config = load(StudioSettings, Path(__file__).parent.parent / "examples" / "studio-way.yaml")
     assert config.stages["reward"] == ("summary_stride=4",)
-    assert config.stages["align"] == ("prefft.rounds=0", "rl.along=0.5", "rl.iterations=200")
+    assert config.stages["align"] == ("prefft.rounds=2", "prefft.explore_episodes=256",
+                                      "prefft.top_fraction=0.125", "rl.along=0.5",
+                                      "rl.iterations=200")
     assert config.pool.aligned_episodes == 200 and config.pool.sft_episodes == 200
+    assert config.pool.handoff_episodes == 200 and config.uncertainty == "top"
     assert config.budget == 300
     from agentalign.train.align_config import AlignSettings
     from agentalign.train.reward_config import RewardSettings
 
     assert load(RewardSettings, None, list(config.stages["reward"])).summary_stride == 4
-    align = load(AlignSettings, None, list(config.stages["align"]))
-    assert align.prefft.rounds == 0 and align.rl.along == 0.5 and align.rl.iterations == 200
+    # the align job names the run's pre-trained agent as the explorer (studio.job)
+    align = load(AlignSettings, None, ["prefft.explore_policy=runs/future/pretrain",
+                                       *config.stages["align"]])
+    assert align.prefft.rounds == 2 and align.prefft.explore_episodes == 256
+    assert align.rl.along == 0.5 and align.rl.iterations == 200
