@@ -2,7 +2,7 @@
 
     python benchmarks/studio_selection.py --labels runs/studio-e2e/s0/pool/labels \
         --encoder runs/demo/sft [--intent campfire-middle] [--budget 300] [--repeats 2] \
-        [--rules random entropy top]
+        [--rules random entropy top] [--features colour|encoder]
 
 On a studio pool (a label folder with pool-* corpora, e.g. the one benchmarks/studio_e2e.py
 records), a designer (IntentLabeller on the runs' true tracks) answers pairs chosen by each rule
@@ -11,7 +11,10 @@ with the studio's own code (studio.select: features of pool.py, the linear ensem
 held-out random pairs. Prints held-out accuracy at 50, 100, 150, 200 and `--budget` labels,
 averaged over `--repeats` draws, how many of the asked pairs hold a run that satisfies the
 intent, and how far the final ensemble rates those runs over the other runs that end on the
-intent's pad ("sat over pad": what a reward model must learn for a rubric about the way).
+intent's pad ("sat over pad": what a reward model must learn for a rubric about the way), and,
+per draw, the labels each rule needs to reach the accuracy the random rule's draw ends with (the
+studio e2e benchmark's "labels needed"; "-" when never). `--features` picks what the ensemble
+reads (studio.pool: `colour`, the default, or `encoder`, the SFT agent's CNN).
 Rule "top" (the studio's `uncertainty: top`): the most uncertain (entropy) of candidate pairs
 drawn from the quarter of the pool's runs the ensemble rates highest.
 """
@@ -29,7 +32,7 @@ from agentalign.data.shards import Corpus
 from agentalign.envs.intents import IntentLabeller, final_pad, intent_by_name, track_from_episode
 from agentalign.models.checkpoint import load_policy
 from agentalign.studio import select
-from agentalign.studio.pool import _episode_features
+from agentalign.studio.pool import _episode_features, colour_features
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", nargs="+", default=["random", "disagreement", "entropy"],
                         choices=["random", "disagreement", "entropy", "top"])
+    parser.add_argument("--features", default="colour", choices=["colour", "encoder"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_policy(args.encoder)
@@ -52,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         for folder in sorted(p for p in args.labels.iterdir() if p.name.startswith("pool-")):
             corpus = Corpus(folder, verify=False)
             for e in range(corpus.num_episodes):
-                features.append(_episode_features(model, corpus, e))
+                features.append(colour_features(corpus.episode(e)["frames"])
+                                if args.features == "colour" else
+                                _episode_features(model, corpus, e))
                 tracks.append(track_from_episode(corpus.episode(e),
                                                  int(corpus.episodes["outcomes"][e])))
     F = np.stack(features)
@@ -76,16 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     H = np.array(held)
     heldout = (H[:, 0].astype(int), H[:, 1].astype(int), H[:, 2])
     points = [n for n in (50, 100, 150, 200) if n < args.budget] + [args.budget]
-    for rule in args.rules:
+    finals: list[float] = []  # the random rule's final accuracy per draw
+    for rule in ["random", *[r for r in args.rules if r != "random"]]:
         runs = [simulate(F, answer, rule, args.budget, heldout, [args.seed, k])
                 for k in range(args.repeats)]
         curves = [r[0] for r in runs]
+        finals = finals or [c[args.budget] for c in curves]
+        needed = [next((n for n in sorted(c) if c[n] >= level - 1e-9), None)
+                  for c, level in zip(curves, finals, strict=True)]
         with_sat = np.mean([sat[r[1]].any(1).sum() for r in runs])
         margin = np.mean([r[2].score(F)[sat].mean() - r[2].score(F)[on_pad & ~sat].mean()
                           for r in runs]) if sat.any() and (on_pad & ~sat).any() else np.nan
         print(f"{rule:12s} " + "  ".join(f"{n}: {100 * np.mean([c[n] for c in curves]):.1f}%"
                                          for n in points)
-              + f"  pairs with a satisfying run {with_sat:.0f}  sat over pad {margin:+.2f}",
+              + f"  pairs with a satisfying run {with_sat:.0f}  sat over pad {margin:+.2f}"
+              + "  labels needed " + "/".join("-" if n is None else str(n) for n in needed),
               flush=True)
     return 0
 

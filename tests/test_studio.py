@@ -213,6 +213,56 @@ def test_each_align_records_its_own_pool_corpus_and_retires_the_older(studio):
     assert active == {second.corpus}
 
 
+def test_colour_features_pool_each_frames_colour_shares_over_the_episode():
+    from agentalign.studio.pool import LEVELS, colour_features
+
+    frames = np.zeros((3, 4, 4, 3), np.uint8)
+    frames[0, ..., 0] = 255  # all red
+    frames[1, :2, :, 0] = 255  # half red, half (below) blue
+    frames[1, 2:, :, 2] = 255
+    frames[2, ..., 2] = 255  # all blue
+    size = LEVELS ** 3
+    red, blue = (LEVELS - 1) * LEVELS * LEVELS, LEVELS - 1
+    f = colour_features(frames)
+    peak, mean, last = f[:size], f[size:2 * size], f[2 * size:]
+    assert f.shape == (3 * size,) and f.dtype == np.float32
+    assert peak[red] == 1.0 and peak[blue] == 1.0  # each was once the whole view
+    assert mean[red] == pytest.approx(0.5) and mean[blue] == pytest.approx(0.5)
+    assert last[blue] == 1.0 and last[red] == 0.0
+    assert mean.sum() == pytest.approx(1.0) and last.sum() == pytest.approx(1.0)
+
+
+def test_switching_the_feature_kind_computes_the_missing_ones_and_keeps_the_others(studio):
+    """`pool.features: encoder` on a studio whose runs have colour features: the pool job
+    computes the encoder's for every pool corpus, an aligned one too, and the colour files
+    stay (switching back costs nothing)."""
+    from agentalign.studio.pool import feature_path
+
+    base = studio.state.pool()[0]["corpus"]
+    aligned = "pool-aligned-camp-align-camp-1-s3"
+    shutil.copytree(studio.labels / base, studio.labels / aligned)
+    studio.state.add_personality("camp", "by the fire", "middle")
+    studio.state.add_corpus(aligned, "aligned", 4, personality="camp")
+    colour_ids, colour = studio.pool_features()
+    assert colour.shape[1] == 192 and len(colour_ids) < 8 + 6 + 4 + 4 + 4  # aligned: none yet
+    job = studio.start_pool()  # the aligned corpus lacks colour features
+    assert job is not None and wait(studio.jobs, job["name"])["state"] == "done"
+    assert len(studio.pool_features()[0]) == 8 + 6 + 4 + 4 + 4
+    studio.close()
+    other = Studio(studio.run, load(StudioSettings, None, [*SMALL, "pool.features=encoder"]))
+    try:
+        job = other.start_pool()
+        assert job is not None and wait(other.jobs, job["name"])["state"] == "done"
+        ids, encoded = other.pool_features()
+        assert encoded.shape == (8 + 6 + 4 + 4 + 4, 3 * 32)  # the tiny policy's n_embd: 32
+        assert other.start_pool() is None  # complete now
+        for row in other.state.pool():
+            assert feature_path(other.labels, row["corpus"], "colour").exists()
+            assert feature_path(other.labels, row["corpus"], "encoder").exists()
+    finally:
+        other.close()
+
+
 def test_unfinished_jobs_resume_after_a_restart(studio):
     job = studio.jobs.start("probe", {"kind": "no-such-kind"})
     assert wait(studio.jobs, "probe")["state"] == "failed"
@@ -455,6 +505,7 @@ def test_the_way_rubric_config_is_a_valid_studio_config():
                                       "rl.iterations=200")
     assert config.pool.aligned_episodes == 200 and config.pool.sft_episodes == 200
     assert config.pool.handoff_episodes == 200 and config.uncertainty == "top"
+    assert config.pool.features == "encoder"  # as measured (docs/results.md)
     assert config.budget == 300
     from agentalign.train.align_config import AlignSettings
     from agentalign.train.reward_config import RewardSettings

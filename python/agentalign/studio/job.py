@@ -86,10 +86,12 @@ def _step(job_dir: Path, name: str) -> None:
 
 
 def run_pool(job: dict[str, Any], job_dir: Path) -> None:
-    from agentalign.studio.pool import PoolPart, record, write_features
+    from agentalign.data.shards import Corpus
+    from agentalign.studio.pool import PoolPart, load_features, record, write_features
     from agentalign.studio.state import StudioState
 
     run, labels, pool = Path(job["run"]), Path(job["labels"]), job["pool"]
+    kind = pool.get("features", "encoder")  # a job recorded before the key: the CNN's
     parts = [PoolPart("sft", run / "sft", pool["sft_episodes"], pool["seed"]),
              PoolPart("anywhere", run / "sft", pool["anywhere_episodes"], pool["seed"] + 1,
                       anywhere=pool["anywhere"]),
@@ -103,8 +105,12 @@ def run_pool(job: dict[str, Any], job_dir: Path) -> None:
                 continue
             _step(job_dir, f"pool-{part.kind}")
             corpus = record(part, labels, num_envs=pool["num_envs"], progress=False)
-            write_features(corpus, run / "sft", labels)
+            write_features(corpus, run / "sft", labels, kind)
             state.add_corpus(part.corpus, part.kind, corpus.num_episodes)
+        for row in state.pool():  # e.g. aligned runs, after `pool.features` changed kind
+            if load_features(labels, row["corpus"], kind) is None:
+                _step(job_dir, f"features-{row['corpus']}")
+                write_features(Corpus(labels / row["corpus"]), run / "sft", labels, kind)
     finally:
         state.close()
 
@@ -175,7 +181,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
             continue
         _step(job_dir, f"pool-{part.kind}")
         corpus = record(part, labels, num_envs=pool["num_envs"], progress=False)
-        write_features(corpus, run / "sft", labels)
+        write_features(corpus, run / "sft", labels, pool.get("features", "encoder"))
         state = StudioState(labels)
         try:
             state.add_corpus(part.corpus, part.kind, corpus.num_episodes, personality=name)

@@ -6,12 +6,22 @@ SFT agent from anywhere on the walkable island (so behaviour the SFT agent rarel
 spawns still appears in pairs), the pre-trained agent, and each aligned personality after its
 align, also handed over to the pre-trained agent part of the way (so runs that take the
 personality's route and then do something else appear: "by the campfire, then the middle pad"
-after a personality that learnt "by the campfire"). Features: per episode, the SFT agent's CNN
-encoding of every frame, averaged and max-pooled over the episode, beside the last frame's: what
-the ensemble that chooses pairs reads (pixels only, never positions or outcomes). The max ("was X
-ever in view") is there for intents about the way, not the end: on the intent "pass by the
-campfire, then end on the middle pad" (500 pool runs, 300 random labels, 500 common held-out
-pairs, seed 0) a linear ensemble on mean + last reached 83.0%, on mean + max + last 85.2%.
+after a personality that learnt "by the campfire"). Features: what the ensemble that chooses
+pairs reads of each episode (pixels only, never positions or outcomes), one of two kinds
+(`pool.features`):
+- `colour` (the default): per frame, the share of pixels in each of 4 x 4 x 4 colour bins, then
+  max-pooled ("how close did the campfire's or a pad's colour ever come"), averaged and taken
+  at the last frame. On this island landmarks, pads, sand and sea have distinct colours, and a
+  linear ensemble on these 192 numbers orders pairs better than on the CNN's, most of all pairs
+  that differ in a landmark passed (intent as below, seed 0's pool, 300 random labels: 90.4%
+  against 86.2% of 500 held-out pairs, 9 against 36 errors among the 294 pairs whose runs differ
+  in a part of the intent done; more in docs/results.md, "Colour features for the ensemble").
+- `encoder`: the SFT agent's CNN encoding of every frame, averaged and max-pooled over the
+  episode, beside the last frame's (mean + last alone: 83.0% on the figure below, with the max
+  85.2%; intent "pass by the campfire, then end on the middle pad", 500 pool runs, 300 random
+  labels, 500 common held-out pairs, seed 0).
+Each kind has its own file, so switching kinds computes the missing ones (the pool job) and
+keeps the others.
 """
 
 from __future__ import annotations
@@ -25,8 +35,10 @@ import numpy as np
 from agentalign.atomic import write_atomic
 from agentalign.data.shards import Corpus
 
-FEATURES = "features"  # folder beside the corpora: <corpus>.<VERSION>.npy, float32 [N, 3 * n_embd]
-VERSION = "v2"  # mean | max | last
+FEATURES = "features"  # folder beside the corpora: <corpus>.<version>.npy, float32 [N, D]
+VERSIONS = {"encoder": "v2",  # CNN: mean | max | last, D = 3 * n_embd
+            "colour": "colour-v1"}  # colour-bin shares: max | mean | last, D = 3 * LEVELS ** 3
+LEVELS = 4  # colour levels per channel
 
 
 @dataclass(frozen=True)
@@ -80,24 +92,37 @@ def record(part: PoolPart, labels: Path, *, layout: str = "jumppad_island", num_
                            anywhere=part.anywhere, along=part.along, reference=reference)
 
 
-def write_features(corpus: Corpus, encoder: Path, labels: Path) -> Path:
-    """labels/features/<corpus>.v2.npy: [mean | max over the episode | last frame] CNN
-    features."""
-    import torch
-
-    from agentalign.models.checkpoint import load_policy
-
-    out = labels / FEATURES / f"{corpus.folder.name}.{VERSION}.npy"
+def write_features(corpus: Corpus, encoder: Path, labels: Path, kind: str) -> Path:
+    """labels/features/<corpus>.<version>.npy for `kind` (module doc); reused when complete."""
+    out = feature_path(labels, corpus.folder.name, kind)
     if out.exists():
         found = np.load(out, mmap_mode="r")
         if found.shape[0] == corpus.num_episodes:
             return out
-    model, _ = load_policy(encoder)
-    with torch.no_grad():
-        rows = [_episode_features(model, corpus, e) for e in range(corpus.num_episodes)]
+    if kind == "colour":
+        rows = [colour_features(corpus.episode(e)["frames"]) for e in range(corpus.num_episodes)]
+    else:
+        import torch
+
+        from agentalign.models.checkpoint import load_policy
+
+        model, _ = load_policy(encoder)
+        with torch.no_grad():
+            rows = [_episode_features(model, corpus, e) for e in range(corpus.num_episodes)]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda f: np.save(f, np.stack(rows).astype(np.float32)))
     return out
+
+
+def colour_features(frames: np.ndarray) -> np.ndarray:
+    """[max | mean | last] over frames [T, H, W, 3] uint8 of each frame's colour-bin shares."""
+    bins = (frames.astype(np.int64) * LEVELS) >> 8  # 0..LEVELS-1 per channel
+    index = (bins[..., 0] * LEVELS + bins[..., 1]) * LEVELS + bins[..., 2]
+    steps, size = len(frames), LEVELS ** 3
+    offsets = np.arange(steps)[:, None] * size
+    shares = np.bincount((index.reshape(steps, -1) + offsets).ravel(), minlength=steps * size)
+    shares = shares.reshape(steps, size) / index[0].size
+    return np.concatenate([shares.max(0), shares.mean(0), shares[-1]]).astype(np.float32)
 
 
 def _episode_features(model: Any, corpus: Corpus, e: int) -> np.ndarray:
@@ -109,6 +134,10 @@ def _episode_features(model: Any, corpus: Corpus, e: int) -> np.ndarray:
     return torch.cat([encoded.mean(0), encoded.max(0).values, encoded[-1]]).float().numpy()
 
 
-def load_features(labels: Path, corpus: str) -> np.ndarray | None:
-    path = labels / FEATURES / f"{corpus}.{VERSION}.npy"
+def feature_path(labels: Path, corpus: str, kind: str) -> Path:
+    return labels / FEATURES / f"{corpus}.{VERSIONS[kind]}.npy"
+
+
+def load_features(labels: Path, corpus: str, kind: str) -> np.ndarray | None:
+    path = feature_path(labels, corpus, kind)
     return np.load(path) if path.exists() else None

@@ -13,7 +13,10 @@ middle pad", 500 runs, 500 common held-out pairs, 2 repeats, pools of seeds 0 an
 benchmarks/studio_selection.py, docs/benchmarks.md), held-out accuracy at 300 labels: random
 82.2 / 85.9%, disagreement 83.6 / 85.6%, entropy of the mean 85.2 / 87.5% (at 50-100 labels
 all within ~2 points). So "entropy" is the default and "disagreement" a setting; neither is far
-from random here.
+from random here. With the pool's colour features (studio.pool, the default since) on the pools
+of seeds 0 / 1 / 2, four draws each, entropy at 300 labels 93.0 / 90.5 / 89.0% against random
+90.6 / 89.2 / 86.7%, and it reaches random's final accuracy in 0.34 / 0.71 / 0.65 of random's
+labels on average (docs/results.md, "Colour features for the ensemble").
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ class Studio:
         """Record the pool (and its features) in the background, unless it is complete or
         being recorded. Features of an older version are computed again by the same job."""
         pool = self.state.pool()
-        complete = pool and all(load_features(self.labels, p["corpus"]) is not None
+        kind = self.settings.pool.features
+        complete = pool and all(load_features(self.labels, p["corpus"], kind) is not None
                                 for p in pool)
         jobs = [j for j in self.jobs.list() if j["kind"] == "pool"]
         if complete or any(j["state"] not in ("done", "failed", "cancelled") for j in jobs):
@@ -81,7 +82,7 @@ class Studio:
             if self.features is None or self.features[0] != key:
                 ids, rows = [], []
                 for p in pool:
-                    f = load_features(self.labels, p["corpus"])
+                    f = load_features(self.labels, p["corpus"], self.settings.pool.features)
                     if f is None:
                         continue
                     found = self.state.db.execute(
@@ -217,7 +218,7 @@ class Studio:
         if self.jobs.busy(personality):
             raise StudioError(f"an align job for {personality!r} is running; wait for it")
         policy = self.aligned_policy(start) if start else None
-        stats = self.state.stats(personality)
+        stats, cfg = self.state.stats(personality), self.settings
         if stats["train_labels"] < 2 or stats["heldout_labels"] < 1:
             raise StudioError(f"{personality!r} has {stats['train_labels']} training and "
                               f"{stats['heldout_labels']} held-out labels: label more pairs "
@@ -230,9 +231,10 @@ class Studio:
                 "pairs_chosen": {"random": stats["by_how"].get("random", 0),
                                  "active": stats["by_how"].get("active", 0),
                                  "heldout": stats["by_how"].get("heldout", 0),
-                                 "rule": "ensemble disagreement (studio.select), "
-                                         f"{self.settings.warmup_labels} random first, "
-                                         f"{self.settings.random_share:.0%} random after"},
+                                 "rule": f"{cfg.uncertainty} of {cfg.members} linear "
+                                         f"models on {cfg.pool.features} features "
+                                         f"(studio.select), {cfg.warmup_labels} random "
+                                         f"first, {cfg.random_share:.0%} random after"},
                 "agreement": stats["agreement"], "aligned_from": start or "sft"}
         return self.jobs.start(f"align-{personality}-{n}", {
             "kind": "align", "personality": personality, "pad": p["pad"], "card": card,

@@ -38,6 +38,7 @@ class PoolSettings(Settings):
     handoff_within: int = field(metadata=at_least(0))
     num_envs: int = field(metadata=at_least(1))
     seed: int = field(metadata=at_least(0))
+    features: Literal["colour", "encoder"]
 
 
 @dataclass(frozen=True)
