@@ -2,6 +2,7 @@
 
     python benchmarks/studio_e2e.py --run RUN [--seeds 0 1 2] [--labels 300]
         [--intent campfire-middle] [--out runs/studio-e2e] [--screenshots docs/img/studio]
+    python benchmarks/studio_e2e.py --run RUN --skip-align --draws 3   # arms only, 3 draws each
     python benchmarks/studio_e2e.py --smoke      # CI's version: a tiny run, 20 labels, tiny align
 
 RUN is a pipeline run (RUN/sft, RUN/pretrain; RUN/align-<pad> for the baseline personality).
@@ -14,7 +15,10 @@ RUN is a pipeline run (RUN/sft, RUN/pretrain; RUN/align-<pad> for the baseline p
    Each arm's ensemble (studio.select, the same fit the studio uses) is scored after every
    `--every` labels on one common held-out set of 500 random pool pairs the designer labelled,
    so the arms are compared on the same pairs; "labels needed" is the first count at which an
-   arm reaches the accuracy the random arm ends with.
+   arm reaches the accuracy the random arm ends with. One draw is noisy (a random curve can
+   touch its final accuracy early and fall back): `--draws N` labels N draws per arm (the
+   studio's pair rng seeded [seed, draw], same pool and held-out pairs) and reports labels
+   needed per draw and on the arms' mean curves.
 3. The active arm's labels align a personality (the studio's align job: reward model, prefft
    and RL, export), whose satisfaction is measured as in 1. With `--rounds R` the active arm
    labels in R rounds with an align after each: each aligned personality's runs join the pool,
@@ -240,7 +244,56 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
     for arm in ARMS:
         result["arms"][arm]["labels_needed"] = labels_needed(result["arms"][arm]["curve"],
                                                              final_random)
+    if args.draws > 1:
+        result["draws"] = more_draws(args, seed, overrides, result["arms"])
     return result
+
+
+def more_draws(args: argparse.Namespace, seed: int, overrides: list[str],
+               first: dict[str, Any]) -> dict[str, Any]:
+    """Draws 1.. of both arms on copies of the same pool (the studio's pair rng seeded
+    [seed, draw]; the common held-out pairs are the same), as draw 0 labels them; per draw the
+    labels each arm needs for that draw's random final accuracy, and on the mean curves."""
+    out = args.out / f"s{seed}"
+    designer = Designer(out / "pool" / "labels", args.intent)
+    curves = {arm: [first[arm]["curve"]] for arm in ARMS}
+    for draw in range(1, args.draws):
+        for arm, share in ARMS.items():
+            folder = out / f"{arm}-d{draw}"
+            done = folder / "arm.json"
+            if not done.exists():
+                shutil.rmtree(folder / "labels", ignore_errors=True)  # a half-labelled draw
+                shutil.copytree(out / "pool" / "labels", folder / "labels")
+                studio = Studio(args.run, load(StudioSettings, None, [
+                    *overrides, f"pool.seed={seed}", f"random_share={share}"]), folder=folder)
+                studio.rng = np.random.default_rng([seed, draw])
+                studio.state.add_personality("designer", intent_text(args.intent),
+                                             designer.pad, args.intent)
+                heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
+                curve: list[tuple[int, float | None]] = []
+                with running(studio) as url:
+                    timing = label_in_browser(
+                        url, studio, designer, "designer", intent_labels(args),
+                        every=args.every, on_count=lambda n, c=curve, s=studio, h=heldout:
+                            c.append((n, curve_point(s, "designer", h))))
+                studio.close()
+                done.write_text(json.dumps({"curve": curve, **timing}, indent=2) + "\n")
+            curves[arm].append([tuple(c) for c in json.loads(done.read_text())["curve"]])
+    return compare_draws(curves)
+
+
+def compare_draws(curves: dict[str, list[list[tuple[int, float | None]]]]) -> dict[str, Any]:
+    """Per draw, the labels each arm needs for that draw's random final accuracy; and the
+    same on the arms' mean curves (over the counts every draw scored)."""
+    per_draw = {arm: [labels_needed(c, r[-1][1]) for c, r in
+                      zip(curves[arm], curves["random"], strict=True)] for arm in curves}
+    points = [{n: a for n, a in c if a is not None} for arm in curves for c in curves[arm]]
+    counts = sorted(set.intersection(*(set(p) for p in points)))
+    mean = {arm: [(n, float(np.mean([dict(c)[n] for c in curves[arm]]))) for n in counts]
+            for arm in curves}
+    return {"labels_needed": per_draw, "mean_curve": mean,
+            "mean_labels_needed": {arm: labels_needed(mean[arm], mean["random"][-1][1])
+                                   for arm in curves}}
 
 
 def align(studio: Studio, personality: str, r: int, start: str | None) -> dict[str, Any]:
@@ -326,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the active arm's label-then-align rounds (labels split evenly)")
     parser.add_argument("--first", type=first_step, metavar="INTENT:N",
                         help="teach INTENT with N of the labels first; align the intent from it")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="label draws per arm and seed (with --skip-align): labels needed "
+                             "per draw and on the mean curves")
     parser.add_argument("--screenshots", type=Path, help="write the pages' screenshots here")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="studio settings (configs/studio.yaml)")
@@ -341,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.first and intent_labels(args) < args.rounds:
         parser.error(f"--first {args.first[0]}:{args.first[1]} leaves too few of --labels "
                      f"{args.labels} for the intent's {args.rounds} round(s)")
+    if args.draws > 1 and not args.skip_align:
+        parser.error("--draws compares the arms' labelling only: add --skip-align")
     if args.screenshots:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -387,6 +445,11 @@ def table(result: dict[str, Any]) -> str:
                            for n, a in r["curve"])
         lines.append(f"  {arm:7s} labels needed {r['labels_needed']}, {r['answered']} answers "
                      f"in {r['seconds']} s; curve {points}")
+    if "draws" in result:
+        d = result["draws"]
+        for arm in ARMS:
+            lines.append(f"  {arm:7s} labels needed per draw {d['labels_needed'][arm]}, on the "
+                         f"mean curve {d['mean_labels_needed'][arm]}")
     if "first" in result:
         first = result["first"]
         lines.append(f"  first: {first['intent']}, {first['train_labels']} labels; satisfies "

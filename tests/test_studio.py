@@ -415,6 +415,21 @@ def load_benchmark():
     return module
 
 
+def test_e2e_draws_compare_each_draw_and_the_mean_curves():
+    bench = load_benchmark()
+    curves = {"active": [[(10, 0.80), (20, 0.90), (30, 0.90)],
+                         [(10, 0.70), (20, 0.80), (30, 0.95)]],
+              "random": [[(10, 0.90), (20, 0.70), (30, 0.85)],
+                         [(10, 0.60), (20, 0.70), (30, 0.75), (40, 0.75)]]}
+    found = bench.compare_draws(curves)
+    # draw 0: random touched its final 0.85 at 10 labels (then fell); draw 1: 0.75 at 30
+    assert found["labels_needed"] == {"active": [20, 20], "random": [10, 30]}
+    # the mean curves: the counts every draw scored (40 only one did)
+    assert [n for n, _ in found["mean_curve"]["random"]] == [10, 20, 30]
+    assert [a for _, a in found["mean_curve"]["random"]] == pytest.approx([0.75, 0.70, 0.80])
+    assert found["mean_labels_needed"] == {"active": 20, "random": 30}
+
+
 @needs_chromium
 def test_e2e_smoke_labels_in_the_browser_then_aligns_exports_and_plays(tmp_path):
     """The benchmark's CI version: a scripted designer labels pairs in the real page (6 for a

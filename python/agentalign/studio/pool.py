@@ -13,13 +13,13 @@ pairs reads of each episode (pixels only, never positions or outcomes), one of t
   max-pooled ("how close did the campfire's or a pad's colour ever come"), averaged and taken
   at the last frame. On this island landmarks, pads, sand and sea have distinct colours, and a
   linear ensemble on these 192 numbers orders pairs better than on the CNN's, most of all pairs
-  that differ in a landmark passed (intent as below, seed 0's pool, 300 random labels: 90.4%
+  that differ in a landmark passed (the intent below, seed 0's pool, 300 random labels: 90.4%
   against 86.2% of 500 held-out pairs, 9 against 36 errors among the 294 pairs whose runs differ
   in a part of the intent done; more in docs/results.md, "Colour features for the ensemble").
 - `encoder`: the SFT agent's CNN encoding of every frame, averaged and max-pooled over the
-  episode, beside the last frame's (mean + last alone: 83.0% on the figure below, with the max
-  85.2%; intent "pass by the campfire, then end on the middle pad", 500 pool runs, 300 random
-  labels, 500 common held-out pairs, seed 0).
+  episode, beside the last frame's. The max ("was X ever in view") is there for intents about
+  the way (an earlier measure, other draws, same intent, 500 pool runs, 300 random labels, 500
+  common held-out pairs, seed 0: mean + last 83.0%, with the max 85.2%).
 Each kind has its own file, so switching kinds computes the missing ones (the pool job) and
 keeps the others.
 """
