@@ -159,10 +159,6 @@ def satisfaction(policy: Path, intent: str, episodes: int, out: Path) -> dict[st
     return json.loads((out / "results.json").read_text())["intent"] if result else {}
 
 
-def labels_needed(curve: list[tuple[int, float]], level: float) -> int | None:
-    return next((n for n, acc in curve if acc is not None and acc >= level - 1e-9), None)
-
-
 def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[str, Any]:
     out = args.out / f"s{seed}"
     base = out / "pool"
@@ -179,12 +175,7 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
         folder = out / arm
         if not (folder / "labels").exists():
             shutil.copytree(base / "labels", folder / "labels")
-        arm_settings = load(StudioSettings, None, [*overrides, f"pool.seed={seed}",
-                                                   f"random_share={share}"])
-        studio = Studio(args.run, arm_settings, folder=folder)
-        if not any(p["name"] == "designer" for p in studio.state.personalities()):
-            studio.state.add_personality("designer", intent_text(args.intent),
-                                         designer.pad, args.intent)
+        studio = open_arm(args, seed, overrides, share, folder, designer)
         shots = args.screenshots if (args.screenshots and arm == "active" and
                                      seed == args.seeds[0]) else None
         done = folder / "arm.json"  # a finished arm is not labelled again (rerun to align)
@@ -242,11 +233,22 @@ def run_seed(args: argparse.Namespace, seed: int, overrides: list[str]) -> dict[
     final_random = result["arms"]["random"]["curve"][-1][1]
     result["level"] = final_random
     for arm in ARMS:
-        result["arms"][arm]["labels_needed"] = labels_needed(result["arms"][arm]["curve"],
+        result["arms"][arm]["labels_needed"] = select.labels_needed(result["arms"][arm]["curve"],
                                                              final_random)
     if args.draws > 1:
         result["draws"] = more_draws(args, seed, overrides, result["arms"])
     return result
+
+
+def open_arm(args: argparse.Namespace, seed: int, overrides: list[str], share: float,
+             folder: Path, designer: Designer) -> Studio:
+    """An arm's studio on its copy of the pool, with the designer's personality."""
+    studio = Studio(args.run, load(StudioSettings, None, [
+        *overrides, f"pool.seed={seed}", f"random_share={share}"]), folder=folder)
+    if not any(p["name"] == "designer" for p in studio.state.personalities()):
+        studio.state.add_personality("designer", intent_text(args.intent), designer.pad,
+                                     args.intent)
+    return studio
 
 
 def more_draws(args: argparse.Namespace, seed: int, overrides: list[str],
@@ -264,11 +266,8 @@ def more_draws(args: argparse.Namespace, seed: int, overrides: list[str],
             if not done.exists():
                 shutil.rmtree(folder / "labels", ignore_errors=True)  # a half-labelled draw
                 shutil.copytree(out / "pool" / "labels", folder / "labels")
-                studio = Studio(args.run, load(StudioSettings, None, [
-                    *overrides, f"pool.seed={seed}", f"random_share={share}"]), folder=folder)
+                studio = open_arm(args, seed, overrides, share, folder, designer)
                 studio.rng = np.random.default_rng([seed, draw])
-                studio.state.add_personality("designer", intent_text(args.intent),
-                                             designer.pad, args.intent)
                 heldout = common_heldout(studio, designer, args.heldout_pairs, seed)
                 curve: list[tuple[int, float | None]] = []
                 with running(studio) as url:
@@ -285,14 +284,14 @@ def more_draws(args: argparse.Namespace, seed: int, overrides: list[str],
 def compare_draws(curves: dict[str, list[list[tuple[int, float | None]]]]) -> dict[str, Any]:
     """Per draw, the labels each arm needs for that draw's random final accuracy; and the
     same on the arms' mean curves (over the counts every draw scored)."""
-    per_draw = {arm: [labels_needed(c, r[-1][1]) for c, r in
+    per_draw = {arm: [select.labels_needed(c, r[-1][1]) for c, r in
                       zip(curves[arm], curves["random"], strict=True)] for arm in curves}
     points = [{n: a for n, a in c if a is not None} for arm in curves for c in curves[arm]]
     counts = sorted(set.intersection(*(set(p) for p in points)))
     mean = {arm: [(n, float(np.mean([dict(c)[n] for c in curves[arm]]))) for n in counts]
             for arm in curves}
     return {"labels_needed": per_draw, "mean_curve": mean,
-            "mean_labels_needed": {arm: labels_needed(mean[arm], mean["random"][-1][1])
+            "mean_labels_needed": {arm: select.labels_needed(mean[arm], mean["random"][-1][1])
                                    for arm in curves}}
 
 

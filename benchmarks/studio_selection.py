@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default="colour", choices=["colour", "encoder"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model, _ = load_policy(args.encoder)
+    model = load_policy(args.encoder)[0] if args.features == "encoder" else None
     intent = intent_by_name(args.intent)
     labeller = IntentLabeller(intent)
     features, tracks = [], []
@@ -56,11 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         for folder in sorted(p for p in args.labels.iterdir() if p.name.startswith("pool-")):
             corpus = Corpus(folder, verify=False)
             for e in range(corpus.num_episodes):
-                features.append(colour_features(corpus.episode(e)["frames"])
-                                if args.features == "colour" else
+                episode = corpus.episode(e)
+                features.append(colour_features(episode["frames"]) if model is None else
                                 _episode_features(model, corpus, e))
-                tracks.append(track_from_episode(corpus.episode(e),
-                                                 int(corpus.episodes["outcomes"][e])))
+                tracks.append(track_from_episode(episode, int(corpus.episodes["outcomes"][e])))
     F = np.stack(features)
     sat = np.array([intent.satisfied(t) for t in tracks])
     pad = final_pad(intent)  # the built-in pad intents are named after their pads
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in range(args.repeats)]
         curves = [r[0] for r in runs]
         finals = finals or [c[args.budget] for c in curves]
-        needed = [next((n for n in sorted(c) if c[n] >= level - 1e-9), None)
+        needed = [select.labels_needed(c.items(), level)
                   for c, level in zip(curves, finals, strict=True)]
         with_sat = np.mean([sat[r[1]].any(1).sum() for r in runs])
         margin = np.mean([r[2].score(F)[sat].mean() - r[2].score(F)[on_pad & ~sat].mean()

@@ -87,7 +87,7 @@ def _step(job_dir: Path, name: str) -> None:
 
 def run_pool(job: dict[str, Any], job_dir: Path) -> None:
     from agentalign.data.shards import Corpus
-    from agentalign.studio.pool import PoolPart, load_features, record, write_features
+    from agentalign.studio.pool import PoolPart, feature_path, record, write_features
     from agentalign.studio.state import StudioState
 
     run, labels, pool = Path(job["run"]), Path(job["labels"]), job["pool"]
@@ -108,7 +108,7 @@ def run_pool(job: dict[str, Any], job_dir: Path) -> None:
             write_features(corpus, run / "sft", labels, kind)
             state.add_corpus(part.corpus, part.kind, corpus.num_episodes)
         for row in state.pool():  # e.g. aligned runs, after `pool.features` changed kind
-            if load_features(labels, row["corpus"], kind) is None:
+            if not feature_path(labels, row["corpus"], kind).exists():
                 _step(job_dir, f"features-{row['corpus']}")
                 write_features(Corpus(labels / row["corpus"]), run / "sft", labels, kind)
     finally:

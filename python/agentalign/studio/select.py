@@ -21,6 +21,7 @@ labels on average (docs/results.md, "Colour features for the ensemble").
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,3 +96,10 @@ def most_uncertain(ensemble: Ensemble, features: np.ndarray, candidates: np.ndar
     p = ensemble.prob(features[candidates[:, 0]], features[candidates[:, 1]])
     score = p.std(0) if rule == "disagreement" else -np.abs(p.mean(0) - 0.5)
     return int(np.argmax(score))
+
+
+def labels_needed(curve: Iterable[tuple[int, float | None]], level: float) -> int | None:
+    """The first label count of an accuracy curve [(count, accuracy)] at or above `level`:
+    how active and random pair choice are compared (benchmarks/studio_*.py)."""
+    return next((n for n, acc in sorted(curve) if acc is not None and acc >= level - 1e-9),
+                None)

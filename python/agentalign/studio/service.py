@@ -20,7 +20,7 @@ from agentalign.studio import select
 from agentalign.studio.jobs import Jobs
 from agentalign.studio.media import Clips
 from agentalign.studio.play import Player
-from agentalign.studio.pool import load_features
+from agentalign.studio.pool import feature_path, load_features
 from agentalign.studio.state import Served, StudioError, StudioState
 from agentalign.studio.studio_config import StudioSettings
 
@@ -60,7 +60,7 @@ class Studio:
         being recorded. Features of an older version are computed again by the same job."""
         pool = self.state.pool()
         kind = self.settings.pool.features
-        complete = pool and all(load_features(self.labels, p["corpus"], kind) is not None
+        complete = pool and all(feature_path(self.labels, p["corpus"], kind).exists()
                                 for p in pool)
         jobs = [j for j in self.jobs.list() if j["kind"] == "pool"]
         if complete or any(j["state"] not in ("done", "failed", "cancelled") for j in jobs):
