@@ -286,9 +286,10 @@ def compare_draws(curves: dict[str, list[list[tuple[int, float | None]]]]) -> di
     same on the arms' mean curves (over the counts every draw scored)."""
     per_draw = {arm: [select.labels_needed(c, r[-1][1]) for c, r in
                       zip(curves[arm], curves["random"], strict=True)] for arm in curves}
-    points = [{n: a for n, a in c if a is not None} for arm in curves for c in curves[arm]]
-    counts = sorted(set.intersection(*(set(p) for p in points)))
-    mean = {arm: [(n, float(np.mean([dict(c)[n] for c in curves[arm]]))) for n in counts]
+    scored = {arm: [{n: a for n, a in c if a is not None} for c in curves[arm]]
+              for arm in curves}
+    counts = sorted(set.intersection(*(set(p) for ps in scored.values() for p in ps)))
+    mean = {arm: [(n, float(np.mean([p[n] for p in scored[arm]]))) for n in counts]
             for arm in curves}
     return {"labels_needed": per_draw, "mean_curve": mean,
             "mean_labels_needed": {arm: select.labels_needed(mean[arm], mean["random"][-1][1])

@@ -87,11 +87,11 @@ def _step(job_dir: Path, name: str) -> None:
 
 def run_pool(job: dict[str, Any], job_dir: Path) -> None:
     from agentalign.data.shards import Corpus
-    from agentalign.studio.pool import PoolPart, feature_path, record, write_features
+    from agentalign.studio.pool import PoolPart, feature_kind, feature_path, record, write_features
     from agentalign.studio.state import StudioState
 
     run, labels, pool = Path(job["run"]), Path(job["labels"]), job["pool"]
-    kind = pool.get("features", "encoder")  # a job recorded before the key: the CNN's
+    kind = feature_kind(pool)
     parts = [PoolPart("sft", run / "sft", pool["sft_episodes"], pool["seed"]),
              PoolPart("anywhere", run / "sft", pool["anywhere_episodes"], pool["seed"] + 1,
                       anywhere=pool["anywhere"]),
@@ -121,7 +121,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
     from agentalign.export.personality import run as export
     from agentalign.models.checkpoint import config_from_info, read_info
     from agentalign.models.reward import load_reward_function
-    from agentalign.studio.pool import PoolPart, record, write_features
+    from agentalign.studio.pool import PoolPart, feature_kind, record, write_features
     from agentalign.studio.state import StudioState
     from agentalign.train.align import run as align
     from agentalign.train.align_config import AlignSettings
@@ -181,7 +181,7 @@ def run_align(job: dict[str, Any], job_dir: Path) -> None:
             continue
         _step(job_dir, f"pool-{part.kind}")
         corpus = record(part, labels, num_envs=pool["num_envs"], progress=False)
-        write_features(corpus, run / "sft", labels, pool.get("features", "encoder"))
+        write_features(corpus, run / "sft", labels, feature_kind(pool))
         state = StudioState(labels)
         try:
             state.add_corpus(part.corpus, part.kind, corpus.num_episodes, personality=name)

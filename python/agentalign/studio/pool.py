@@ -134,6 +134,12 @@ def _episode_features(model: Any, corpus: Corpus, e: int) -> np.ndarray:
     return torch.cat([encoded.mean(0), encoded.max(0).values, encoded[-1]]).float().numpy()
 
 
+def feature_kind(pool: dict[str, Any]) -> str:
+    """A job spec's feature kind; a spec recorded before `pool.features` existed: the CNN's
+    (what that code wrote)."""
+    return pool.get("features", "encoder")
+
+
 def feature_path(labels: Path, corpus: str, kind: str) -> Path:
     return labels / FEATURES / f"{corpus}.{VERSIONS[kind]}.npy"
 
